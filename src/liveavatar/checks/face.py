@@ -1,0 +1,105 @@
+"""Face measurements for the checks, on top of the preview engine's mediapipe helpers.
+
+Faces are counted with the full-range detector (``engines.preview.face.detect_faces``); the dense
+mesh (478 points) runs on a crop around the main face, because FaceMesh's own short-range
+detector misses faces that are small in the frame. mediapipe is imported only when called.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_SCORE = 0.5
+# landmarks of the 478-point mesh
+_NOSE_TIP = 1
+_CHEEK_LEFT, _CHEEK_RIGHT = 234, 454  # face outline at the cheekbones (image left / image right)
+_LIP_UPPER_INNER, _LIP_LOWER_INNER = 13, 14
+_MOUTH_LEFT, _MOUTH_RIGHT = 61, 291
+_FOREHEAD, _CHIN = 10, 152
+_EYE_L = (33, 160, 158, 133, 153, 144)  # corner, top, top, corner, bottom, bottom
+_EYE_R = (362, 385, 387, 263, 373, 380)
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in pixels of the image it was found in."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        return self.x + self.w / 2, self.y + self.h / 2
+
+
+@dataclass(frozen=True)
+class FaceShape:
+    """Measures from the dense mesh of the main face (ratios, so independent of image size)."""
+
+    yaw: float  # nose offset from the cheek midpoint / face width: 0 frontal, +-0.5 full profile
+    mouth_open: float  # inner-lip gap / mouth width (0 closed, ~0.1 talking, > 0.45 wide open)
+    eyes_open: float  # mean eye aspect ratio (about 0.25-0.35 open, < 0.12 shut)
+    face_width: float  # cheek to cheek, pixels
+
+
+def detect_faces(rgb: np.ndarray) -> list[Face]:
+    """All faces with score >= MIN_SCORE, largest first."""
+    from liveavatar.engines.preview.face import detect_faces as detect_boxes
+
+    h, w = rgb.shape[:2]
+    faces = []
+    for b in detect_boxes(rgb, MIN_SCORE):
+        x0, y0, x1, y1 = max(0.0, b.x0), max(0.0, b.y0), min(float(w), b.x1), min(float(h), b.y1)
+        if x1 - x0 >= 4 and y1 - y0 >= 4:
+            faces.append(Face(x0, y0, x1 - x0, y1 - y0, b.score))
+    return sorted(faces, key=lambda f: f.w * f.h, reverse=True)
+
+
+def crop_box(face: Face, image_shape: tuple[int, ...], scale: float) -> tuple[int, int, int, int]:
+    """A square box around the face, ``scale`` times its size, clipped to the image: (x0, y0, x1, y1)."""
+    h, w = image_shape[:2]
+    cx, cy = face.centre
+    half = max(face.w, face.h) * scale / 2
+    return max(0, int(cx - half)), max(0, int(cy - half)), min(w, int(cx + half)), min(h, int(cy + half))
+
+
+def face_shape(rgb: np.ndarray, face: Face) -> FaceShape | None:
+    """Mesh the face (on a crop around it, upscaled if small); None when the mesh finds nothing."""
+    import cv2
+
+    from liveavatar.engines.preview.face import mesh_landmarks
+
+    x0, y0, x1, y1 = crop_box(face, rgb.shape, 2.0)
+    crop = rgb[y0:y1, x0:x1]
+    if crop.shape[0] < 8 or crop.shape[1] < 8:
+        return None
+    side = max(crop.shape[:2])
+    if side < 256:
+        f = 256 / side
+        crop = cv2.resize(crop, (round(crop.shape[1] * f), round(crop.shape[0] * f)), interpolation=cv2.INTER_CUBIC)
+    found = mesh_landmarks(crop)
+    if found is None:
+        return None
+    pts = found.astype(np.float64)
+    cw = crop.shape[1]
+
+    def dist(a: int, b: int) -> float:
+        return float(np.linalg.norm(pts[a] - pts[b]))
+
+    left, right = pts[_CHEEK_LEFT, 0], pts[_CHEEK_RIGHT, 0]
+    width = max(abs(right - left), 1e-6)
+    yaw = float((pts[_NOSE_TIP, 0] - (left + right) / 2) / width)
+    mouth_open = dist(_LIP_UPPER_INNER, _LIP_LOWER_INNER) / max(dist(_MOUTH_LEFT, _MOUTH_RIGHT), 1e-6)
+
+    def ear(idx: tuple[int, ...]) -> float:
+        c0, t0, t1, c1, b1, b0 = idx
+        return (dist(t0, b0) + dist(t1, b1)) / (2 * max(dist(c0, c1), 1e-6))
+
+    eyes = (ear(_EYE_L) + ear(_EYE_R)) / 2
+    scale_back = (x1 - x0) / cw
+    return FaceShape(yaw=yaw, mouth_open=float(mouth_open), eyes_open=float(eyes), face_width=float(width * scale_back))

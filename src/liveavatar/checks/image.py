@@ -1,0 +1,156 @@
+"""Portrait checks: format, resolution, one frontal well-lit face with a calm expression.
+
+Thresholds (the guide's where it gives one; the others are documented in docs/checks.md):
+short side >= 512; face detector score >= 0.5; |yaw| <= 0.4; face >= 12% of the short side and
+>= 64 px; face luminance 60..210 with < 30% clipped pixels; left/right face halves within 1.0
+stops; inner-lip gap <= 0.35 of the mouth width.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from liveavatar.checks.face import Face, FaceShape, detect_faces, face_shape
+from liveavatar.checks.findings import Finding
+from liveavatar.errors import UserError
+
+MIN_SIDE = 512
+MAX_YAW = 0.4
+MIN_FACE_FRACTION = 0.12
+MIN_FACE_PIXELS = 64
+DARK_LUMA = 60.0
+BRIGHT_LUMA = 210.0
+CLIPPED_FRACTION = 0.30
+MAX_SHADOW_STOPS = 1.0
+MAX_MOUTH_OPEN = 0.35
+MIN_EYES_OPEN = 0.12
+SECOND_FACE_AREA = 0.10  # a second face counts when it is at least this share of the main face's area
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    """What the image checks measured (for prepare and the consistency checks)."""
+
+    width: int
+    height: int
+    faces: tuple[Face, ...]
+    shape: FaceShape | None
+
+
+def _f(severity: str, code: str, message: str, measured: object, expected: object, fix: str) -> Finding:
+    return Finding("image", severity, code, message, measured, expected, fix)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _lighting(rgb: np.ndarray, face: Face | None) -> list[Finding]:
+    y = luma(rgb.astype(np.float32))
+    if face is not None:
+        x0, x1 = int(face.x + 0.1 * face.w), int(face.x + 0.9 * face.w)
+        y0, y1 = int(face.y + 0.05 * face.h), int(face.y + 0.95 * face.h)
+        region, where = y[y0:y1, x0:x1], "the face"
+    else:
+        region, where = y, "the image"
+    if region.size == 0:
+        return []
+    out: list[Finding] = []
+    mean = float(region.mean())
+    clipped = float((region >= 250).mean())
+    if mean < DARK_LUMA:
+        out.append(_f("warning", "image.dark", f"{where} is too dark (mean luminance {mean:.0f}/255): detail is lost",
+                      round(mean, 1), f">= {DARK_LUMA:.0f}", "use a brighter photo, or raise exposure/levels in an editor"))
+    if mean > BRIGHT_LUMA or clipped > CLIPPED_FRACTION:
+        out.append(_f("warning", "image.overexposed",
+                      f"{where} is over-exposed (mean luminance {mean:.0f}/255, {clipped:.0%} of pixels blown out)",
+                      {"mean_luma": round(mean, 1), "clipped_fraction": round(clipped, 3)},
+                      f"mean <= {BRIGHT_LUMA:.0f}, clipped < {CLIPPED_FRACTION:.0%}",
+                      "use a photo with less exposure; blown-out skin cannot be recovered"))
+    if face is not None and region.shape[1] >= 8:
+        half = region.shape[1] // 2
+        left, right = float(np.median(region[:, :half])), float(np.median(region[:, half:]))
+        stops = float(abs(np.log2((max(left, right) + 1.0) / (min(left, right) + 1.0))))
+        if stops > MAX_SHADOW_STOPS and mean >= DARK_LUMA / 2:
+            out.append(_f("warning", "image.uneven_lighting",
+                          f"a hard shadow falls across the face: one half is {stops:.1f} stops darker than the other",
+                          round(stops, 2), f"<= {MAX_SHADOW_STOPS} stops",
+                          "use a photo with even, diffuse light on both sides of the face"))
+    return out
+
+
+def _face_findings(rgb: np.ndarray, faces: list[Face], shape: FaceShape | None) -> list[Finding]:
+    h, w = rgb.shape[:2]
+    out: list[Finding] = []
+    if not faces:
+        out.append(_f("error", "image.no_face", "no face was found in the portrait", 0, 1,
+                      "give a photo with one clearly visible, frontal human face (stylised or cartoon faces may not be detected)"))
+        return out
+    main = faces[0]
+    others = [f for f in faces[1:] if f.w * f.h >= SECOND_FACE_AREA * main.w * main.h]
+    if others:
+        out.append(_f("warning", "image.multiple_faces",
+                      f"{1 + len(others)} faces found: the model may animate the wrong person", 1 + len(others), 1,
+                      "crop the photo to the one person who should speak (liveavatar prepare crops around the largest face)"))
+    side = min(main.w, main.h)
+    if side < MIN_FACE_FRACTION * min(h, w) or side < MIN_FACE_PIXELS:
+        out.append(_f("warning", "image.face_small",
+                      f"the face is small ({side:.0f} px, {side / min(h, w):.0%} of the short side): lips and eyes lose detail",
+                      {"face_px": round(side), "fraction": round(side / min(h, w), 3)},
+                      f">= {MIN_FACE_PIXELS} px and >= {MIN_FACE_FRACTION:.0%} of the short side",
+                      "crop closer to the face and upscale: liveavatar prepare --upscale"))
+    if shape is None:
+        return out
+    if abs(shape.yaw) > MAX_YAW:
+        out.append(_f("warning", "image.profile",
+                      f"the head is turned too far from the camera (yaw index {shape.yaw:+.2f}); profile views reconstruct badly",
+                      round(shape.yaw, 3), f"|yaw| <= {MAX_YAW}", "use a frontal or slightly turned portrait"))
+    if shape.mouth_open > MAX_MOUTH_OPEN:
+        out.append(_f("warning", "image.expression",
+                      f"the mouth is wide open (lip gap {shape.mouth_open:.2f} of the mouth width): an exaggerated expression hurts lip-sync",
+                      round(shape.mouth_open, 3), f"<= {MAX_MOUTH_OPEN}", "use a neutral face or a slight smile with the lips visible"))
+    elif shape.eyes_open < MIN_EYES_OPEN:
+        out.append(_f("warning", "image.expression", f"the eyes look shut (eye aspect ratio {shape.eyes_open:.2f})",
+                      round(shape.eyes_open, 3), f">= {MIN_EYES_OPEN}", "use a portrait with open eyes and a neutral face"))
+    return out
+
+
+def measure_image(rgb: np.ndarray) -> tuple[list[Finding], ImageFacts]:
+    """Face and lighting findings for a decoded RGB portrait."""
+    faces = detect_faces(rgb)
+    shape = face_shape(rgb, faces[0]) if faces else None
+    findings = _face_findings(rgb, faces, shape) + _lighting(rgb, faces[0] if faces else None)
+    return findings, ImageFacts(rgb.shape[1], rgb.shape[0], tuple(faces), shape)
+
+
+def check_image(path: Path) -> tuple[list[Finding], ImageFacts | None]:
+    """All image findings for the file at ``path``."""
+    from PIL import Image, UnidentifiedImageError
+
+    from liveavatar.media.image import read_image
+
+    out: list[Finding] = []
+    try:
+        with Image.open(path) as img:
+            fmt, (w0, h0) = img.format, img.size
+    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError) as exc:
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else "not an image this tool can read"
+        return [_f("error", "image.unreadable", f"{path}: {reason}", str(path), "a JPG or PNG file", "give the path of a JPG or PNG portrait")], None
+    if fmt not in ("JPEG", "PNG"):
+        out.append(_f("warning", "image.format", f"the portrait is {fmt}, not JPG or PNG", fmt, "JPEG or PNG",
+                      "convert it to PNG (liveavatar prepare writes a PNG)"))
+    if min(w0, h0) < MIN_SIDE:
+        severity = "error" if min(w0, h0) < 64 else "warning"
+        out.append(_f(severity, "image.resolution", f"the portrait is {w0}x{h0}: below {MIN_SIDE} px on the short side",
+                      [w0, h0], f">= {MIN_SIDE}x{MIN_SIDE}", "upscale it: liveavatar prepare --upscale (Real-ESRGAN with the [enhance] extra)"))
+        if severity == "error":
+            return out, None
+    try:
+        rgb = read_image(Path(path))
+    except UserError as exc:
+        return out + [_f("error", "image.unreadable", exc.message, str(path), "a JPG or PNG file", exc.fix)], None
+    findings, facts = measure_image(rgb)
+    return out + findings, facts

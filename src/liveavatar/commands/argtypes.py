@@ -1,0 +1,39 @@
+"""argparse value types whose messages name the fix."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number; give a positive whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not positive; give a positive whole number")
+    return value
+
+
+def any_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+
+
+def boolean(text: str) -> bool:
+    """Upstream's str2bool: True/False, yes/no, 1/0."""
+    lowered = text.strip().lower()
+    if lowered in {"true", "yes", "1", "on"}:
+        return True
+    if lowered in {"false", "no", "0", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"'{text}' is not True or False")

@@ -1,0 +1,1 @@
+"""Engines turn prepared inputs and a Plan into blocks of video frames."""

@@ -1,0 +1,102 @@
+"""The checkpoint folder, laid out as upstream's release, and what is missing from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from liveavatar.errors import UserError
+
+DEFAULT_CKPT_DIR = Path("ckpt/Wan2.2-S2V-14B")
+DEFAULT_LORA_DIR = Path("ckpt/LiveAvatar")
+LORA_FILENAME = "liveavatar.safetensors"
+CKPT_ENV = "LIVEAVATAR_CKPT_DIR"
+LORA_ENV = "LIVEAVATAR_LORA"
+
+DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
+DIT_SINGLE = "diffusion_pytorch_model.safetensors"
+VAE_FILE = "Wan2.1_VAE.pth"
+T5_FILE = "models_t5_umt5-xxl-enc-bf16.pth"
+TOKENIZER_DIR = "google/umt5-xxl"
+WAV2VEC_DIR = "wav2vec2-large-xlsr-53-english"
+SOURCES = {
+    "ckpt": "the Wan-AI/Wan2.2-S2V-14B release (huggingface-cli download Wan-AI/Wan2.2-S2V-14B --local-dir ckpt/Wan2.2-S2V-14B)",
+    "lora": "the Quark-Vision/Live-Avatar release (huggingface-cli download Quark-Vision/Live-Avatar --local-dir ckpt/LiveAvatar)",
+}
+
+
+@dataclass(frozen=True)
+class CheckpointLayout:
+    """Paths of every file the diffusion engine loads."""
+
+    root: Path
+    lora: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def vae(self) -> Path:
+        return self.root / VAE_FILE
+
+    @property
+    def t5(self) -> Path:
+        return self.root / T5_FILE
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / TOKENIZER_DIR
+
+    @property
+    def wav2vec(self) -> Path:
+        return self.root / WAV2VEC_DIR
+
+    def dit_shards(self) -> list[Path]:
+        """The DiT's safetensors files, from the index when there is one."""
+        index = self.root / DIT_INDEX
+        if index.is_file():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            return [self.root / name for name in sorted(set(weight_map.values()))]
+        return [self.root / DIT_SINGLE]
+
+    def missing(self) -> list[str]:
+        """Human-readable list of what is absent; empty when everything is in place."""
+        gaps: list[str] = []
+        if not self.root.is_dir():
+            return [f"{self.root}/ (the checkpoint folder itself)"]
+        if not self.config.is_file():
+            gaps.append(str(self.config))
+        try:
+            shards = self.dit_shards()
+        except (ValueError, KeyError, OSError):
+            gaps.append(f"{self.root / DIT_INDEX} (unreadable index)")
+            shards = []
+        gaps += [str(p) for p in shards if not p.is_file()]
+        gaps += [str(p) for p in (self.vae, self.t5) if not p.is_file()]
+        if not (self.tokenizer / "tokenizer_config.json").is_file():
+            gaps.append(f"{self.tokenizer}/ (tokenizer)")
+        if not (self.wav2vec / "config.json").is_file():
+            gaps.append(f"{self.wav2vec}/ (wav2vec2 model)")
+        if not self.lora.is_file():
+            gaps.append(f"{self.lora} (Live Avatar LoRA)")
+        return gaps
+
+    def require_complete(self) -> None:
+        gaps = self.missing()
+        if gaps:
+            listed = ", ".join(gaps[:4]) + (f" and {len(gaps) - 4} more" if len(gaps) > 4 else "")
+            lora_only = all("LoRA" in g for g in gaps)
+            source = SOURCES["lora"] if lora_only else SOURCES["ckpt"] + " and " + SOURCES["lora"]
+            raise UserError("--ckpt_dir", f"the diffusion checkpoint is incomplete: missing {listed}", f"get them from {source}, or use --engine preview")
+
+
+def resolve_layout(ckpt_dir: Path | None, lora_path: Path | None) -> CheckpointLayout:
+    """The configured checkpoint: flags first, then environment variables, then ./ckpt/."""
+    root = ckpt_dir or Path(os.environ.get(CKPT_ENV, DEFAULT_CKPT_DIR))
+    lora = lora_path or Path(os.environ.get(LORA_ENV, DEFAULT_LORA_DIR))
+    if lora.is_dir():
+        lora = lora / LORA_FILENAME
+    return CheckpointLayout(root=root, lora=lora)

@@ -1,0 +1,35 @@
+"""Which engine runs, and building it."""
+
+from __future__ import annotations
+
+from liveavatar.config import GenerateConfig
+from liveavatar.engines.base import Engine
+from liveavatar.engines.diffusion.layout import resolve_layout
+
+
+def choose_engine(config: GenerateConfig) -> tuple[str, str]:
+    """``(engine name, why)``: the flag if given, else diffusion when a complete checkpoint is configured."""
+    if config.engine:
+        return config.engine, "--engine"
+    layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
+    if not layout.missing():
+        return "diffusion", f"a complete checkpoint is at {layout.root}"
+    return "preview", f"no complete diffusion checkpoint at {layout.root}"
+
+
+def require_engine_files(name: str, config: GenerateConfig) -> None:
+    """Fail early, before any output exists, when the engine's files are not all there."""
+    if name == "diffusion":
+        resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
+
+
+def build_engine(name: str, config: GenerateConfig) -> Engine:
+    if name == "preview":
+        from liveavatar.engines.preview import PreviewEngine
+
+        return PreviewEngine()
+    from liveavatar.engines.diffusion.engine import DiffusionEngine
+
+    layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
+    layout.require_complete()
+    return DiffusionEngine.from_config(config, layout)

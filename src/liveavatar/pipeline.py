@@ -1,0 +1,117 @@
+"""inputs -> checks -> engine -> writer, with progress and an atomic output file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from liveavatar.config import GenerateConfig, Plan
+from liveavatar.engines.base import Inputs
+from liveavatar.errors import UserError
+from liveavatar.media.audio import read_audio
+from liveavatar.media.image import read_image
+from liveavatar.media.writer import VideoWriter
+from liveavatar.planning import make_plan
+from liveavatar.progress import frame_progress
+from liveavatar.sizing import AUDIO_SAMPLE_RATE
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    path: Path | None  # None for a dry run
+
+
+def default_output_path(config: GenerateConfig, now: float | None = None) -> Path:
+    """``output/<date>_<steps>step_<prompt>.mp4``, as upstream names its videos."""
+    stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now))
+    words = re.sub(r"[^A-Za-z0-9]+", "_", config.prompt).strip("_")[:50] or "avatar"
+    return Path("output") / f"{stamp}_{config.sample_steps}step_{words}.mp4"
+
+
+def check_output_path(path: Path, overwrite: bool, create_folder: bool = False) -> Path:
+    """Refuse an output we could not or should not write; create the default folder if asked."""
+    if path.suffix.lower() != ".mp4":
+        raise UserError("--save_file", f"{path} does not end in .mp4", "give a file name ending in .mp4")
+    folder = path.parent if str(path.parent) else Path(".")
+    if create_folder:
+        folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir():
+        raise UserError("--save_file", f"the folder {folder} does not exist", "create it first or choose another folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError("--save_file", f"the folder {folder} is not writable", "choose a folder you can write to")
+    if path.is_dir():
+        raise UserError("--save_file", f"{path} is a folder", "give a file name ending in .mp4")
+    if path.exists() and not overwrite:
+        raise UserError("--save_file", f"{path} already exists", "pass --overwrite to replace it, or choose another name")
+    return path
+
+
+def read_inputs(config: GenerateConfig) -> Inputs:
+    image = read_image(config.image)
+    audio = read_audio(config.audio)
+    return Inputs(
+        prompt=config.prompt,
+        image=image,
+        audio=audio,
+        sample_rate=AUDIO_SAMPLE_RATE,
+        image_path=config.image,
+        audio_path=config.audio,
+        transcript=config.transcript,
+    )
+
+
+def run(config: GenerateConfig, say: Say, warn: Say, dry_run: bool = False, progress: bool | None = None) -> Outcome:
+    """Generate the video the config asks for; return the plan and where the video went."""
+    from liveavatar.engines.select import build_engine, choose_engine, require_engine_files
+
+    config = config.resolve()
+    engine_name, why = choose_engine(config)
+    if not dry_run:
+        require_engine_files(engine_name, config)
+    if config.sample_guide_scale:
+        warn("--sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
+    inputs = read_inputs(config)
+    if not dry_run:
+        output = check_output_path(config.save_file or default_output_path(config), config.overwrite, create_folder=config.save_file is None)
+    plan = make_plan(config, inputs, engine_name)
+    if dry_run:
+        say(json.dumps(plan.summary()))
+        return Outcome(plan=plan, path=None)
+    say(f"engine: {engine_name} ({why})")
+    engine = build_engine(engine_name, config)
+    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, warn, progress))
+
+
+def _render(engine, inputs: Inputs, plan: Plan, output: Path, warn: Say, progress: bool | None) -> Path:
+    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
+    clip_ends = _cumulative(plan.clip_frame_counts())
+    try:
+        with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
+            for block in engine.generate(inputs, plan, warn):
+                writer.write(block)
+                clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
+                advance(len(block), clip)
+        if writer.frames_written != plan.num_frames:
+            raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
+    except BaseException:
+        kept = writer.abort()
+        if kept is not None:
+            warn(f"stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}")
+        raise
+    return writer.finish()
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    total, out = 0, []
+    for c in counts:
+        total += c
+        out.append(total)
+    return out

@@ -1,0 +1,1 @@
+"""Developer tools: parity checks, tiny checkpoints, speech synthesis for fixtures."""

@@ -1,0 +1,81 @@
+"""The pipeline with a stand-in engine: plan, progress, output naming, failures keep finished work."""
+
+from __future__ import annotations
+
+import json
+
+import av
+import numpy as np
+import pytest
+
+from liveavatar.cli import main
+from liveavatar.engines import select
+
+
+class StripesEngine:
+    """Test engine: a moving stripe per frame, honouring the plan's clip structure."""
+
+    name = "preview"
+
+    def __init__(self, fail_after_clips: int | None = None):
+        self.fail_after_clips = fail_after_clips
+
+    def generate(self, inputs, plan, notify):
+        for clip, count in enumerate(plan.clip_frame_counts()):
+            if self.fail_after_clips is not None and clip == self.fail_after_clips:
+                raise RuntimeError("CUDA out of memory (simulated)")
+            frames = np.zeros((count, plan.height, plan.width, 3), np.uint8)
+            frames[:, :, :, 1] = 80
+            yield frames
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    holder = {"engine": StripesEngine()}
+    monkeypatch.setattr(select, "build_engine", lambda name, config: holder["engine"])
+    return holder
+
+
+def test_dry_run_prints_plan_json(capsys, portrait_path, speech_path):
+    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run", "--engine", "diffusion", "--preset", "quick"])
+    assert code == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert plan["engine"] == "diffusion" and plan["fps"] == 25
+    assert (plan["height"], plan["width"]) == (256, 256)
+    assert plan["frames_per_clip"] == 32 and plan["sample_steps"] == 3
+    assert plan["timesteps"] == pytest.approx([1000.0, 751.1211, 8.9286], abs=1e-3)
+    assert plan["duration_s"] == pytest.approx(plan["num_frames"] / 25)
+
+
+def test_success_prints_engine_and_path_last(capsys, fake_engine, portrait_path, speech_path, tmp_path):
+    out = tmp_path / "v.mp4"
+    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--size", "384*256"])
+    stdout = capsys.readouterr().out.strip().splitlines()
+    assert code == 0
+    assert stdout[0].startswith("engine: preview")
+    assert stdout[-1] == str(out)
+    with av.open(str(out)) as c:
+        assert (c.streams.video[0].codec_context.width, c.streams.video[0].codec_context.height) == (256, 256)
+        frames = sum(1 for _ in c.decode(video=0))
+    audio_s = len(__import__("soundfile").read(str(speech_path))[0]) / 16000
+    assert frames == int(np.ceil(audio_s * 25 - 1e-9))
+
+
+def test_num_clip_caps_the_video(capsys, fake_engine, portrait_path, speech_path, tmp_path):
+    out = tmp_path / "v.mp4"
+    assert main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--num_clip", "1", "--infer_frames", "20"]) == 0
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 20
+
+
+def test_failure_mid_run_keeps_finished_clips_only_as_partial(capsys, fake_engine, portrait_path, speech_path, tmp_path):
+    fake_engine["engine"] = StripesEngine(fail_after_clips=1)
+    out = tmp_path / "v.mp4"
+    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--infer_frames", "24"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "out of memory" in err and "Traceback" not in err
+    assert not out.exists()
+    partial = tmp_path / "v.partial.mp4"
+    with av.open(str(partial)) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 24
