@@ -12,7 +12,7 @@ from liveavatar import __version__
 from liveavatar.errors import UserError
 
 # Subcommand modules under liveavatar.commands; each has register(subparsers) and a run(args) -> int.
-COMMANDS = ("generate",)
+COMMANDS = ("generate", "check", "prepare")
 
 
 class OneLineParser(argparse.ArgumentParser):

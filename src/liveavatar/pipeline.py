@@ -36,13 +36,13 @@ def default_output_path(config: GenerateConfig, now: float | None = None) -> Pat
     return Path("output") / f"{stamp}_{config.sample_steps}step_{words}.mp4"
 
 
-def check_output_path(path: Path, overwrite: bool, create_folder: bool = False) -> Path:
-    """Refuse an output we could not or should not write; create the default folder if asked."""
+def check_output_path(path: Path, overwrite: bool, default_folder: bool = False) -> Path:
+    """Refuse an output we could not or should not write (the default folder is made later)."""
     if path.suffix.lower() != ".mp4":
         raise UserError("--save_file", f"{path} does not end in .mp4", "give a file name ending in .mp4")
     folder = path.parent if str(path.parent) else Path(".")
-    if create_folder:
-        folder.mkdir(parents=True, exist_ok=True)
+    if default_folder and not folder.exists():
+        return path
     if not folder.is_dir():
         raise UserError("--save_file", f"the folder {folder} does not exist", "create it first or choose another folder")
     if not os.access(folder, os.W_OK | os.X_OK):
@@ -68,8 +68,12 @@ def read_inputs(config: GenerateConfig) -> Inputs:
     )
 
 
-def run(config: GenerateConfig, say: Say, warn: Say, dry_run: bool = False, progress: bool | None = None) -> Outcome:
-    """Generate the video the config asks for; return the plan and where the video went."""
+def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None) -> Outcome:
+    """Generate the video the config asks for; return the plan and where the video went.
+
+    ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
+    that starts with ``warning:`` or ``note:`` (stderr).
+    """
     from liveavatar.engines.select import build_engine, choose_engine, require_engine_files
 
     config = config.resolve()
@@ -77,25 +81,30 @@ def run(config: GenerateConfig, say: Say, warn: Say, dry_run: bool = False, prog
     if not dry_run:
         require_engine_files(engine_name, config)
     if config.sample_guide_scale:
-        warn("--sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
-    inputs = read_inputs(config)
+        notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
     if not dry_run:
-        output = check_output_path(config.save_file or default_output_path(config), config.overwrite, create_folder=config.save_file is None)
+        output = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
+    inputs = read_inputs(config)
+    if not dry_run and not config.skip_checks:
+        from liveavatar.checks import gate
+
+        gate(config.image, config.audio, config.prompt, notify)
     plan = make_plan(config, inputs, engine_name)
     if dry_run:
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
     say(f"engine: {engine_name} ({why})")
     engine = build_engine(engine_name, config)
-    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, warn, progress))
+    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress))
 
 
-def _render(engine, inputs: Inputs, plan: Plan, output: Path, warn: Say, progress: bool | None) -> Path:
+def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None) -> Path:
+    output.parent.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
     clip_ends = _cumulative(plan.clip_frame_counts())
     try:
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
-            for block in engine.generate(inputs, plan, warn):
+            for block in engine.generate(inputs, plan, notify):
                 writer.write(block)
                 clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
                 advance(len(block), clip)
@@ -104,7 +113,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, warn: Say, progres
     except BaseException:
         kept = writer.abort()
         if kept is not None:
-            warn(f"stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}")
+            notify(f"warning: stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}")
         raise
     return writer.finish()
 

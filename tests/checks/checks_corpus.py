@@ -47,3 +47,60 @@ def speak(text: str = SENTENCE, *, voice: str = "en-us", rate: int = 165, pitch:
     lib.espeak_Terminate()
     audio = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
     return audio, int(sr)
+
+
+GOOD_PROMPT = (
+    "A woman in her forties with short light brown hair and blue eyes, wearing a white NASA flight suit "
+    "with mission patches and an American flag on the shoulder, stands in front of a dark studio backdrop "
+    "next to a space shuttle model. She is speaking clearly to the camera with a gentle, confident "
+    "expression, nodding slightly and moving her head as she explains her work. Her hands stay relaxed "
+    "and out of frame. The background shows a blurred display of a rocket and the flag. Soft frontal "
+    "studio lighting falls evenly on her face, with a faint rim light on her hair and a shallow depth of "
+    "field that keeps her eyes sharp. The camera holds a steady medium close-up shot at eye level. "
+    "Photorealistic style, like a broadcast documentary interview, natural skin tones and fine detail "
+    "in the fabric of the suit."
+)
+
+WOMAN_VOICE = "en-us+f3"
+
+
+def to_16k(audio: np.ndarray, sr: int) -> np.ndarray:
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(16_000, sr)
+    return resample_poly(audio, 16_000 // g, sr // g).astype(np.float32)
+
+
+def at_level(audio: np.ndarray, db: float) -> np.ndarray:
+    """Scale so the speech RMS (speech frames only) is ``db`` dBFS."""
+    from liveavatar.checks.speech import speech_level_db, speech_mask
+
+    return (audio * 10 ** ((db - speech_level_db(audio, speech_mask(audio))) / 20)).astype(np.float32)
+
+
+def clean_speech(voice: str = WOMAN_VOICE, level_db: float = -16.0, **kw) -> np.ndarray:
+    """16 kHz float32 speech at ``level_db`` speech RMS."""
+    audio, sr = speak(voice=voice, **kw)
+    return at_level(to_16k(audio, sr), level_db)
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = 16_000, subtype: str = "PCM_16") -> Path:
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(audio, -1, 1), sr, subtype=subtype)
+    return path
+
+
+def save_image(path: Path, rgb: np.ndarray) -> Path:
+    from PIL import Image
+
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def astronaut() -> np.ndarray:
+    import skimage.data
+
+    return skimage.data.astronaut().astype(np.float32)

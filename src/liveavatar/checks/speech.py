@@ -103,7 +103,12 @@ def pitch_track(x: np.ndarray, mask: np.ndarray, sr: int = SR, fmin: float = 65.
     lag_lo, lag_hi = int(sr / fmax), int(sr / fmin)
     # unbiased normalisation, so long lags are not penalised
     norm = ac[:, lag_lo:lag_hi] / energy * (win / (win - np.arange(lag_lo, lag_hi)))
-    best = np.argmax(norm, axis=1)
+    # the shortest lag whose peak comes within 85% of the best one: avoids picking a multiple of
+    # the period (an octave too low) on breathy or creaky voices
+    peak_max = norm.max(axis=1, keepdims=True)
+    local = np.zeros_like(norm, dtype=bool)
+    local[:, 1:-1] = (norm[:, 1:-1] >= norm[:, :-2]) & (norm[:, 1:-1] >= norm[:, 2:])
+    best = np.argmax(local & (norm >= 0.85 * peak_max), axis=1)
     strength = norm[np.arange(len(norm)), best]
     lags = (best + lag_lo).astype(np.float64)
     voiced = strength >= 0.6

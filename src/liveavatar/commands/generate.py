@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     outcome = pipeline.run(
         config,
         say=lambda text: print(text, flush=True),
-        warn=lambda text: print(f"warning: {text}", file=sys.stderr, flush=True),
+        notify=lambda text: print(text, file=sys.stderr, flush=True),
         dry_run=args.dry_run,
     )
     if outcome.path is not None:

@@ -8,6 +8,13 @@ from typing import Any
 
 # config.json keys whose names differ from ours (none so far, kept for clarity)
 _RENAMES: dict[str, str] = {}
+# upstream constructor arguments that do not change the inference network, with the values we support
+# (None: any value)
+_UPSTREAM_FIXED: dict[str, Any] = {
+    "model_type": "s2v", "enable_motioner": False, "enable_tsm": False, "trainable_token_pos_emb": False,
+    "window_size": (-1, -1), "local_attn_size": -1, "slide_motion_frames": False,
+    "zero_init": None, "cross_attn_type": None, "motion_token_num": None,
+}
 
 
 @dataclass(frozen=True)
@@ -73,14 +80,16 @@ class DiTConfig:
             key = _RENAMES.get(key, key)
             if key.startswith("_"):
                 continue
+            if isinstance(value, list):
+                value = tuple(value)
             if key in names:
-                if isinstance(value, list):
-                    value = tuple(value)
                 kwargs[key] = value
+            elif key in _UPSTREAM_FIXED:
+                want = _UPSTREAM_FIXED[key]
+                if want is not None and value != want:
+                    raise ValueError(f"config {key}={value!r} is not supported (only {want!r}, as in Wan2.2-S2V-14B)")
             else:
                 unknown.append(key)
-        if data.get("model_type", "s2v") != "s2v":
-            raise ValueError(f"model_type {data['model_type']!r} is not 's2v'")
         return cls(**kwargs, unknown_keys=tuple(sorted(unknown)))
 
     def validate(self) -> None:

@@ -7,6 +7,9 @@ landmarks are mapped into the coordinates of the portrait as fitted to the plan'
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,12 +83,37 @@ class FaceBox:
         return max(0.0, self.x1 - self.x0) * max(0.0, self.y1 - self.y0)
 
 
+@contextmanager
+def mediapipe_quietly():
+    """Import mediapipe with its native logging (glog/absl/TFLite info lines on fd 2) held back.
+
+    Its graphs print start-up chatter straight to the process's stderr, which would bury our own
+    one-line messages; Python exceptions still come through.
+    """
+    import warnings
+
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*GetPrototype.*")
+            import mediapipe as mp
+
+            yield mp
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def detect_faces(image: np.ndarray, min_score: float = 0.5) -> list[FaceBox]:
     """Face boxes in pixels, largest first (MediaPipe full-range detector)."""
-    import mediapipe as mp
-
     h, w = image.shape[:2]
-    with mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score) as det:
+    with mediapipe_quietly() as mp, mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score) as det:
         result = det.process(np.ascontiguousarray(image))
     boxes = []
     for d in result.detections or []:
@@ -96,10 +124,8 @@ def detect_faces(image: np.ndarray, min_score: float = 0.5) -> list[FaceBox]:
 
 def mesh_landmarks(image: np.ndarray) -> np.ndarray | None:
     """478 landmarks (x, y) in pixels of the largest face FaceMesh finds in ``image``, or None."""
-    import mediapipe as mp
-
     h, w = image.shape[:2]
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+    with mediapipe_quietly() as mp, mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
         result = mesh.process(np.ascontiguousarray(image))
     if not result.multi_face_landmarks:
         return None
@@ -173,7 +199,7 @@ def find_face(image: np.ndarray, height: int, width: int, notify: Notify) -> Fac
             f"(the preview needs at least {MIN_FACE_PX})",
             "crop the portrait closer to the face or choose a larger --size",
         )
-    core = fitted[[FOREHEAD, CHIN, CHEEK_LEFT, CHEEK_RIGHT, MOUTH_LEFT, MOUTH_RIGHT]]
+    core = fitted[[33, 263, MOUTH_LEFT, MOUTH_RIGHT, INNER_BOTTOM, CHIN]]  # eyes, mouth and chin must stay in frame
     if (core[:, 0] < 0).any() or (core[:, 0] > width).any() or (core[:, 1] < 0).any() or (core[:, 1] > height).any():
         raise UserError(
             "--image",

@@ -46,7 +46,7 @@ def recognise(audio: np.ndarray, sr: int) -> list[Phone]:
     decoder = Decoder(
         samprate=sr,
         allphone=os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"),
-        lw=2.0, pip=0.3, beam=1e-10, pbeam=1e-10, loglevel="FATAL",
+        lw=1.0, pip=1.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL",  # a light phone LM: espeak voices lose phones at lw=2
     )
     phones: list[Phone] = []
     for lo, hi in _chunk_bounds(audio, sr):

@@ -97,8 +97,9 @@ def coarticulate(raster: np.ndarray, sigma_s: float = 0.035) -> np.ndarray:
 
 
 def phones_reliable(phones: list[tuple[str, float, float]], loud: np.ndarray) -> bool:
-    """Do the phonemes fit the audio? Speech frames should be phones, quiet frames silence, and
-    the phone rate should be speech-like (garbage phonemes on singing or other sounds fail this)."""
+    """Do the phonemes fit the audio? Loud frames should be covered by phones (not silence) and
+    the phone rate should be speech-like; sung notes, tones and voices the English model cannot
+    follow come out as mostly silence or a few stray phones and fail this."""
     n = len(loud)
     if n < 10:
         return False
@@ -108,15 +109,13 @@ def phones_reliable(phones: list[tuple[str, float, float]], loud: np.ndarray) ->
         if name in _SILENT:
             continue
         count += 1
-        spoken[int(t0 * FPS) : int(np.ceil(t1 * FPS))] = True
-    speech = loud > 0.3
-    quiet = loud < 0.05
+        spoken[max(0, int(t0 * FPS) - 1) : int(np.ceil(t1 * FPS)) + 1] = True  # +-1 frame tolerance
+    speech = loud > 0.4
     if speech.sum() < 5:
         return False
     hit = spoken[speech].mean()
-    false_alarm = spoken[quiet].mean() if quiet.any() else 0.0
     rate = count / max(speech.sum() / FPS, 1e-3)
-    return bool(hit > 0.8 and false_alarm < 0.5 and 4.0 < rate < 25.0)
+    return bool(hit >= 0.7 and 4.0 < rate < 25.0)
 
 
 def _fallback_shape(centroid: np.ndarray, loud: np.ndarray) -> np.ndarray:

@@ -1,0 +1,46 @@
+"""`liveavatar prepare`: write fixed copies of the portrait and the speech into a folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("prepare", help="write fixed copies of the inputs (16 kHz WAV, level, denoise, crop, upscale)",
+                              description="Write fixed copies of the portrait and/or speech into --out (originals are never "
+                                          "touched) and print what changed, with measurements before and after.")
+    p.add_argument("--image", type=Path, default=None, help="reference portrait")
+    p.add_argument("--audio", type=Path, default=None, help="driving speech")
+    p.add_argument("--out", type=Path, required=True, help="folder for the fixed copies (created if missing)")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="neural denoising with RNNoise (default: on when the noise floor is above -30 dBFS)")
+    p.add_argument("--upscale", action=argparse.BooleanOptionalAction, default=None,
+                   help="enlarge with Real-ESRGAN x4plus, or Lanczos without the [enhance] extra (default: on when the image or face is small)")
+    p.add_argument("--shorten_pauses", action="store_true", help="cut pauses longer than 1 s down to 0.4 s")
+    p.add_argument("--size", default=None, help='crop to the aspect of "W*H" (default: keep the portrait\'s aspect)')
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from liveavatar.errors import UserError
+    from liveavatar.prepare import prepare_audio, prepare_image
+    from liveavatar.sizing import parse_size
+
+    if args.image is None and args.audio is None:
+        raise UserError("--image/--audio", "nothing to prepare", "give --image, --audio or both")
+    size = parse_size(args.size) if args.size else None
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError("--out", f"{args.out} exists and is not a folder", "give a folder path")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.image is not None:
+        out, changes = prepare_image(args.image, args.out, args.upscale, size)
+        print(f"image: {args.image} -> {out}")
+        for line in changes:
+            print(f"  {line}")
+    if args.audio is not None:
+        out, changes = prepare_audio(args.audio, args.out, args.denoise, args.shorten_pauses)
+        print(f"audio: {args.audio} -> {out}")
+        for line in changes:
+            print(f"  {line}")
+    return 0

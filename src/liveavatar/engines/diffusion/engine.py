@@ -1,0 +1,121 @@
+"""The diffusion engine: loads the checkpoint folder, builds the conditions, runs the block loop
+and stream-decodes every block to frames as soon as it is denoised."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from liveavatar.config import GenerateConfig, Plan
+from liveavatar.engines.base import Inputs, Notify
+from liveavatar.engines.diffusion.layout import CheckpointLayout
+from liveavatar.media.image import fit_to_size
+
+# the decoder is primed with this many still-reference latents so the first generated block
+# continues a still portrait (4 frames per latent from the start; nothing is dropped)
+DECODER_WARMUP_LATENTS = 7
+
+
+@dataclass
+class Models:
+    dit: object
+    vae: object
+    text: object  # TextEncoder
+    audio: object  # AudioFeatureEncoder
+
+
+class DiffusionEngine:
+    name = "diffusion"
+
+    def __init__(self, models: Models, device, dtype, offload: bool, notify_load: str = "") -> None:
+        self.models = models
+        self.device = device
+        self.dtype = dtype
+        self.offload = offload
+        self.load_message = notify_load
+
+    @classmethod
+    def from_config(cls, config: GenerateConfig, layout: CheckpointLayout) -> "DiffusionEngine":
+        import torch
+
+        from liveavatar.engines.diffusion.audio_features import AudioFeatureEncoder
+        from liveavatar.engines.diffusion.checkpoint import load_dit
+        from liveavatar.engines.diffusion.lora import merge_lora
+        from liveavatar.engines.diffusion.text_encoder import TextEncoder
+        from liveavatar.engines.diffusion.vae import load_vae
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        offload = bool(config.offload_model) and device.type == "cuda"
+        # LoRA is merged in fp32 on the host before the cast, then the DiT moves to its device
+        dit = load_dit(layout.root, device="cpu", dtype=torch.float32)
+        merged = merge_lora(dit, layout.lora)
+        dit = dit.to(device=device, dtype=dtype)
+        if config.fp8 and device.type == "cuda":
+            from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+
+            quantize_linears_fp8(dit)
+        encoder_device = "cpu" if offload else device
+        models = Models(
+            dit=dit,
+            vae=load_vae(layout.vae, device=device, dtype=dtype),
+            text=TextEncoder.from_checkpoint(layout.root, device=encoder_device, dtype=dtype),
+            audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
+        )
+        return cls(models, device, dtype, offload, f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
+
+    @contextmanager
+    def _on_device(self, module):
+        """With offload, an encoder visits the GPU only while it works."""
+        if not self.offload:
+            yield
+            return
+        module.to(self.device)
+        try:
+            yield
+        finally:
+            module.to("cpu")
+
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+        import torch
+
+        from liveavatar.engines.diffusion.conditioning import frames_to_uint8, reference_latents
+        from liveavatar.engines.diffusion.loop import LoopPlan, denoise_blocks
+        from liveavatar.engines.diffusion.vae import StreamingDecoder
+
+        if self.load_message:
+            notify(self.load_message)
+        m = self.models
+        with self._on_device(m.text.model):
+            text = m.text.encode(plan.prompt)
+        with self._on_device(m.audio.model):
+            audio = m.audio.encode(inputs.audio, plan.num_clips * plan.frames_per_clip).to(self.device)
+        portrait = fit_to_size(inputs.image, plan.height, plan.width)
+        ref, motion = reference_latents(m.vae, portrait)
+        text_ctx = m.dit.encode_text(text.to(self.device))
+        loop_plan = LoopPlan(
+            frames_per_clip=plan.frames_per_clip,
+            num_clips=plan.num_clips,
+            latent_hw=(plan.height // 8, plan.width // 8),
+            sample_steps=plan.sample_steps,
+            sample_shift=plan.sample_shift,
+            seed=plan.seed,
+            last_clip_frames=plan.clip_frame_counts()[-1],
+        )
+        decoder = StreamingDecoder(m.vae)
+        decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
+        remaining = plan.clip_frame_counts()
+        pending: list = []
+        for clip, latents in denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan):
+            pending.append(latents)
+            clip_done = sum(p.shape[2] for p in pending) * 4 >= remaining[clip] or not plan.enable_online_decode and False
+            if plan.enable_online_decode or clip_done:
+                frames = frames_to_uint8(decoder.decode_next(torch.cat(pending, dim=2)))
+                pending.clear()
+                keep = frames[: remaining[clip]]
+                remaining[clip] -= len(keep)
+                if len(keep):
+                    yield keep

@@ -1,0 +1,67 @@
+"""PreviewEngine: inputs + plan -> frame blocks, clip by clip (frames are never all held)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from liveavatar.config import Plan
+from liveavatar.engines.base import Inputs, Notify
+
+
+class PreviewEngine:
+    name = "preview"
+
+    def prepare(self, inputs: Inputs, plan: Plan, notify: Notify):
+        """Set-up: face model, mouth and motion tracks, renderer. Returns (renderer, frame params)."""
+        from liveavatar.engines.preview.face import find_face
+        from liveavatar.engines.preview.motion import motion_track, prompt_scales
+        from liveavatar.engines.preview.render import Renderer
+        from liveavatar.engines.preview.speech import analyse_speech
+        from liveavatar.media.image import fit_to_size
+
+        face = find_face(inputs.image, plan.height, plan.width, notify)
+        portrait = fit_to_size(inputs.image, plan.height, plan.width)
+        scales = prompt_scales(plan.prompt)
+        if scales.words:
+            notify(f"note: preview motion follows the prompt words: {', '.join(dict.fromkeys(scales.words))}")
+        mouth = analyse_speech(inputs.audio, inputs.sample_rate, plan.num_frames, inputs.transcript, notify)
+        motion = motion_track(plan.num_frames, mouth.loudness, plan.seed, scales)
+        tracks = FrameTracks(
+            open=np.clip(mouth.open * scales.mouth, 0, 1),
+            spread=mouth.spread,
+            blink=motion.blink,
+            head=np.stack([motion.yaw, motion.pitch, motion.roll, motion.tx, motion.ty], axis=1),
+        )
+        return Renderer(portrait, face), tracks
+
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+        renderer, tracks = self.prepare(inputs, plan, notify)
+        start = 0
+        for count in plan.clip_frame_counts():
+            block = np.empty((count, plan.height, plan.width, 3), np.uint8)
+            for j in range(count):
+                block[j] = renderer.render(tracks.params(start + j))
+            start += count
+            yield block
+
+
+class FrameTracks:
+    """The per-frame parameters (small arrays), turned into FrameParams one frame at a time."""
+
+    def __init__(self, open: np.ndarray, spread: np.ndarray, blink: np.ndarray, head: np.ndarray) -> None:
+        self.open, self.spread, self.blink, self.head = open, spread, blink, head
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def params(self, i: int):
+        from liveavatar.engines.preview.render import FrameParams
+
+        return FrameParams(
+            open=float(self.open[i]),
+            spread=float(self.spread[i]),
+            blink=float(self.blink[i]),
+            head=tuple(float(v) for v in self.head[i]),
+        )
