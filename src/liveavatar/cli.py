@@ -12,7 +12,7 @@ from liveavatar import __version__
 from liveavatar.errors import UserError
 
 # Subcommand modules under liveavatar.commands; each has register(subparsers) and a run(args) -> int.
-COMMANDS = ("generate", "check", "prepare")
+COMMANDS = ("generate", "check", "prepare", "tiny-checkpoint")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for failures")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
-        importlib.import_module(f"liveavatar.commands.{name}").register(subparsers)
+        importlib.import_module(f"liveavatar.commands.{name.replace('-', '_')}").register(subparsers)
     return parser
 
 

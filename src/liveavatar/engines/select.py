@@ -5,6 +5,7 @@ from __future__ import annotations
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.errors import UserError
 
 
 def choose_engine(config: GenerateConfig) -> tuple[str, str]:
@@ -20,6 +21,9 @@ def choose_engine(config: GenerateConfig) -> tuple[str, str]:
 def require_engine_files(name: str, config: GenerateConfig) -> None:
     """Fail early, before any output exists, when the engine's files are not all there."""
     if name == "diffusion":
+        if config.num_gpus_dit > 1:
+            raise UserError("--num_gpus_dit", f"{config.num_gpus_dit} GPUs requested, but this version runs the DiT on one GPU",
+                            "use --num_gpus_dit 1 (multi-GPU timestep-forcing pipeline parallelism is not implemented yet)")
         resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
 
 

@@ -140,3 +140,17 @@ def write_tiny_encoders(ckpt_dir: Path, seed: int = 0) -> list[Path]:
         write_tiny_tokenizer(ckpt_dir),
         write_tiny_wav2vec2(ckpt_dir, seed),
     ]
+
+
+def write_tiny_checkpoint(root: Path, seed: int = 0) -> tuple[Path, Path]:
+    """A whole tiny release under ``root``: ``Wan2.2-S2V-14B/`` and ``LiveAvatar/liveavatar.safetensors``.
+
+    Returns ``(ckpt_dir, lora_path)``, ready for ``--ckpt_dir`` and ``--lora_path_dmd``.
+    """
+    from liveavatar.tools.tiny_dit import write_tiny_dit, write_tiny_lora
+
+    root = Path(root)
+    ckpt_dir = root / "Wan2.2-S2V-14B"
+    write_tiny_dit(ckpt_dir, seed=seed)
+    write_tiny_encoders(ckpt_dir, seed)
+    return ckpt_dir, write_tiny_lora(root / "LiveAvatar", seed=seed + 1)

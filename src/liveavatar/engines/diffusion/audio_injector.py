@@ -62,14 +62,23 @@ class AudioInjector(nn.Module):
     def forward(self, block_idx: int, x: torch.Tensor, audio_tokens: torch.Tensor,
                 audio_global: torch.Tensor | None) -> torch.Tensor:
         """x [B, F*P, C]; audio_tokens [B, F, n, C]; audio_global [B, F, 1, C] -> x + residual."""
+        return inject(*self.parts(block_idx), x, audio_tokens, audio_global)
+
+    def parts(self, block_idx: int) -> tuple[Attention, AdaLayerNorm | None]:
+        """The attention and (with AdaIN) the AdaLayerNorm that serve block `block_idx`."""
         i = self.block_to_injector[block_idx]
-        b, frames = audio_tokens.shape[:2]
-        h = x.reshape(b * frames, x.shape[1] // frames, x.shape[2])
-        if self.use_adain:
-            h = self.injector_adain_layers[i](h, audio_global.reshape(b * frames, -1).to(x.dtype))
-        else:
-            h = F.layer_norm(h.float(), (h.shape[-1],), eps=1e-6)
-        attn = self.injector[i]
-        kv = attn.context_kv(audio_tokens.reshape(b * frames, audio_tokens.shape[2], -1).to(x.dtype))
-        res = attn.cross_attend(h.to(x.dtype), kv)
-        return x + res.reshape(x.shape)
+        return self.injector[i], self.injector_adain_layers[i] if self.use_adain else None
+
+
+def inject(attn: Attention, adain: AdaLayerNorm | None, x: torch.Tensor, audio_tokens: torch.Tensor,
+           audio_global: torch.Tensor | None) -> torch.Tensor:
+    """One injection (a plain function of its modules, so one compiled graph serves every layer)."""
+    b, frames = audio_tokens.shape[:2]
+    h = x.reshape(b * frames, x.shape[1] // frames, x.shape[2])
+    if adain is not None:
+        h = adain(h, audio_global.reshape(b * frames, -1).to(x.dtype))
+    else:
+        h = F.layer_norm(h.float(), (h.shape[-1],), eps=1e-6)
+    kv = attn.context_kv(audio_tokens.reshape(b * frames, audio_tokens.shape[2], -1).to(x.dtype))
+    res = attn.cross_attend(h.to(x.dtype), kv)
+    return x + res.reshape(x.shape)

@@ -42,7 +42,7 @@ from torch import nn
 
 from .attention import KVCache, SinkCache, sdpa, sdpa_two
 from .audio_encoder import CausalAudioEncoder
-from .audio_injector import AudioInjector
+from .audio_injector import AudioInjector, inject
 from .blocks import DiTBlock
 from .dit_config import DiTConfig
 from .embeddings import Head, time_modulation
@@ -121,14 +121,16 @@ class CausalS2VDiT(nn.Module):
 
         ``compile``: torch.compile the two halves of a layer around the self-attention (fixed shapes;
         one graph each, shared by all layers). ``split_sink``: attend the ring and the sink keys
-        separately and merge by log-sum-exp instead of concatenating [ring; sink] in every layer.
+        separately and merge by log-sum-exp instead of concatenating [ring; sink] in every layer
+        (measured on an H100 it was 1 % slower than the concatenation: benchmarks/RESULTS.md).
         """
         self._split_sink = split_sink
         if compile:
             self._pre = torch.compile(_layer_pre, dynamic=False, mode=mode)
             self._post = torch.compile(_layer_post, dynamic=False, mode=mode)
+            self._inject = torch.compile(inject, dynamic=False, mode=mode)
         else:
-            self._pre, self._post = _layer_pre, _layer_post
+            self._pre, self._post, self._inject = _layer_pre, _layer_post, inject
 
     # ----------------------------------------------------------------------------- helpers
     @property
@@ -288,7 +290,7 @@ class CausalS2VDiT(nn.Module):
                          torch.cat([cache.v[i, :, :valid], sink.v[i, :, :lc]], dim=1))
             x = self._post(block, x, e0, y, text.kv[i])
             if i in self.audio_injector.block_to_injector:
-                x = self.audio_injector(i, x, audio_local, audio_global)
+                x = self._inject(*self.audio_injector.parts(i), x, audio_local, audio_global)
 
         out = self.head(x, e)  # [B, F*P, out*pt*ph*pw]
         pt, ph, pw = c.patch_size

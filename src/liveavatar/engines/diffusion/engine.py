@@ -3,6 +3,7 @@ and stream-decodes every block to frames as soon as it is denoised."""
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -31,6 +32,7 @@ class DiffusionEngine:
     name = "diffusion"
 
     def __init__(self, models: Models, device, dtype, offload: bool, notify_load: str = "") -> None:
+        self.compile_decoder = False
         self.models = models
         self.device = device
         self.dtype = dtype
@@ -39,6 +41,7 @@ class DiffusionEngine:
 
     @classmethod
     def from_config(cls, config: GenerateConfig, layout: CheckpointLayout) -> "DiffusionEngine":
+        """Load every model of the release; torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch)."""
         import torch
 
         from liveavatar.engines.diffusion.audio_features import AudioFeatureEncoder
@@ -58,6 +61,9 @@ class DiffusionEngine:
             from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
 
             quantize_linears_fp8(dit)
+        compile_ = device.type == "cuda" and os.environ.get("ENABLE_COMPILE", "true").lower() != "false"
+        if compile_:
+            dit.accelerate(compile=True)  # one graph per layer half: ~20 s once, then 1.6x faster blocks
         encoder_device = "cpu" if offload else device
         models = Models(
             dit=dit,
@@ -65,7 +71,9 @@ class DiffusionEngine:
             text=TextEncoder.from_checkpoint(layout.root, device=encoder_device, dtype=dtype),
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
-        return cls(models, device, dtype, offload, f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
+        engine = cls(models, device, dtype, offload, f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
+        engine.compile_decoder = compile_
+        return engine
 
     @contextmanager
     def _on_device(self, module):
@@ -105,17 +113,19 @@ class DiffusionEngine:
             seed=plan.seed,
             last_clip_frames=plan.clip_frame_counts()[-1],
         )
-        decoder = StreamingDecoder(m.vae)
+        decoder = StreamingDecoder(m.vae, compile=self.compile_decoder)
         decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         remaining = plan.clip_frame_counts()
         pending: list = []
-        for clip, latents in denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan):
+        # online decode turns each block into frames at once; otherwise a clip is decoded when
+        # it is complete (the same streaming decoder, so the frames are the same either way)
+        for clip, latents, clip_complete in denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan):
             pending.append(latents)
-            clip_done = sum(p.shape[2] for p in pending) * 4 >= remaining[clip] or not plan.enable_online_decode and False
-            if plan.enable_online_decode or clip_done:
-                frames = frames_to_uint8(decoder.decode_next(torch.cat(pending, dim=2)))
-                pending.clear()
-                keep = frames[: remaining[clip]]
-                remaining[clip] -= len(keep)
-                if len(keep):
-                    yield keep
+            if not (plan.enable_online_decode or clip_complete):
+                continue
+            frames = frames_to_uint8(decoder.decode_next(torch.cat(pending, dim=2)))
+            pending.clear()
+            keep = frames[: remaining[clip]]
+            remaining[clip] -= len(keep)
+            if len(keep):
+                yield keep

@@ -54,8 +54,8 @@ def clip_noise(plan: LoopPlan, clip: int, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
-                   plan: LoopPlan) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yield ``(clip, clean latents [1, 16, f, h, w])`` block by block, in order."""
+                   plan: LoopPlan) -> Iterator[tuple[int, torch.Tensor, bool]]:
+    """Yield ``(clip, clean latents [1, 16, f, h, w], last block of its clip)`` in order."""
     device, dtype = dit.device, dit.dtype
     h, w = plan.latent_hw
     tokens_per_frame = (h // 2) * (w // 2)
@@ -76,9 +76,8 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
         latents_needed = plan.latents_per_clip
         if clip == plan.num_clips - 1 and plan.last_clip_frames is not None:
             latents_needed = -(-plan.last_clip_frames // FRAMES_PER_LATENT)
-        for start, count in plan.blocks():
-            if start >= latents_needed:
-                break
+        blocks = [(start, count) for start, count in plan.blocks() if start < latents_needed]
+        for index, (start, count) in enumerate(blocks):
             x = noise[:, :, start : start + count].to(dtype)
             audio_cols = clip * plan.frames_per_clip + FRAMES_PER_LATENT * start
             audio_in = audio[..., audio_cols : audio_cols + FRAMES_PER_LATENT * count]
@@ -90,4 +89,4 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
             if new_reference is None:
                 new_reference = x[:, :, :1].clone()
             frame_index += count
-            yield clip, x
+            yield clip, x, index == len(blocks) - 1

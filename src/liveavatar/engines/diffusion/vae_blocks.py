@@ -35,16 +35,32 @@ class CausalConv3d(nn.Conv3d):
         self.slot = -1
 
     def forward(self, x: torch.Tensor, cache: Cache | None = None) -> torch.Tensor:
-        if self.context == 0:
-            return super().forward(x)
-        past = cache[self.slot] if cache is not None else None
-        if past is None:
-            b, c, _, h, w = x.shape
-            past = x.new_zeros(b, c, self.context, h, w)
-        x = torch.cat([past, x], dim=2)
-        if cache is not None:
-            cache[self.slot] = x[:, :, -self.context :].clone()
-        return super().forward(x)
+        if self.context > 0:
+            past = cache[self.slot] if cache is not None else None
+            if past is None:
+                b, c, _, h, w = x.shape
+                past = x.new_zeros(b, c, self.context, h, w)
+            x = torch.cat([past, x], dim=2)
+            if cache is not None:
+                cache[self.slot] = x[:, :, -self.context :].clone()
+        return self._conv_taps(x) if x.device.type == "cpu" else super().forward(x)
+
+    def _conv_taps(self, x: torch.Tensor) -> torch.Tensor:
+        """The same convolution as a sum of 2-D convolutions, one per time tap.
+
+        torch's CPU conv3d falls back to a slow reference kernel; per-tap conv2d runs on oneDNN
+        and is about 9x faster here, with identical results up to float rounding.
+        """
+        b, c, t, h, w = x.shape
+        kt, st = self.kernel_size[0], self.stride[0]
+        t_out = (t - kt) // st + 1
+        out = None
+        for k in range(kt):
+            frames = x[:, :, k : k + st * (t_out - 1) + 1 : st].transpose(1, 2).reshape(b * t_out, c, h, w)
+            y = F.conv2d(frames, self.weight[:, :, k], None, self.stride[1:], self.padding[1:])
+            out = y if out is None else out.add_(y)
+        out = out + self.bias.view(1, -1, 1, 1) if self.bias is not None else out
+        return out.reshape(b, t_out, *out.shape[1:]).transpose(1, 2)
 
 
 class RMSNorm(nn.Module):
@@ -56,7 +72,10 @@ class RMSNorm(nn.Module):
         self.gamma = nn.Parameter(torch.ones(dim, 1, 1) if images else torch.ones(dim, 1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.normalize(x.float(), dim=1) * self.scale
+        xf = x.float()
+        # F.normalize(dim=1) semantics (x / max(|x|, 1e-12)); a channel reduction with rsqrt is
+        # several times faster than linalg.vector_norm over a strided axis on the CPU
+        y = xf * (torch.rsqrt(xf.square().sum(1, keepdim=True).clamp_min(1e-24)) * self.scale)
         return (y * self.gamma.float()).to(x.dtype)
 
 

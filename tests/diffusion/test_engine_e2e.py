@@ -1,0 +1,145 @@
+"""The diffusion engine end to end on a tiny random checkpoint written in the release layout."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from liveavatar.cli import main
+from liveavatar.config import GenerateConfig
+from liveavatar.engines.base import Inputs
+from liveavatar.engines.diffusion.engine import DiffusionEngine
+from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.engines.diffusion.loop import LoopPlan, denoise_blocks
+from liveavatar.planning import make_plan
+from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def tiny_release(tmp_path_factory) -> tuple[Path, Path]:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("release"))
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_release) -> DiffusionEngine:
+    ckpt, lora = tiny_release
+    config = GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora)
+    return DiffusionEngine.from_config(config.resolve(), resolve_layout(ckpt, lora))
+
+
+def make_inputs(seconds: float, image: np.ndarray | None = None) -> Inputs:
+    t = np.arange(int(seconds * 16000)) / 16000
+    audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    if image is None:
+        image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
+    return Inputs(prompt="a person talking", image=image, audio=audio, sample_rate=16000,
+                  image_path=Path("x.png"), audio_path=Path("y.wav"))
+
+
+def plan_for(inputs: Inputs, **kw):
+    config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt=inputs.prompt, size="128*128", **kw).resolve()
+    return make_plan(config, inputs, "diffusion")
+
+
+def test_cli_writes_mp4_with_frames_and_audio(tiny_release, tmp_path, portrait_path):
+    ckpt, lora = tiny_release
+    audio = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(str(audio), make_inputs(2.2).audio, 16000, subtype="PCM_16")
+    out = tmp_path / "v.mp4"
+    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora),
+                 "--image", str(portrait_path), "--audio", str(audio), "--size", "128*128", "--save_file", str(out),
+                 "--skip_checks"])
+    assert code == 0
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.width == 128
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 55  # ceil(2.2 s * 25)
+    with av.open(str(out)) as c:
+        audio_s = sum(f.samples for f in c.decode(audio=0)) / 16000
+    assert abs(audio_s - 2.2) < 0.15
+    assert np.std(np.stack(frames).astype(np.float32)) > 1.0, "decoded frames are not constant"
+
+
+@pytest.mark.parametrize("infer_frames", [32, 48, 80])
+def test_every_latent_frame_is_fully_denoised(engine, infer_frames, monkeypatch):
+    calls: list[tuple[int, int]] = []  # (first global latent frame, count) per call
+    dit = engine.models.dit
+    real = dit.denoise_block
+
+    def spy(cache, x, t, *args, **kwargs):
+        tokens = (x.shape[-2] // 2) * (x.shape[-1] // 2)
+        calls.append((args[3] // tokens, x.shape[2]))
+        return real(cache, x, t, *args, **kwargs)
+
+    monkeypatch.setattr(dit, "denoise_block", spy)
+    loop_plan = LoopPlan(frames_per_clip=infer_frames, num_clips=2, latent_hw=(16, 16), sample_steps=3, sample_shift=3.0, seed=0)
+    text = dit.encode_text(torch.randn(5, dit.config.text_dim))
+    audio = torch.randn(1, 25, dit.config.audio_dim, 2 * infer_frames)
+    ref, motion = torch.randn(1, 16, 1, 16, 16), torch.randn(1, 16, 19, 16, 16)
+    blocks = list(denoise_blocks(dit, text, audio, ref, motion, loop_plan))
+    latents = infer_frames // 4
+    assert [b[1].shape[2] for b in blocks if b[0] == 0] and sum(b[1].shape[2] for b in blocks if b[0] == 0) == latents
+    covered = np.zeros(2 * latents, int)
+    for first, count in calls:
+        covered[first : first + count] += 1
+    assert (covered == 3).all(), covered
+    for clip in (0, 1):
+        flags = [last for c, _, last in blocks if c == clip]
+        assert flags == [False] * (len(flags) - 1) + [True]
+
+
+def test_same_seed_same_video_other_seed_differs(engine):
+    inputs = make_inputs(1.5)
+    first = np.concatenate(list(engine.generate(inputs, plan_for(inputs, base_seed=7), lambda s: None)))
+    again = np.concatenate(list(engine.generate(inputs, plan_for(inputs, base_seed=7), lambda s: None)))
+    other = np.concatenate(list(engine.generate(inputs, plan_for(inputs, base_seed=8), lambda s: None)))
+    assert first.shape == (38, 128, 128, 3)
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_online_and_per_clip_decode_give_the_same_frames(engine):
+    inputs = make_inputs(2.0)
+    online = np.concatenate(list(engine.generate(inputs, plan_for(inputs, infer_frames=24), lambda s: None)))
+    per_clip = np.concatenate(list(engine.generate(inputs, plan_for(inputs, infer_frames=24, enable_online_decode=False), lambda s: None)))
+    assert online.shape == per_clip.shape == (50, 128, 128, 3)
+    assert np.abs(online.astype(int) - per_clip.astype(int)).max() <= 1
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def test_memory_is_flat_from_clip_2_to_clip_20(engine):
+    inputs = make_inputs(20 * 16 / 25)
+    plan = plan_for(inputs, infer_frames=16, num_clip=20)
+    assert plan.num_clips == 20
+    rss = []
+    for block in engine.generate(inputs, plan, lambda s: None):
+        rss.append(_rss_mb())
+    blocks_per_clip = 2  # 4 latent frames: blocks of 3 and 1
+    assert len(rss) == 20 * blocks_per_clip
+    assert rss[-1] - rss[2 * blocks_per_clip - 1] < 25, rss
+
+
+def test_missing_file_is_one_clear_error(tiny_release, tmp_path, portrait_path, speech_path, capsys):
+    import shutil
+
+    ckpt, lora = tiny_release
+    broken = tmp_path / "Wan2.2-S2V-14B"
+    shutil.copytree(ckpt, broken)
+    (broken / "Wan2.1_VAE.pth").unlink()
+    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(broken), "--lora_path_dmd", str(lora),
+                 "--image", str(portrait_path), "--audio", str(speech_path), "--save_file", str(tmp_path / "v.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "Wan2.1_VAE.pth" in err[0] and "Wan2.2-S2V-14B" in err[0]
+    assert not (tmp_path / "v.mp4").exists()
