@@ -42,6 +42,8 @@ class DiffusionEngine:
     @classmethod
     def from_config(cls, config: GenerateConfig, layout: CheckpointLayout) -> "DiffusionEngine":
         """Load every model of the release; torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch)."""
+        # large caches are allocated once and live long: expandable segments avoid fragmentation
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         import torch
 
         from liveavatar.engines.diffusion.audio_features import AudioFeatureEncoder
@@ -113,7 +115,9 @@ class DiffusionEngine:
             seed=plan.seed,
             last_clip_frames=plan.clip_frame_counts()[-1],
         )
-        decoder = StreamingDecoder(m.vae, compile=self.compile_decoder)
+        # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
+        # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
+        decoder = StreamingDecoder(m.vae, latents_per_pass=1 if self.device.type == "cuda" else 0, compile=self.compile_decoder)
         decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         remaining = plan.clip_frame_counts()
         pending: list = []
