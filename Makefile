@@ -9,6 +9,7 @@ FULL_STAMP := $(VENV)/.full-installed
 .PHONY: demo test test-fast test-slow bench clean
 
 demo: $(CORE_STAMP)
+	mkdir -p output
 	$(BIN)/liveavatar generate --engine preview --image samples/portrait.png --audio samples/speech.wav \
 		--prompt @samples/prompt.txt --save_file output/demo.mp4 --overwrite
 

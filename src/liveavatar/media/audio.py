@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from liveavatar.errors import UserError
+from liveavatar.media import require_input_file
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
 
 MIN_AUDIO_SECONDS = 0.1
@@ -17,12 +18,7 @@ def read_audio(path: Path, sample_rate: int = AUDIO_SAMPLE_RATE, flag: str = "--
     import av
 
     fix = "give a WAV or MP3 file with speech"
-    if not path.exists():
-        raise UserError(flag, f"file not found: {path}", fix)
-    if path.is_dir():
-        raise UserError(flag, f"{path} is a folder, not an audio file", fix)
-    if path.stat().st_size == 0:
-        raise UserError(flag, f"{path} is empty", fix)
+    require_input_file(path, flag, "an audio file", fix)
     chunks: list[np.ndarray] = []
     try:
         with av.open(str(path)) as container:

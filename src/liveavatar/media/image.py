@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from liveavatar.errors import UserError
+from liveavatar.media import require_input_file
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -15,13 +16,7 @@ def read_image(path: Path, flag: str = "--image") -> np.ndarray:
     """Read a portrait as uint8 RGB ``[H, W, 3]`` with its EXIF orientation applied."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    fix_missing = "give the path of a JPG or PNG portrait"
-    if not path.exists():
-        raise UserError(flag, f"file not found: {path}", fix_missing)
-    if path.is_dir():
-        raise UserError(flag, f"{path} is a folder, not an image", fix_missing)
-    if path.stat().st_size == 0:
-        raise UserError(flag, f"{path} is empty", "give a JPG or PNG portrait that is not empty")
+    require_input_file(path, flag, "an image", "give the path of a JPG or PNG portrait")
     try:
         with Image.open(path) as img:
             img = ImageOps.exif_transpose(img)
