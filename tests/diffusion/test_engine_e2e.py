@@ -143,3 +143,21 @@ def test_missing_file_is_one_clear_error(tiny_release, tmp_path, portrait_path, 
     assert code == 2 and len(err) == 1
     assert "Wan2.1_VAE.pth" in err[0] and "Wan2.2-S2V-14B" in err[0]
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_auto_engine_picks_diffusion_for_a_complete_checkpoint(tiny_release, portrait_path, speech_path, capsys, monkeypatch):
+    import json
+
+    from liveavatar.engines import select
+
+    ckpt, lora = tiny_release
+    args = ["generate", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--image", str(portrait_path),
+            "--audio", str(speech_path), "--dry_run"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "diffusion"
+    monkeypatch.setattr(select, "_torch_installed", lambda: False)  # a core-only install
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "preview"
+    code = main([*args[:-1], "--engine", "diffusion", "--save_file", str(portrait_path.parent / "v.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "liveavatar[diffusion]" in err[0]

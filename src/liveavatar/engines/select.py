@@ -13,14 +13,28 @@ def choose_engine(config: GenerateConfig) -> tuple[str, str]:
     if config.engine:
         return config.engine, "--engine"
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
-    if not layout.missing():
-        return "diffusion", f"a complete checkpoint is at {layout.root}"
-    return "preview", f"no complete diffusion checkpoint at {layout.root}"
+    if layout.missing():
+        return "preview", f"no complete diffusion checkpoint at {layout.root}"
+    if not _torch_installed():
+        return "preview", f"a checkpoint is at {layout.root} but torch is not installed: {INSTALL_DIFFUSION}"
+    return "diffusion", f"a complete checkpoint is at {layout.root}"
+
+
+INSTALL_DIFFUSION = "pip install 'liveavatar[diffusion]'"
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 def require_engine_files(name: str, config: GenerateConfig) -> None:
     """Fail early, before any output exists, when the engine's files are not all there."""
     if name == "diffusion":
+        if not _torch_installed():
+            raise UserError("--engine", "the diffusion engine needs torch, which is not installed",
+                            f"{INSTALL_DIFFUSION}, or use --engine preview")
         if config.num_gpus_dit > 1:
             raise UserError("--num_gpus_dit", f"{config.num_gpus_dit} GPUs requested, but this version runs the DiT on one GPU",
                             "use --num_gpus_dit 1 (multi-GPU timestep-forcing pipeline parallelism is not implemented yet)")
