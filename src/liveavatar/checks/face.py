@@ -60,33 +60,16 @@ def detect_faces(rgb: np.ndarray) -> list[Face]:
     return sorted(faces, key=lambda f: f.w * f.h, reverse=True)
 
 
-def crop_box(face: Face, image_shape: tuple[int, ...], scale: float) -> tuple[int, int, int, int]:
-    """A square box around the face, ``scale`` times its size, clipped to the image: (x0, y0, x1, y1)."""
-    h, w = image_shape[:2]
-    cx, cy = face.centre
-    half = max(face.w, face.h) * scale / 2
-    return max(0, int(cx - half)), max(0, int(cy - half)), min(w, int(cx + half)), min(h, int(cy + half))
-
-
 def face_shape(rgb: np.ndarray, face: Face) -> FaceShape | None:
-    """Mesh the face (on a crop around it, upscaled if small); None when the mesh finds nothing."""
-    import cv2
+    """Mesh the face (the preview engine's crop-and-mesh); None when the mesh finds nothing."""
+    from liveavatar.engines.preview.face import FaceBox, mesh_in_box
 
-    from liveavatar.engines.preview.face import mesh_landmarks
-
-    x0, y0, x1, y1 = crop_box(face, rgb.shape, 2.0)
-    crop = rgb[y0:y1, x0:x1]
-    if crop.shape[0] < 8 or crop.shape[1] < 8:
+    if face.w < 4 or face.h < 4:
         return None
-    side = max(crop.shape[:2])
-    if side < 256:
-        f = 256 / side
-        crop = cv2.resize(crop, (round(crop.shape[1] * f), round(crop.shape[0] * f)), interpolation=cv2.INTER_CUBIC)
-    found = mesh_landmarks(crop)
+    found = mesh_in_box(rgb, FaceBox(face.x, face.y, face.x + face.w, face.y + face.h, face.score))
     if found is None:
         return None
     pts = found.astype(np.float64)
-    cw = crop.shape[1]
 
     def dist(a: int, b: int) -> float:
         return float(np.linalg.norm(pts[a] - pts[b]))
@@ -101,5 +84,4 @@ def face_shape(rgb: np.ndarray, face: Face) -> FaceShape | None:
         return (dist(t0, b0) + dist(t1, b1)) / (2 * max(dist(c0, c1), 1e-6))
 
     eyes = (ear(_EYE_L) + ear(_EYE_R)) / 2
-    scale_back = (x1 - x0) / cw
-    return FaceShape(yaw=yaw, mouth_open=float(mouth_open), eyes_open=float(eyes), face_width=float(width * scale_back))
+    return FaceShape(yaw=yaw, mouth_open=float(mouth_open), eyes_open=float(eyes), face_width=float(width))

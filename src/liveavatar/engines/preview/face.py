@@ -133,7 +133,7 @@ def mesh_landmarks(image: np.ndarray) -> np.ndarray | None:
     return np.array([[p.x * w, p.y * h] for p in pts], dtype=np.float32)
 
 
-def _mesh_in_box(image: np.ndarray, box: FaceBox) -> np.ndarray | None:
+def mesh_in_box(image: np.ndarray, box: FaceBox) -> np.ndarray | None:
     """Run FaceMesh on a square crop around ``box`` (the face at half the crop) and map back."""
     import cv2
 
@@ -180,7 +180,7 @@ def find_face(image: np.ndarray, height: int, width: int, notify: Notify) -> Fac
                 f"warning: the portrait shows {len(boxes)} faces; the preview animates the largest one "
                 f"({_position_words(boxes[0], w0, h0)}); crop the portrait to one face to choose another"
             )
-        points = _mesh_in_box(image, boxes[0])
+        points = mesh_in_box(image, boxes[0])
     if points is None:
         points = mesh_landmarks(image)
     if points is None:
