@@ -124,3 +124,18 @@ def test_lanczos_fallback_says_it_is_not_super_resolution(monkeypatch):
 def test_usage_errors(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert main(["prepare", *args]) == 2
+
+
+@pytest.mark.parametrize("bad", ["image", "audio"])
+def test_bad_input_leaves_nothing_behind(bad, tmp_path, capsys):
+    image = save_image(tmp_path / "face.png", astronaut())
+    audio = write_wav(tmp_path / "speech.wav", clean_speech())
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "fixed"
+    args = ["prepare", "--image", str(missing if bad == "image" else image),
+            "--audio", str(image if bad == "audio" else audio), "--out", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --{bad}")
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".prepare-")]

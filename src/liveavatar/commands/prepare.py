@@ -32,15 +32,31 @@ def run(args: argparse.Namespace) -> int:
     size = parse_size(args.size) if args.size else None
     if args.out.exists() and not args.out.is_dir():
         raise UserError("--out", f"{args.out} exists and is not a folder", "give a folder path")
-    args.out.mkdir(parents=True, exist_ok=True)
-    if args.image is not None:
-        out, changes = prepare_image(args.image, args.out, args.upscale, size)
-        print(f"image: {args.image} -> {out}")
-        for line in changes:
-            print(f"  {line}")
-    if args.audio is not None:
-        out, changes = prepare_audio(args.audio, args.out, args.denoise, args.shorten_pauses)
-        print(f"audio: {args.audio} -> {out}")
-        for line in changes:
-            print(f"  {line}")
+    # everything is made in a staging folder beside --out and moved in only when all succeeded,
+    # so a bad input never leaves half the outputs behind
+    import os
+    import shutil
+    import tempfile
+
+    parent = args.out.resolve().parent
+    if not parent.is_dir():
+        raise UserError("--out", f"the folder {parent} does not exist", "create it first or choose another --out")
+    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
+    reports = []
+    try:
+        if args.image is not None:
+            reports.append(("image", args.image, *prepare_image(args.image, staging, args.upscale, size)))
+        if args.audio is not None:
+            reports.append(("audio", args.audio, *prepare_audio(args.audio, staging, args.denoise, args.shorten_pauses)))
+        args.out.mkdir(exist_ok=True)
+        for kind, source, made, changes in reports:
+            final = args.out / made.name
+            if final.resolve() == Path(source).resolve():  # never overwrite an original
+                final = final.with_name(f"{final.stem}.prepared{final.suffix}")
+            os.replace(made, final)
+            print(f"{kind}: {source} -> {final}")
+            for line in changes:
+                print(f"  {line}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return 0

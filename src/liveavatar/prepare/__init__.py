@@ -68,9 +68,9 @@ def prepare_image(path: Path, out_dir: Path, upscale: bool | None = None, size: 
     from liveavatar.prepare.upscale import upscale as run_upscale
 
     changes: list[str] = []
+    rgb = read_image(Path(path))  # first: a bad file is a one-line UserError
     with Image.open(path) as img:
         raw_size, orientation = img.size, img.getexif().get(0x0112, 1)
-    rgb = read_image(Path(path))
     if orientation not in (1, None):
         changes.append(f"EXIF orientation {orientation} applied: {raw_size[0]}x{raw_size[1]} -> {rgb.shape[1]}x{rgb.shape[0]}")
     faces = detect_faces(rgb)
