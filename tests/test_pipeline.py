@@ -79,3 +79,22 @@ def test_failure_mid_run_keeps_finished_clips_only_as_partial(capsys, fake_engin
     partial = tmp_path / "v.partial.mp4"
     with av.open(str(partial)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 24
+
+
+@pytest.mark.parametrize(
+    "image_hw,size,expected",
+    [
+        ((720, 1280), "720*400", (384, 704)), ((720, 1280), "704*384", (384, 704)), ((720, 1280), "688*368", (384, 640)),
+        ((720, 1280), "832*480", (448, 832)), ((1280, 720), "720*400", (704, 384)), ((1280, 720), "704*384", (704, 384)),
+        ((1024, 1024), "720*400", (512, 512)), ((768, 512), "704*384", (576, 384)),
+    ],
+)
+def test_dry_run_size_matches_upstream_rule(capsys, tmp_path, speech_path, image_hw, size, expected):
+    """Landscape, portrait and square portraits through the CLI; expected sizes from upstream-facts §1.1."""
+    from PIL import Image
+
+    image = tmp_path / "p.png"
+    Image.fromarray(np.full((*image_hw, 3), 128, np.uint8)).save(image)
+    assert main(["generate", "--image", str(image), "--audio", str(speech_path), "--size", size, "--dry_run"]) == 0
+    plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (plan["height"], plan["width"]) == expected
