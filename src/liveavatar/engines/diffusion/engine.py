@@ -55,10 +55,10 @@ class DiffusionEngine:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         offload = bool(config.offload_model) and device.type == "cuda"
-        # LoRA is merged in fp32 on the host before the cast, then the DiT moves to its device
-        dit = load_dit(layout.root, device="cpu", dtype=torch.float32)
+        # weights go straight from the memory-mapped shards to their device and dtype (no second
+        # host copy); the LoRA is merged there, each W + (alpha/r) B A formed in fp32, then cast
+        dit = load_dit(layout.root, device=device, dtype=dtype)
         merged = merge_lora(dit, layout.lora)
-        dit = dit.to(device=device, dtype=dtype)
         if config.fp8 and device.type == "cuda":
             from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
 
