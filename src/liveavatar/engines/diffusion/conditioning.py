@@ -47,3 +47,18 @@ def reference_latents(vae, portrait: np.ndarray) -> tuple[torch.Tensor, torch.Te
     ref = vae.encode(pixels.expand(-1, -1, REFERENCE_REPEAT, -1, -1))[:, :, 1:2]
     motion = vae.encode(pixels.expand(-1, -1, MOTION_PIXEL_FRAMES, -1, -1))
     return ref, motion
+
+
+@torch.no_grad()
+def motion_from_frames(vae, frames: torch.Tensor, portrait: np.ndarray) -> torch.Tensor:
+    """Motion latents from the newest generated frames ``[1, 3, T, H, W]`` in [-1, 1].
+
+    The last 73 frames are encoded (still-portrait frames fill in when fewer were made), as
+    upstream's single-GPU online decode does when it re-prefills the sink after the first clip.
+    """
+    recent = frames[:, :, -MOTION_PIXEL_FRAMES:].to(vae.device, vae.dtype)
+    missing = MOTION_PIXEL_FRAMES - recent.shape[2]
+    if missing > 0:
+        still = image_to_pixels(portrait, vae.device, vae.dtype).expand(-1, -1, missing, -1, -1)
+        recent = torch.cat([still, recent], dim=2)
+    return vae.encode(recent)

@@ -92,7 +92,7 @@ class DiffusionEngine:
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
         import torch
 
-        from liveavatar.engines.diffusion.conditioning import frames_to_uint8, reference_latents
+        from liveavatar.engines.diffusion.conditioning import frames_to_uint8, motion_from_frames, reference_latents
         from liveavatar.engines.diffusion.loop import LoopPlan, denoise_blocks
         from liveavatar.engines.diffusion.vae import StreamingDecoder
 
@@ -121,13 +121,19 @@ class DiffusionEngine:
         decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         remaining = plan.clip_frame_counts()
         pending: list = []
+        first_clip: list = []  # clip 0's decoded frames: the motion context of the clip-1 sink
         # online decode turns each block into frames at once; otherwise a clip is decoded when
         # it is complete (the same streaming decoder, so the frames are the same either way)
-        for clip, latents, clip_complete in denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan):
+        blocks = denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan,
+                                next_motion=lambda: motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait))
+        for clip, latents, clip_complete in blocks:
             pending.append(latents)
             if not (plan.enable_online_decode or clip_complete):
                 continue
-            frames = frames_to_uint8(decoder.decode_next(torch.cat(pending, dim=2)))
+            decoded = decoder.decode_next(torch.cat(pending, dim=2))
+            if clip == 0 and plan.num_clips > 1:
+                first_clip.append(decoded)
+            frames = frames_to_uint8(decoded)
             pending.clear()
             keep = frames[: remaining[clip]]
             remaining[clip] -= len(keep)

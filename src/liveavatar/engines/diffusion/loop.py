@@ -5,15 +5,17 @@ For each clip r, noise is drawn with seed + r. The clip's latent frames are deno
 frame is denoised), each block through all sampling steps, step i attending to its own KV cache
 (a ring holding one clip of latent frames, as upstream) plus the shared sink. After the first
 block of the video, its first clean latent becomes the new reference ("rolling sink"), and the
-sink is re-prefilled with it when clip 1 starts. The KV rings carry the motion context from clip
-to clip; block and frame positions are global, so RoPE keeps counting across clips.
+sink is re-prefilled with it when clip 1 starts, together with motion latents re-encoded from clip
+0's frames when the caller provides them (upstream's single-GPU online-decode path). The KV rings
+carry the motion context from clip to clip; block and frame positions are global, so RoPE keeps
+counting across clips.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -54,8 +56,14 @@ def clip_noise(plan: LoopPlan, clip: int, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
-                   plan: LoopPlan) -> Iterator[tuple[int, torch.Tensor, bool]]:
-    """Yield ``(clip, clean latents [1, 16, f, h, w], last block of its clip)`` in order."""
+                   plan: LoopPlan, next_motion: Callable[[], torch.Tensor] | None = None
+                   ) -> Iterator[tuple[int, torch.Tensor, bool]]:
+    """Yield ``(clip, clean latents [1, 16, f, h, w], last block of its clip)`` in order.
+
+    ``next_motion``, when given, is called once clip 0 has been consumed and returns the motion
+    latents for the re-prefilled sink (upstream's single-GPU online decode re-encodes them from the
+    frames generated so far); without it the sink keeps the still-portrait motion latents.
+    """
     device, dtype = dit.device, dit.dtype
     h, w = plan.latent_hw
     tokens_per_frame = (h // 2) * (w // 2)
@@ -71,7 +79,8 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
     frame_index = 0  # global latent frame index of the current block
     for clip in range(plan.num_clips):
         if clip == 1 and new_reference is not None:
-            dit.prefill_sink(sink, new_reference, motion_latents, text_ctx)
+            motion = next_motion() if next_motion is not None else motion_latents
+            dit.prefill_sink(sink, new_reference, motion, text_ctx)
         noise = clip_noise(plan, clip, device)
         latents_needed = plan.latents_per_clip
         if clip == plan.num_clips - 1 and plan.last_clip_frames is not None:
