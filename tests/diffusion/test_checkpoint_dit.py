@@ -79,8 +79,8 @@ def test_missing_and_unexpected_keys_are_reported(tmp_path):
     with pytest.raises(UserError) as err:
         load_dit(tmp_path)
     msg = err.value.message
-    assert "2 missing keys: blocks.0.norm3.bias, head.modulation" in msg
-    assert "1 unexpected keys: blocks.9.extra.weight" in msg
+    assert "2 missing: blocks.0.norm3.bias, head.modulation" in msg
+    assert "1 unexpected: blocks.9.extra.weight" in msg
     assert err.value.one_line().startswith(f"error: {tmp_path}:")
 
 

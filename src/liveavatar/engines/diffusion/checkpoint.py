@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from liveavatar.engines.diffusion.keycheck import describe_mismatch
 from liveavatar.errors import UserError
 
 from .dit_config import DiTConfig
@@ -41,12 +42,7 @@ def _first(names: list[str]) -> str:
 
 def key_report(missing: list[str], unexpected: list[str]) -> str:
     """A readable one-paragraph summary of a key mismatch ('' when the keys match)."""
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys: {_first(sorted(missing))}")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {_first(sorted(unexpected))}")
-    return "; ".join(parts)
+    return "; ".join(describe_mismatch(sorted(missing), sorted(unexpected), limit=_SHOW))
 
 
 def checkpoint_files(path: Path) -> list[Path]:

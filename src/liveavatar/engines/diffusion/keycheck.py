@@ -21,6 +21,11 @@ def state_dict_problems(expected: Mapping, found: Mapping, limit: int = 5) -> li
         for k in expected
         if k in found and _shape(found[k]) != _shape(expected[k])
     ]
+    return describe_mismatch(missing, unexpected, wrong, limit)
+
+
+def describe_mismatch(missing: list[str], unexpected: list[str], wrong: list[str] = (), limit: int = 5) -> list[str]:
+    """``["2 missing: a, b", "1 unexpected: c", ...]``: the first ``limit`` names of each kind."""
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
