@@ -31,8 +31,9 @@ class Models:
 class DiffusionEngine:
     name = "diffusion"
 
-    def __init__(self, models: Models, device, dtype, offload: bool, notify_load: str = "") -> None:
-        self.compile_decoder = False
+    def __init__(self, models: Models, device, dtype, offload: bool, compile_decoder: bool = False,
+                 notify_load: str = "") -> None:
+        self.compile_decoder = compile_decoder
         self.models = models
         self.device = device
         self.dtype = dtype
@@ -73,9 +74,8 @@ class DiffusionEngine:
             text=TextEncoder.from_checkpoint(layout.root, device=encoder_device, dtype=dtype),
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
-        engine = cls(models, device, dtype, offload, f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
-        engine.compile_decoder = compile_
-        return engine
+        return cls(models, device, dtype, offload, compile_decoder=compile_,
+                   notify_load=f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
 
     @contextmanager
     def _on_device(self, module):
