@@ -26,7 +26,7 @@ def register(subparsers) -> None:
     p.add_argument("--sample_guide_scale", type=number, default=0.0, help="accepted for compatibility; the distilled model uses no guidance")
     p.add_argument("--base_seed", type=any_int, default=420, help="random seed (default 420)")
     p.add_argument("--enable_online_decode", type=boolean, nargs="?", const=True, default=None, help="decode each block as soon as it is denoised (default on)")
-    p.add_argument("--offload_model", type=boolean, nargs="?", const=True, default=None, help="keep only the working model on the GPU")
+    p.add_argument("--offload_model", type=boolean, nargs="?", const=True, default=None, help="text and audio encoders on the GPU only while they encode (default on)")
     p.add_argument("--fp8", type=boolean, nargs="?", const=True, default=False, help="FP8 linear layers (Hopper/Ada GPUs)")
     p.add_argument("--ckpt_dir", type=Path, default=None, help="the Wan2.2-S2V-14B folder (default ckpt/Wan2.2-S2V-14B)")
     p.add_argument("--lora_path_dmd", type=Path, default=None, help="the Live Avatar LoRA file or folder (default ckpt/LiveAvatar)")

@@ -55,7 +55,9 @@ class DiffusionEngine:
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        offload = bool(config.offload_model) and device.type == "cuda"
+        # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the
+        # GPU only to encode, leaving the room to the DiT's step caches
+        offload = (config.offload_model is not False) and device.type == "cuda"
         # weights go straight from the memory-mapped shards to their device and dtype (no second
         # host copy); the LoRA is merged there, each W + (alpha/r) B A formed in fp32, then cast
         dit = load_dit(layout.root, device=device, dtype=dtype)
@@ -89,6 +91,18 @@ class DiffusionEngine:
         finally:
             module.to("cpu")
 
+    def _require_cache_room(self, plan: Plan, loop_plan) -> None:
+        import torch
+
+        from liveavatar.engines.diffusion.loop import SINK_TOKENS_PER_FRAME
+        from liveavatar.engines.diffusion.memory import cache_budget, require_room
+
+        c = self.models.dit.config
+        budget = cache_budget(c.num_layers, c.dim, loop_plan.latent_hw, loop_plan.latents_per_clip, plan.sample_steps,
+                              SINK_TOKENS_PER_FRAME, torch.finfo(self.dtype).bits // 8)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        require_room(budget, free, (plan.height, plan.width), plan.frames_per_clip)
+
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
         import torch
 
@@ -115,6 +129,8 @@ class DiffusionEngine:
             seed=plan.seed,
             last_clip_frames=plan.clip_frame_counts()[-1],
         )
+        if self.device.type == "cuda":
+            self._require_cache_room(plan, loop_plan)
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = StreamingDecoder(m.vae, latents_per_pass=1 if self.device.type == "cuda" else 0, compile=self.compile_decoder)
