@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name in COMMANDS:
         importlib.import_module(f"liveavatar.commands.{name.replace('-', '_')}").register(subparsers)
+    for sub in subparsers.choices.values():  # `liveavatar generate ... --debug` works too
+        sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks for failures")
     return parser
 
 
