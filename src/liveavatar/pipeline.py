@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from itertools import accumulate
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +79,10 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
 
     config = config.resolve()
     engine_name, why = choose_engine(config)
-    if not dry_run:
-        require_engine_files(engine_name, config)
     if config.sample_guide_scale:
         notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
     if not dry_run:
+        require_engine_files(engine_name, config)
         output = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
     inputs = read_inputs(config)
     if not dry_run and not config.skip_checks:
@@ -101,7 +101,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
 def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
-    clip_ends = _cumulative(plan.clip_frame_counts())
+    clip_ends = list(accumulate(plan.clip_frame_counts()))
     try:
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
             for block in engine.generate(inputs, plan, notify):
@@ -117,10 +117,3 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         raise
     return writer.finish()
 
-
-def _cumulative(counts: list[int]) -> list[int]:
-    total, out = 0, []
-    for c in counts:
-        total += c
-        out.append(total)
-    return out
