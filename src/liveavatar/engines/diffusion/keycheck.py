@@ -61,3 +61,22 @@ def load_pth(path: Path, what: str) -> dict:
     if not isinstance(state, Mapping) or not state:
         raise UserError("--ckpt_dir", f"{path} does not hold a state dict", f"re-download the {what} file")
     return dict(state)
+
+
+def build_from_pth(path: Path, what: str, config_from_state, model_class, describe, device, dtype):
+    """Read a ``.pth`` state dict, size the model from its shapes, check the keys strictly and load.
+
+    ``config_from_state(state, path)`` gives the config, ``model_class(config)`` the module (built on
+    the meta device, then filled with the file's tensors), ``describe(config)`` the layout's name for
+    the error message.
+    """
+    import torch
+
+    path = Path(path)
+    state = load_pth(path, what)
+    config = config_from_state(state, path)
+    with torch.device("meta"):
+        model = model_class(config)
+    require_matching(model.state_dict(), state, path, describe(config))
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

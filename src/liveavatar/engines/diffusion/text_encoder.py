@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import load_pth, require_matching
+from liveavatar.engines.diffusion.keycheck import build_from_pth
 from liveavatar.engines.diffusion.layout import T5_FILE, TOKENIZER_DIR
 from liveavatar.errors import UserError
 
@@ -175,14 +175,8 @@ def clean_prompt(text: str) -> str:
 
 def load_t5(path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> T5Encoder:
     """Load Wan's umT5 encoder file (any size with its layout; sizes come from the shapes)."""
-    path = Path(path)
-    state = load_pth(path, "umT5-XXL encoder")
-    config = T5Config.from_state_dict(state, path)
-    with torch.device("meta"):
-        model = T5Encoder(config)
-    require_matching(model.state_dict(), state, path, f"umT5 encoder layout ({config.num_layers} layers, dim {config.dim})")
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return build_from_pth(path, "umT5-XXL encoder", T5Config.from_state_dict, T5Encoder,
+                          lambda c: f"umT5 encoder layout ({c.num_layers} layers, dim {c.dim})", device, dtype)
 
 
 def load_tokenizer(folder: Path):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import load_pth, require_matching
+from liveavatar.engines.diffusion.keycheck import build_from_pth
 from liveavatar.engines.diffusion.vae_blocks import CausalConv3d, Decoder3d, Encoder3d, assign_cache_slots
 from liveavatar.errors import UserError
 
@@ -198,11 +198,5 @@ def build_vae(config: VAEConfig, device: torch.device | str = "cpu", dtype: torc
 
 def load_vae(path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> WanVAE:
     """Load ``Wan2.1_VAE.pth`` (any size with its layout); the config is read from the shapes."""
-    path = Path(path)
-    state = load_pth(path, "Wan2.1 VAE")
-    config = VAEConfig.from_state_dict(state, path)
-    with torch.device("meta"):
-        model = WanVAE(config)
-    require_matching(model.state_dict(), state, path, f"Wan2.1 VAE layout (dim {config.dim}, mults {list(config.dim_mult)})")
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return build_from_pth(path, "Wan2.1 VAE", VAEConfig.from_state_dict, WanVAE,
+                          lambda c: f"Wan2.1 VAE layout (dim {c.dim}, mults {list(c.dim_mult)})", device, dtype)
