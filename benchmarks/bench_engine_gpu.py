@@ -66,7 +66,7 @@ def loop_bench(variant: str, clips: int) -> None:
     from liveavatar.engines.diffusion.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.dit_config import DiTConfig
     from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
-    from liveavatar.engines.diffusion.loop import LoopPlan, denoise_blocks
+    from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
     from liveavatar.engines.diffusion.vae import StreamingDecoder, VAEConfig, build_vae
 
     torch.cuda.reset_peak_memory_stats()
@@ -90,8 +90,8 @@ def loop_bench(variant: str, clips: int) -> None:
     times, frames_out = [], 0
     torch.cuda.synchronize()
     t_prev = time.perf_counter()
-    for clip, latents, _ in denoise_blocks(dit, text, audio, ref, motion, plan):
-        frames = frames_to_uint8(decoder.decode_next(latents))  # host copy: a synchronisation point
+    for block in denoise_blocks(dit, text, audio, ref, motion, plan):
+        frames = frames_to_uint8(decoder.decode_next(block.latents))  # host copy: a synchronisation point
         frames_out += len(frames)
         now = time.perf_counter()
         times.append(now - t_prev)

@@ -1,7 +1,7 @@
 import pytest
 
 from liveavatar.engines.diffusion.dit_config import DiTConfig
-from liveavatar.engines.diffusion.loop import SINK_TOKENS_PER_FRAME
+from liveavatar.engines.diffusion.runtime.loop import SINK_TOKENS_PER_FRAME
 from liveavatar.engines.diffusion.memory import GIB, WORKING_MARGIN, cache_budget, require_room
 from liveavatar.errors import UserError
 

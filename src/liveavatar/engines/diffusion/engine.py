@@ -94,7 +94,7 @@ class DiffusionEngine:
     def _require_cache_room(self, plan: Plan, loop_plan) -> None:
         import torch
 
-        from liveavatar.engines.diffusion.loop import SINK_TOKENS_PER_FRAME
+        from liveavatar.engines.diffusion.runtime.loop import SINK_TOKENS_PER_FRAME
         from liveavatar.engines.diffusion.memory import cache_budget, require_room
 
         c = self.models.dit.config
@@ -107,7 +107,7 @@ class DiffusionEngine:
         import torch
 
         from liveavatar.engines.diffusion.conditioning import frames_to_uint8, motion_from_frames, reference_latents
-        from liveavatar.engines.diffusion.loop import LoopPlan, denoise_blocks
+        from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
         from liveavatar.engines.diffusion.vae import StreamingDecoder
 
         if self.load_message:
@@ -128,6 +128,8 @@ class DiffusionEngine:
             sample_shift=plan.sample_shift,
             seed=plan.seed,
             last_clip_frames=plan.clip_frame_counts()[-1],
+            # upstream: the online-decode path rolls the sink at clip 1, the default script does not
+            rolling_sink=plan.enable_online_decode,
         )
         if self.device.type == "cuda":
             self._require_cache_room(plan, loop_plan)
@@ -138,13 +140,15 @@ class DiffusionEngine:
         remaining = plan.clip_frame_counts()
         pending: list = []
         first_clip: list = []  # clip 0's decoded frames: the motion context of the clip-1 sink
-        # online decode turns each block into frames at once; otherwise a clip is decoded when
-        # it is complete (the same streaming decoder, so the frames are the same either way)
+        # online decode turns each block into frames at once and rolls the sink at clip 1 with
+        # motion re-encoded from clip 0's frames; otherwise a clip is decoded when it is complete
+        # and the sink stays as prefilled (upstream's single-GPU default)
         blocks = denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan,
                                 next_motion=lambda: motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait))
-        for clip, latents, clip_complete in blocks:
-            pending.append(latents)
-            if not (plan.enable_online_decode or clip_complete):
+        for block in blocks:
+            clip = block.clip
+            pending.append(block.latents)
+            if not (plan.enable_online_decode or block.last_in_clip):
                 continue
             decoded = decoder.decode_next(torch.cat(pending, dim=2))
             if clip == 0 and plan.num_clips > 1:
