@@ -16,6 +16,7 @@ import numpy as np
 from liveavatar.checks.face import Face, FaceShape, detect_faces, face_shape
 from liveavatar.checks.findings import Finding
 from liveavatar.errors import UserError
+from liveavatar.media.mouth import WIDE_GAP
 
 MIN_SIDE = 512
 MAX_YAW = 0.4
@@ -25,7 +26,7 @@ DARK_LUMA = 60.0
 BRIGHT_LUMA = 210.0
 CLIPPED_FRACTION = 0.30
 MAX_SHADOW_STOPS = 1.0
-MAX_MOUTH_OPEN = 0.35
+MAX_MOUTH_OPEN = WIDE_GAP  # the same line the preview engine uses to close the mouth at rest
 MIN_EYES_OPEN = 0.12
 SECOND_FACE_AREA = 0.10  # a second face counts when it is at least this share of the main face's area
 
@@ -108,10 +109,18 @@ def _face_findings(rgb: np.ndarray, faces: list[Face], shape: FaceShape | None) 
         out.append(_f("warning", "image.profile",
                       f"the head is turned too far from the camera (yaw index {shape.yaw:+.2f}); profile views reconstruct badly",
                       round(shape.yaw, 3), f"|yaw| <= {MAX_YAW}", "use a frontal or slightly turned portrait"))
+    if shape.mouth is not None and not shape.mouth.plausible:
+        out.append(_f("warning", "image.mouth",
+                      f"the mouth cannot be located reliably: {'; '.join(shape.mouth.problems)}; the preview engine will move only the jaw",
+                      {"lip_contrast": round(shape.mouth.redness, 1), "axis_offset": round(shape.mouth.axis_offset, 3),
+                       "detector_miss": None if shape.mouth.keypoint_miss is None else round(shape.mouth.keypoint_miss, 3)},
+                      "visible lips on the face's axis",
+                      "use a photo where the lips are clearly visible (not covered by a moustache or beard), of a photographic face"))
     if shape.mouth_open > MAX_MOUTH_OPEN:
         out.append(_f("warning", "image.expression",
-                      f"the mouth is wide open (lip gap {shape.mouth_open:.2f} of the mouth width): an exaggerated expression hurts lip-sync",
-                      round(shape.mouth_open, 3), f"<= {MAX_MOUTH_OPEN}", "use a neutral face or a slight smile with the lips visible"))
+                      f"the mouth is wide open (lip gap {shape.mouth_open:.2f} of the mouth width): an exaggerated expression hurts lip-sync"
+                      " (the preview engine closes it with a lip-coloured fill)",
+                      round(shape.mouth_open, 3), f"<= {MAX_MOUTH_OPEN}", "use a photo with the mouth closed or slightly open"))
     elif shape.eyes_open < MIN_EYES_OPEN:
         out.append(_f("warning", "image.expression", f"the eyes look shut (eye aspect ratio {shape.eyes_open:.2f})",
                       round(shape.eyes_open, 3), f">= {MIN_EYES_OPEN}", "use a portrait with open eyes and a neutral face"))

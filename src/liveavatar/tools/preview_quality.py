@@ -96,3 +96,41 @@ def shape_deviation(lm: np.ndarray, ref: np.ndarray) -> float:
     scale = s.sum() / (pc**2).sum()
     fitted = scale * pc @ r + q.mean(0)
     return float(np.linalg.norm(fitted - q, axis=1).max() / np.linalg.norm(ref[152] - ref[10]))
+
+
+def rest_share(opening: np.ndarray, pauses: np.ndarray, tolerance: float = 0.02) -> float:
+    """Share of pause frames whose mouth is back at rest: within ``tolerance`` (of the face height) of
+    the video's own rest opening (its 5th percentile; 0 for a mouth that closes, a smile's gap for
+    one that rests in a smile)."""
+    if not pauses.any():
+        return float("nan")
+    rest = float(np.percentile(opening, 5))
+    return float((opening[pauses] < rest + tolerance).mean())
+
+
+def mouth_region(lm: np.ndarray, shape: tuple[int, int], margin: float = 0.35) -> tuple[slice, slice]:
+    """A box around the lips (outer lip landmarks) grown by ``margin`` mouth widths."""
+    lips = lm[[61, 291, 0, 17, 37, 267, 84, 314]]
+    mw = float(np.linalg.norm(lm[291] - lm[61]))
+    x0, y0 = lips.min(axis=0) - margin * mw
+    x1, y1 = lips.max(axis=0) + margin * mw
+    h, w = shape
+    return slice(max(int(y0), 0), min(int(np.ceil(y1)), h)), slice(max(int(x0), 0), min(int(np.ceil(x1)), w))
+
+
+def high_frequency(rgb: np.ndarray) -> float:
+    """Mean absolute difference between the luma and its Gaussian blur (sigma 1.5): fine detail,
+    hard edges and jaggies all raise it."""
+    import cv2
+
+    y = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return float(np.abs(y - cv2.GaussianBlur(y, (0, 0), 1.5)).mean())
+
+
+def mouth_artifact_ratio(frames, portrait: np.ndarray, lm: np.ndarray, q: float = 95) -> float:
+    """The ``q``-th percentile over frames of the mouth region's high-frequency energy, over the
+    portrait's own in the same region: 1 = as detailed as the portrait; painted seams, jagged
+    holes and saw-tooth edges push it up, over-smoothed fills pull it down."""
+    region = mouth_region(lm, portrait.shape[:2])
+    ref = max(high_frequency(portrait[region]), 1e-6)
+    return float(np.percentile([high_frequency(f[region]) for f in frames], q) / ref)

@@ -22,6 +22,9 @@ class PreviewEngine:
         from liveavatar.media.image import fit_to_size
 
         face = find_face(inputs.image, plan.height, plan.width, notify)
+        if face.mouth is not None and not face.mouth.plausible:
+            notify(f"note: the preview moves only the jaw: {face.mouth.problems[0]}; "
+                   "for lip-sync use a photo with the lips clearly visible")
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
         scales = prompt_scales(plan.prompt)
         if scales.words:

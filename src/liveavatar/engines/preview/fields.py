@@ -13,10 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from liveavatar.engines.preview import face as F
-
-JAW_LEVELS = np.linspace(0.0, 1.0, 9)
-BLINK_LEVELS = np.array([0.0, 0.5, 1.0])
-MAX_GAP = 0.32  # widest inner-lip gap, as a fraction of the mouth width
+from liveavatar.engines.preview.style import PreviewStyle
 _LIPS = set(F.UPPER_INNER + F.LOWER_INNER + F.UPPER_OUTER + F.LOWER_OUTER)
 _CORNERS = {61, 291, 78, 308}
 
@@ -84,13 +81,13 @@ def geometry(landmarks: np.ndarray, shape: tuple[int, int]) -> FaceGeometry:
     )
 
 
-def jaw_weights(g: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
+def jaw_weights(g: FaceGeometry, style: PreviewStyle) -> tuple[np.ndarray, np.ndarray]:
     """How much each vertex follows the lower lip (down) and the upper lip (up)."""
     n = len(g.points)
     rel = g.points - g.mouth_center
     du = np.abs(rel @ g.u) / (g.face_width / 2)
     dv = (rel @ g.v) / g.face_height
-    low = np.clip((dv + 0.02) / 0.15, 0, 1) * np.clip(1 - np.maximum(0, du - 0.35) / 0.6, 0, 1) * 0.6
+    low = np.clip((dv + 0.02) / 0.15, 0, 1) * np.clip(1 - np.maximum(0, du - 0.35) / 0.6, 0, 1) * style.chin_follow
     up = np.zeros(n)
     low[468:] = 0
     for i in F.LOWER_INNER + F.LOWER_OUTER:
@@ -102,49 +99,76 @@ def jaw_weights(g: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
     return low, up
 
 
-def jaw_offsets(g: FaceGeometry, level: float) -> np.ndarray:
-    """Vertex displacements that open the inner lips to ``level * MAX_GAP * mouth width`` (centre).
+def _target_gap(own: float, profile: float, level: float, mouth_width: float, keep_rest: bool, style: PreviewStyle) -> float:
+    """The inner-lip gap at one point along the mouth for an opening ``level`` (0 rest .. 1 wide).
+
+    ``keep_rest``: the portrait's own gap is the rest (a smile showing teeth stays one); otherwise
+    the lips meet at rest. Full opening is the style's widest gap, and always a little wider than rest.
+    """
+    rest = own if keep_rest else 0.0
+    full = max(style.max_gap * mouth_width * profile, rest + style.min_extra_gap * mouth_width * profile)
+    return rest + level * (full - rest)
+
+
+def jaw_offsets(g: FaceGeometry, level: float, style: PreviewStyle, keep_rest: bool = False) -> np.ndarray:
+    """Vertex displacements that set the inner-lip gap for an opening ``level``.
 
     Each lower-lip point moves to its own target gap from the upper-lip point facing it, so a
     closing mouth meets along the whole lip line instead of folding at the sides.
     """
-    low, up = jaw_weights(g)
-    delta = level * MAX_GAP * g.mouth_width - g.gap0
-    amount = delta * (0.85 * low - 0.15 * up)
+    low, up = jaw_weights(g, style)
+    lo, hi = style.lower_share, 1.0 - style.lower_share
+    delta = _target_gap(g.gap0, 1.0, level, g.mouth_width, keep_rest, style) - g.gap0
+    amount = delta * (lo * low - hi * up)
     pts = g.points
     for i, (a, b) in enumerate(zip(F.UPPER_INNER[1:-1], F.LOWER_INNER[1:-1]), start=1):
         x = (i - 5) / 5.0  # -1 .. 1 along the mouth
         gap_i = max(0.0, float((pts[b] - pts[a]) @ g.v))
-        target = level * MAX_GAP * g.mouth_width * np.sqrt(max(0.0, 1 - 0.8 * x * x))
-        d = target - gap_i
-        amount[[a, F.UPPER_OUTER[i]]] = -0.15 * d
-        amount[[b, F.LOWER_OUTER[i]]] = 0.85 * d
+        profile = float(np.sqrt(max(0.0, 1 - 0.8 * x * x)))
+        d = _target_gap(gap_i, profile, level, g.mouth_width, keep_rest, style) - gap_i
+        amount[[a, F.UPPER_OUTER[i]]] = -hi * d
+        amount[[b, F.LOWER_OUTER[i]]] = lo * d
     return amount[:, None] * g.v[None, :]
 
 
-def spread_offsets(g: FaceGeometry) -> np.ndarray:
+def jaw_only_offsets(g: FaceGeometry, level: float, style: PreviewStyle) -> np.ndarray:
+    """The safe mode: the lower face stretches smoothly downward, the lips are never parted.
+
+    Used when the mesh's mouth is not believable; nothing depends on where exactly the lips are,
+    only on the face's size and the rough height of the mouth.
+    """
+    rel = g.points - g.mouth_center
+    du = np.abs(rel @ g.u) / (g.face_width / 2)
+    dv = (rel @ g.v) / g.face_height
+    t = np.clip((dv + 0.08) / 0.2, 0, 1)
+    w = t * t * (3 - 2 * t) * np.clip(1 - np.maximum(0, du - 0.45) / 0.5, 0, 1)
+    w[468:] = 0
+    return (level * style.jaw_only_drop * g.face_height * w)[:, None] * g.v[None, :]
+
+
+def spread_offsets(g: FaceGeometry, style: PreviewStyle) -> np.ndarray:
     """Vertex displacements for fully spread lips (negated for rounded lips)."""
     rel = g.points - g.mouth_center
     du = (rel @ g.u) / (g.mouth_width / 2)
     dv = (rel @ g.v) / g.face_height
     amount = np.zeros(len(g.points))
     lips = np.array(sorted(_LIPS))
-    amount[lips] = 0.07 * g.mouth_width * du[lips]
+    amount[lips] = style.spread_lips * g.mouth_width * du[lips]
     near = (np.abs(dv) < 0.2) & (np.abs(du) < 2.2)
     near[list(_LIPS)] = False
     near[468:] = False
-    amount[near] = 0.035 * g.mouth_width * np.clip(du[near], -1.5, 1.5) * (1 - np.abs(dv[near]) / 0.2)
+    amount[near] = style.spread_skin * g.mouth_width * np.clip(du[near], -1.5, 1.5) * (1 - np.abs(dv[near]) / 0.2)
     return amount[:, None] * g.u[None, :]
 
 
-def blink_offsets(g: FaceGeometry, level: float) -> np.ndarray:
+def blink_offsets(g: FaceGeometry, level: float, style: PreviewStyle) -> np.ndarray:
     """Vertex displacements that close both eyes by ``level``."""
     out = np.zeros_like(g.points)
     for upper, lower in ((F.EYE_A_UPPER, F.EYE_A_LOWER), (F.EYE_B_UPPER, F.EYE_B_LOWER)):
         for a, b in zip(upper[1:-1], lower[1:-1]):
             d = g.points[b] - g.points[a]
-            out[a] = 0.85 * level * d
-            out[b] = -0.15 * level * d
+            out[a] = style.upper_lid_share * level * d
+            out[b] = -(1 - style.upper_lid_share) * level * d
     return out
 
 
@@ -183,7 +207,27 @@ def backward_field(g: FaceGeometry, offsets: np.ndarray, shape: tuple[int, int])
     data = np.zeros((y1 - y0, x1 - x0, 2), np.float32)
     data[ys, xs, 0] = sx - px
     data[ys, xs, 1] = sy - py
+    _fill_folds(data, label, dst[~ok] - (x0, y0))
     return Field(Box(y0, y1, x0, x1), data)
+
+
+def _fill_folds(data: np.ndarray, label: np.ndarray, folded: np.ndarray) -> None:
+    """Where only collapsed or flipped triangles land (a mouth closing far), take the displacement of
+    the nearest proper triangle; a zero there would show the portrait's own pixel (its open mouth)."""
+    import cv2
+    from scipy.ndimage import distance_transform_edt
+
+    if len(folded) == 0 or not (label > 0).any():
+        return
+    holes = np.zeros(label.shape, np.uint8)
+    for tri in folded:
+        cv2.fillConvexPoly(holes, np.round(tri * 16).astype(np.int32), 1, lineType=cv2.LINE_8, shift=4)
+    holes = (holes > 0) & (label == 0)
+    if not holes.any():
+        return
+    _, (iy, ix) = distance_transform_edt(label == 0, return_indices=True)
+    hy, hx = np.nonzero(holes)
+    data[hy, hx] = data[iy[hy, hx], ix[hy, hx]]
 
 
 def union(fields: list[Field]) -> list[Field]:
