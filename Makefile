@@ -1,5 +1,6 @@
 # Two entry points (see README "Quick start"): `make demo` and `make test`.
-# Each creates the virtual environment it needs and installs the project into it.
+# Each creates the virtual environment it needs and installs the project into it (test: with the
+# diffusion, serve and test extras).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -30,7 +31,7 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(FULL_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[diffusion,test]"
+	$(BIN)/python -m pip install -q -e ".[diffusion,serve,test]"
 	touch $(CORE_STAMP) $@
 
 clean:

@@ -14,6 +14,7 @@ from typing import Callable
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
+from liveavatar.hooks import BlockDone, Hooks, Stopped
 from liveavatar.media.audio import read_audio
 from liveavatar.media.image import read_image
 from liveavatar.media.writer import VideoWriter
@@ -69,14 +70,16 @@ def read_inputs(config: GenerateConfig) -> Inputs:
     )
 
 
-def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None) -> Outcome:
+def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None,
+        hooks: Hooks | None = None) -> Outcome:
     """Generate the video the config asks for; return the plan and where the video went.
 
     ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
-    that starts with ``warning:`` or ``note:`` (stderr).
+    that starts with ``warning:`` or ``note:`` (stderr). ``hooks``: see :mod:`liveavatar.hooks`.
     """
     from liveavatar.engines.select import build_engine, choose_engine, require_engine_files
 
+    hooks = hooks or Hooks()
     config = config.resolve()
     engine_name, why = choose_engine(config)
     if config.sample_guide_scale:
@@ -94,11 +97,13 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
     say(f"engine: {engine_name} ({why})")
-    engine = build_engine(engine_name, config)
-    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress))
+    engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
+    if engine.name != engine_name:
+        raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
+    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress, hooks))
 
 
-def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None) -> Path:
+def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None, hooks: Hooks = Hooks()) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
     clip_ends = list(accumulate(plan.clip_frame_counts()))
@@ -108,6 +113,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
                 writer.write(block)
                 clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
                 advance(len(block), clip)
+                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip, plan.num_clips, writer.growing_path))
         if writer.frames_written != plan.num_frames:
             raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
     except BaseException:
@@ -117,3 +123,10 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         raise
     return writer.finish()
 
+
+def _after_block(hooks: Hooks, done: BlockDone) -> None:
+    """Report the block; stop (keeping the partial) if asked to, unless the video is complete."""
+    if hooks.on_block is not None:
+        hooks.on_block(done)
+    if hooks.should_stop is not None and done.frames_done < done.frames_total and hooks.should_stop():
+        raise Stopped(f"stopped on request after {done.frames_done} of {done.frames_total} frames")

@@ -2,7 +2,8 @@
 
 The file is written as fragmented MP4 under a temporary name in the target folder: memory stays
 flat whatever the length, a run that is killed still leaves a playable prefix, and only a run that
-finishes renames it to the requested name. A run that fails part-way keeps what it finished as
+finishes renames it to the requested name. A fragment is cut at least every second (not only at
+keyframes, every 2 s), so the growing file can be played while it is written (`liveavatar serve`). A run that fails part-way keeps what it finished as
 ``<name>.partial.mp4``, so nothing that looks complete is ever left behind.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 
 AAC_FRAME = 1024
 KEYFRAME_INTERVAL_S = 2
+FRAGMENT_US = 1_000_000  # longest fragment: what a reader of the growing file waits for at most
 
 
 def partial_path(path: Path) -> Path:
@@ -50,7 +52,8 @@ class VideoWriter:
             str(self._tmp),
             mode="w",
             format="mp4",
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof"},
+            # flush_packets: each fragment reaches the file when it is cut, not when an I/O buffer fills
+            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": str(FRAGMENT_US), "flush_packets": "1"},
         )
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = width, height
@@ -62,6 +65,11 @@ class VideoWriter:
         self._audio_samples_written = 0
         if audio_path is not None:
             self._open_audio(audio_path)
+
+    @property
+    def growing_path(self) -> Path:
+        """The file being written: a playable fragmented MP4 prefix until finish() renames it."""
+        return self._tmp
 
     def _open_audio(self, audio_path: Path) -> None:
         import av

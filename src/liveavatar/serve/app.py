@@ -1,0 +1,294 @@
+"""The HTTP API, shaped like OpenAI's Videos API where it fits; see README "liveavatar serve".
+
+Imported only by `liveavatar serve` (fastapi is the `serve` extra). Every route but the web page needs the token when one is set (``Authorization: Bearer T``, or the
+``liveavatar_token`` cookie the page sets, because a <video> element cannot send headers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import shutil
+import tempfile
+import threading
+from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from liveavatar.checks.findings import FLAGS
+from liveavatar.engines.base import Engine
+from liveavatar.errors import UserError
+from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
+from liveavatar.serve.settings import ServeSettings
+from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
+
+COOKIE = "liveavatar_token"
+PUBLIC = {"/", "/favicon.ico"}
+SSE_HEARTBEAT_S = 1.0
+
+
+class Guard:
+    """ASGI middleware: the token, and the size of a request body (counted as it arrives)."""
+
+    def __init__(self, app, token: str | None, max_body: int) -> None:
+        self.app, self.token, self.max_body = app, token, max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if self.token and scope["path"] not in PUBLIC and not self._authorized(headers):
+            return await _send_json(send, 401, Rejected(401, "unauthorized", "a token is required: send 'Authorization: Bearer <token>'").body(),
+                                    [(b"www-authenticate", b"Bearer")])
+        if scope["method"] == "POST":
+            length = headers.get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > self.max_body:
+                return await _send_json(send, 413, self._too_large().body())
+            receive = self._counting(receive)
+        return await self.app(scope, receive, send)
+
+    def _authorized(self, headers: dict) -> bool:
+        given = headers.get(b"authorization", b"").decode("latin-1")
+        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), self.token.encode()):
+            return True
+        cookie = SimpleCookie()
+        try:
+            cookie.load(headers.get(b"cookie", b"").decode("latin-1"))
+        except Exception:
+            return False
+        return COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value.encode(), self.token.encode())
+
+    def _too_large(self) -> Rejected:
+        return Rejected(413, "request_too_large", f"the request is larger than the limit of {self.max_body} bytes")
+
+    def _counting(self, receive):
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_body:
+                raise self._too_large()
+            return message
+
+        return counted
+
+
+async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(headers or [])]})
+    await send({"type": "http.response.body", "body": data})
+
+
+def create_app(settings: ServeSettings, engine: Engine | None = None):
+    """The ASGI app. ``engine``: already built (tests); otherwise built in the background at start."""
+    from liveavatar.serve import ui
+    from liveavatar.serve.stream import finished_file, live_body
+
+    engine_name = resolve_engine_name(settings)
+    queue = JobQueue(settings)
+    state = {"engine": engine, "error": None}
+    inspect_lock = threading.Lock()  # one submission inspected at a time: acceptance order is queue order
+
+    def load_engine() -> None:
+        try:
+            if state["engine"] is None:
+                from liveavatar.config import GenerateConfig
+                from liveavatar.engines.select import build_engine
+
+                state["engine"] = build_engine(engine_name, GenerateConfig(image=Path(), audio=Path(), **settings.engine_options()))
+            queue.start(state["engine"])
+        except Exception as exc:  # healthz reports it; jobs stay queued
+            state["error"] = f"{type(exc).__name__}: {exc}"
+
+    @asynccontextmanager
+    async def lifespan(app):
+        queue.recover()
+        threading.Thread(target=load_engine, name="liveavatar-engine-load", daemon=True).start()
+        yield
+        queue.stop()
+
+    app = FastAPI(title="liveavatar", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.queue = queue
+
+    @app.exception_handler(Rejected)
+    async def rejected(request, exc: Rejected):
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    def job_or_404(video_id: str):
+        job = queue.get(video_id)
+        if job is None:
+            raise Rejected(404, "not_found", f"no video with id {video_id!r}", "video_id")
+        return job
+
+    @app.get("/healthz")
+    async def healthz():
+        loaded = queue.started
+        body = {"status": "ok" if loaded else ("error" if state["error"] else "loading"), "engine": engine_name,
+                "engine_loaded": loaded, "error": state["error"], "queued": queue.waiting, "workers": settings.workers,
+                "limits": {"upload_bytes": settings.limits.upload_bytes, "pixels": settings.limits.pixels,
+                           "audio_s": settings.limits.audio_s, "queue": settings.limits.queue}}
+        return JSONResponse(body, status_code=200 if loaded else 503)
+
+    async def receive(request: Request, folder: Path, require: bool):
+        form = await request.form(max_files=2, max_fields=64)
+        async with form_closing(form):
+            options, skip_checks = parse_options(form)
+            prompt = form.get("prompt")
+            prompt = prompt.strip() if isinstance(prompt, str) else ""
+            names = {}
+            for field, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+                if require or form.get(field) is not None:
+                    names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
+        return names, prompt, options, skip_checks
+
+    def inspect(folder: Path, names: dict, prompt: str, options: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
+        """Limits, the plan (a dry run of the same pipeline) and the input checks."""
+        from liveavatar import pipeline
+        from liveavatar.checks import run_checks
+        from liveavatar.config import GenerateConfig
+
+        image = folder / names["image"] if "image" in names else None
+        audio = folder / names["audio"] if "audio" in names else None
+        if image is not None and audio is not None:
+            check_media_limits(image, audio, settings.limits)
+        plan, notes = None, []
+        if image is not None and audio is not None:
+            said: list[str] = []
+            config = GenerateConfig(image=image, audio=audio, prompt=prompt, engine=engine_name, **settings.engine_options(), **options)
+            try:
+                pipeline.run(config, say=said.append, notify=notes.append, dry_run=True)
+            except UserError as exc:
+                raise Rejected(422, "invalid_input", exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
+                               exc.input.lstrip("-")) from None
+            plan = json.loads(said[-1])
+        findings = [] if skip_checks else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
+        return plan, findings, notes
+
+    @app.post("/v1/checks")
+    async def check(request: Request):
+        """The `check` findings (and the plan, when both files are given) before spending GPU time."""
+        folder = Path(tempfile.mkdtemp(prefix="liveavatar-check-"))  # private (0700)
+        try:
+            names, prompt, options, _ = await receive(request, folder, require=False)
+            plan, findings, notes = await run_in_threadpool(locked, inspect, folder, names, prompt, options, False)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return findings_body(findings, plan, notes)
+
+    def locked(fn, *args):
+        with inspect_lock:
+            return fn(*args)
+
+    def findings_body(findings: list, plan: dict | None, notes: list[str]) -> dict:
+        from liveavatar.checks.report import to_json
+
+        return {**json.loads(to_json(findings)), "plan": plan, "notes": notes}  # `check --json`'s object, plus
+
+    @app.post("/v1/videos", status_code=202)
+    async def create(request: Request):
+        if queue.full():
+            raise Rejected(429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later")
+        job_id, folder = queue.new_folder()
+        try:
+            names, prompt, options, skip_checks = await receive(request, folder, require=True)
+            plan, findings, notes = await run_in_threadpool(locked, inspect, folder, names, prompt, options, skip_checks)
+            body = findings_body(findings, plan, notes)
+            if not body["ok"] and not skip_checks:
+                first = next(f for f in body["findings"] if f["severity"] == "error")
+                raise Rejected(422, "input_check_failed", f"the inputs have errors, first: {FLAGS[first['input']]}: {first['message']}",
+                               first["input"], {"ok": False, "findings": body["findings"]})
+            warnings = [f"warning: {FLAGS[f['input']]}: {f['message']} [{f['code']}]; {f['fix']}" for f in body["findings"] if f["severity"] == "warning"]
+            job = queue.add(job_id, prompt, names["image"], names["audio"], options, plan, notes + warnings)
+        except QueueFull:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Rejected(429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later") from None
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return JSONResponse(queue.view(job), status_code=202)
+
+    @app.get("/v1/videos")
+    async def list_videos():
+        return {"object": "list", "data": [queue.view(j) for j in reversed(queue.list())], "has_more": False}
+
+    @app.get("/v1/videos/{video_id}")
+    async def retrieve(video_id: str):
+        return queue.view(job_or_404(video_id))
+
+    @app.delete("/v1/videos/{video_id}")
+    async def delete(video_id: str):
+        """Queued or running: cancel (a running job stops after its block, keeping a partial). Finished: delete."""
+        job = job_or_404(video_id)
+        if job.status in TERMINAL:
+            queue.delete(job)
+            return {"id": job.id, "object": "video", "deleted": True}
+        queue.cancel(job)
+        return queue.view(job)
+
+    @app.get("/v1/videos/{video_id}/events")
+    async def events(video_id: str):
+        job = job_or_404(video_id)
+
+        async def stream():
+            seen, last_sent = -1, 0.0
+            loop = asyncio.get_running_loop()
+            while True:
+                now = queue.get(job.id)
+                if now is None:
+                    return
+                if now.version != seen or loop.time() - last_sent >= SSE_HEARTBEAT_S:
+                    seen, last_sent = now.version, loop.time()
+                    yield f"event: video\ndata: {json.dumps(queue.view(now))}\n\n"
+                    if now.status in TERMINAL:
+                        return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.get("/v1/videos/{video_id}/content")
+    async def content(video_id: str, request: Request):
+        """The MP4: the finished file with Range; while queued or running, the live fragmented MP4."""
+        job = job_or_404(video_id)
+        folder = queue.folder(job.id)
+        download = request.query_params.get("download") in {"1", "true"}
+        if job.status in TERMINAL:
+            path = finished_file(job, folder)
+            if path is None:
+                raise Rejected(404, "no_content", f"video {job.id} is {job.status} and has no video to send", "video_id")
+            name = f"{job.id}{'.partial' if job.status != 'completed' else ''}.mp4"
+            return FileResponse(path, media_type="video/mp4", filename=name if download else None,
+                                content_disposition_type="attachment" if download else "inline",
+                                headers={"X-Liveavatar-Partial": str(job.status != "completed").lower()})
+        return StreamingResponse(live_body(job, folder, lambda: queue.get(job.id)), media_type="video/mp4",
+                                 headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
+
+    ui.add_routes(app)
+    app.add_middleware(Guard, token=settings.token, max_body=settings.limits.request_bytes)
+    return app
+
+
+@asynccontextmanager
+async def form_closing(form):
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
+def resolve_engine_name(settings: ServeSettings) -> str:
+    """The engine every job of this server uses; refuses (UserError) when its files are missing."""
+    from liveavatar.config import GenerateConfig
+    from liveavatar.engines.select import choose_engine, require_engine_files
+
+    config = GenerateConfig(image=Path(), audio=Path(), engine=settings.engine, **settings.engine_options())
+    name, _ = choose_engine(config)
+    require_engine_files(name, config)
+    return name

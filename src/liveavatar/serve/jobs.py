@@ -1,0 +1,308 @@
+"""The job queue: jobs in memory (written through to SQLite), workers that call `pipeline.run`.
+
+Jobs run in submission order, at most ``settings.workers`` at a time, on the one resident engine.
+A job's files live in its own folder ``<data>/jobs/<id>/`` (the inputs under fixed names, the
+video, its partial); ids are generated here, never taken from a request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from liveavatar.config import GenerateConfig
+from liveavatar.engines.base import Engine
+from liveavatar.serve.settings import ServeSettings
+from liveavatar.serve.store import JobStore
+
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+VIDEO = "video.mp4"
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    id: str
+    seq: int
+    created_at: float
+    prompt: str
+    image: str  # file names inside the job's folder
+    audio: str
+    options: dict  # GenerateConfig fields given in the request, already validated
+    plan: dict  # Plan.summary() at submission
+    warnings: list[str] = field(default_factory=list)
+    status: str = "queued"
+    started_at: float | None = None
+    finished_at: float | None = None
+    frames_done: int = 0
+    error: dict | None = None
+    growing: str | None = None  # the file being written while in progress
+    partial: bool = False  # a partial video was kept (failed or cancelled part-way)
+    # not persisted
+    version: int = 0
+    cancel_requested: bool = False
+
+    def record(self) -> dict:
+        out = asdict(self)
+        del out["version"], out["cancel_requested"]
+        return out
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Job":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+    def view(self, keep_s: float, queue_position: int | None, now: float | None = None) -> dict:
+        """The API object (OpenAI Videos' fields where they fit, then ours)."""
+        now = time.time() if now is None else now
+        total = int(self.plan["num_frames"])
+        done = total if self.status == "completed" else self.frames_done
+        eta = None
+        if self.status == "in_progress" and self.started_at is not None and 0 < done < total:
+            eta = round((now - self.started_at) * (total - done) / done, 1)
+        return {
+            "id": self.id,
+            "object": "video",
+            "model": f"liveavatar-{self.plan['engine']}",
+            "status": self.status,
+            "progress": int(100 * done / total) if total else 0,
+            "created_at": int(self.created_at),
+            "started_at": _int(self.started_at),
+            "completed_at": _int(self.finished_at),
+            "expires_at": _int(self.finished_at + keep_s) if self.finished_at is not None else None,
+            "size": f"{self.plan['width']}x{self.plan['height']}",
+            "seconds": f"{self.plan['duration_s']:g}",
+            "prompt": self.prompt,
+            "frames_done": done,
+            "frames_total": total,
+            "eta_s": eta,
+            "queue_position": queue_position,
+            "partial": self.partial,
+            "error": self.error,
+            "warnings": self.warnings,
+            "options": self.options,
+        }
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def new_job_id() -> str:
+    return "video_" + secrets.token_hex(12)
+
+
+class JobQueue:
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.engine: Engine | None = None  # set by start(), once it is built
+        self.jobs_dir = settings.data_dir / "jobs"
+        self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(settings.data_dir, 0o700)
+        self._store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self._cond = threading.Condition()
+        self._jobs: dict[str, Job] = {}
+        self._waiting: deque[str] = deque()
+        self._seq = 0
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    # --- life cycle -------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Load the jobs of an earlier run: queued ones queue again; one that was running failed.
+
+        The running one keeps what it wrote (the growing fragmented MP4 is a playable prefix)
+        as its partial video.
+        """
+        from liveavatar.media.writer import partial_path
+
+        for record in self._store.load():
+            job = Job.from_record(record)
+            self._seq = max(self._seq, job.seq)
+            if job.status == "in_progress":
+                kept = self._keep_growing(job, partial_path(self.folder(job.id) / VIDEO))
+                job.status, job.finished_at, job.growing, job.partial = "failed", time.time(), None, kept
+                job.error = {"code": "server_stopped", "message": "the server stopped while this video was being made"
+                             + ("; the frames made so far are the partial video" if kept else "")}
+                self._store.save(job.id, job.seq, job.record())
+            self._jobs[job.id] = job
+            if job.status == "queued":
+                self._waiting.append(job.id)
+
+    @staticmethod
+    def _keep_growing(job: Job, partial: Path) -> bool:
+        if partial.exists():
+            return True
+        if job.growing and Path(job.growing).is_file() and Path(job.growing).stat().st_size > 0:
+            os.replace(job.growing, partial)
+            return True
+        return False
+
+    def start(self, engine: Engine) -> None:
+        """Run the queued jobs on ``engine`` (kept resident for every job)."""
+        self.engine = engine
+        for i in range(self.settings.workers):
+            self._threads.append(threading.Thread(target=self._work, name=f"liveavatar-worker-{i}", daemon=True))
+        self._threads.append(threading.Thread(target=self._janitor, name="liveavatar-janitor", daemon=True))
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop taking jobs; a running job stops at its next block (failed, with its partial)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self._store.close()
+
+    # --- queries ----------------------------------------------------------------------------
+    def folder(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def get(self, job_id: str) -> Job | None:
+        return self._jobs.get(job_id)
+
+    def list(self) -> list[Job]:
+        with self._cond:
+            return sorted(self._jobs.values(), key=lambda j: j.seq)
+
+    def position(self, job: Job) -> int | None:
+        with self._cond:
+            return self._waiting.index(job.id) if job.status == "queued" and job.id in self._waiting else None
+
+    def view(self, job: Job) -> dict:
+        return job.view(self.settings.keep_s, self.position(job))
+
+    @property
+    def started(self) -> bool:
+        return self.engine is not None
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    def full(self) -> bool:
+        return len(self._waiting) >= self.settings.limits.queue
+
+    # --- changes ----------------------------------------------------------------------------
+    def new_folder(self) -> tuple[str, Path]:
+        job_id = new_job_id()
+        folder = self.folder(job_id)
+        folder.mkdir(mode=0o700)
+        return job_id, folder
+
+    def add(self, job_id: str, prompt: str, image: str, audio: str, options: dict, plan: dict, warnings: list[str]) -> Job:
+        with self._cond:
+            if self._stopping or len(self._waiting) >= self.settings.limits.queue:
+                raise QueueFull()
+            self._seq += 1
+            job = Job(id=job_id, seq=self._seq, created_at=time.time(), prompt=prompt, image=image, audio=audio,
+                      options=options, plan=plan, warnings=warnings)
+            self._jobs[job.id] = job
+            self._waiting.append(job.id)
+            self._store.save(job.id, job.seq, job.record())
+            self._cond.notify()
+        return job
+
+    def _update(self, job: Job, **changes) -> None:
+        with self._cond:
+            for name, value in changes.items():
+                setattr(job, name, value)
+            job.version += 1
+            self._store.save(job.id, job.seq, job.record())
+            self._cond.notify_all()
+
+    def cancel(self, job: Job) -> None:
+        """Queued: cancelled now. Running: stops after its current block, keeping what it made."""
+        with self._cond:
+            if job.status == "queued":
+                self._waiting.remove(job.id)
+                self._update(job, status="cancelled", finished_at=time.time())
+            elif job.status == "in_progress":
+                job.cancel_requested = True
+
+    def delete(self, job: Job) -> None:
+        """Forget a finished job and delete its files."""
+        with self._cond:
+            self._jobs.pop(job.id, None)
+            self._store.delete(job.id)
+        shutil.rmtree(self.folder(job.id), ignore_errors=True)
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Delete the jobs that finished more than ``keep_s`` ago; their ids."""
+        now = time.time() if now is None else now
+        old = [j for j in self.list() if j.status in TERMINAL and j.finished_at is not None and now - j.finished_at > self.settings.keep_s]
+        for job in old:
+            self.delete(job)
+        return [j.id for j in old]
+
+    # --- workers ----------------------------------------------------------------------------
+    def _next(self) -> Job | None:
+        with self._cond:
+            while not self._stopping and not self._waiting:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            job = self._jobs[self._waiting.popleft()]
+            self._update(job, status="in_progress", started_at=time.time())
+            return job
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            self._run(job)
+
+    def _janitor(self) -> None:
+        period = min(60.0, max(self.settings.keep_s / 10, 0.5))
+        with self._cond:
+            while not self._stopping:
+                self._cond.wait(period)
+                if not self._stopping:
+                    self._cond.release()
+                    try:
+                        self.expire()
+                    finally:
+                        self._cond.acquire()
+
+    def _run(self, job: Job) -> None:
+        from liveavatar import pipeline
+        from liveavatar.errors import UserError
+        from liveavatar.hooks import Hooks, Stopped
+        from liveavatar.media.writer import partial_path
+
+        folder = self.folder(job.id)
+        warnings = list(job.warnings)
+        config = GenerateConfig(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
+                                overwrite=True, engine=self.engine.name, skip_checks=True,  # checked at submission
+                                **self.settings.engine_options(), **job.options)
+        hooks = Hooks(
+            engine=self.engine,
+            on_block=lambda done: self._update(job, frames_done=done.frames_done, growing=str(done.growing)),
+            should_stop=lambda: job.cancel_requested or self._stopping,
+        )
+        scrub = lambda text: " ".join(text.replace(str(folder) + os.sep, "").split())  # noqa: E731  (no machine paths out)
+        notify = lambda line: warnings.append(scrub(line))  # noqa: E731
+        end: dict = {"growing": None, "finished_at": None}
+        try:
+            pipeline.run(config, say=lambda _: None, notify=notify, hooks=hooks)
+            end.update(status="completed")
+        except Stopped:
+            if job.cancel_requested:
+                end.update(status="cancelled")
+            else:
+                end.update(status="failed", error={"code": "server_stopped", "message": "the server stopped while this video was being made"})
+        except UserError as exc:
+            end.update(status="failed", error={"code": "invalid_input", "message": scrub(exc.one_line().removeprefix("error: "))})
+        except Exception as exc:  # the engine's or the machine's failure: the job fails, the server goes on
+            end.update(status="failed", error={"code": "generation_failed", "message": scrub(f"{type(exc).__name__}: {exc}")})
+        end.update(finished_at=time.time(), warnings=warnings, partial=partial_path(config.save_file).exists())
+        self._update(job, **end)

@@ -1,0 +1,47 @@
+"""What `liveavatar serve` was started with (frozen)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_data_dir() -> Path:
+    """``$XDG_STATE_HOME/liveavatar/serve`` (``~/.local/state/...``): jobs, inputs, videos."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "liveavatar" / "serve"
+
+
+@dataclass(frozen=True)
+class Limits:
+    upload_bytes: int = 50 * 1024 * 1024  # per file
+    pixels: int = 4096 * 4096
+    audio_s: float = 600.0
+    queue: int = 32  # jobs waiting (the running ones not counted)
+
+    @property
+    def request_bytes(self) -> int:
+        """A whole upload: two files plus the form fields."""
+        return 2 * self.upload_bytes + 256 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    token: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    keep_s: float = 24 * 3600.0  # finished videos are deleted this long after they finished
+    workers: int = 1
+    # how the resident engine is built: generate's engine flags
+    engine: str | None = None
+    ckpt_dir: Path | None = None
+    lora_path_dmd: Path | None = None
+    fp8: bool = False
+    offload_model: bool | None = None
+    num_gpus_dit: int = 1
+
+    def engine_options(self) -> dict:
+        """The GenerateConfig fields every job of this server shares."""
+        return {"ckpt_dir": self.ckpt_dir, "lora_path_dmd": self.lora_path_dmd, "fp8": self.fp8,
+                "offload_model": self.offload_model, "num_gpus_dit": self.num_gpus_dit}
