@@ -98,3 +98,25 @@ def test_dry_run_size_matches_upstream_rule(capsys, tmp_path, speech_path, image
     assert main(["generate", "--image", str(image), "--audio", str(speech_path), "--size", size, "--dry_run"]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (plan["height"], plan["width"]) == expected
+
+
+def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path, speech_path, tmp_path):
+    """What `liveavatar serve` uses: an engine built once, a report per block, a stop between blocks."""
+    from liveavatar import pipeline
+    from liveavatar.config import GenerateConfig
+    from liveavatar.hooks import Hooks, Stopped
+
+    engine, seen = StripesEngine(), []
+    config = GenerateConfig(image=portrait_path, audio=speech_path, engine="preview", size="256*256", infer_frames=24,
+                            save_file=tmp_path / "v.mp4", skip_checks=True)
+    hooks = Hooks(engine=engine, on_block=seen.append, should_stop=lambda: len(seen) == 2)
+    with pytest.raises(Stopped):
+        pipeline.run(config, say=lambda _: None, notify=lambda _: None, hooks=hooks)
+    assert [d.frames_done for d in seen] == [24, 48] and seen[0].growing.suffix == ".mp4"
+    assert not (tmp_path / "v.mp4").exists()
+    with av.open(str(tmp_path / "v.partial.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == 48
+    seen.clear()
+    hooks = Hooks(engine=engine, on_block=seen.append, should_stop=lambda: False)
+    out = pipeline.run(config, say=lambda _: None, notify=lambda _: None, hooks=hooks).path
+    assert out == tmp_path / "v.mp4" and seen[-1].frames_done == seen[-1].frames_total
