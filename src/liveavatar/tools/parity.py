@@ -1,8 +1,13 @@
-"""Parity of our causal S2V DiT against an upstream reference folder (format of upstream-tiny).
+"""Parity of our code against an upstream reference folder (upstream-tiny or upstream-loop format).
 
-Usage: ``python -m liveavatar.tools.parity REF_DIR [--tol 1e-4]``
+Usage: ``python -m liveavatar.tools.parity REF_DIR [--tol 1e-4] [--verbose]``
 
-Reads the config, cache sizes and RNG draws from run_info.json, the weights from tiny_dit.safetensors,
+A folder with ``loop_inputs.json`` is a generation-loop reference: it is replayed through the
+engine's block loop, caches and streaming VAE decoder with the folder's own tolerance rule
+(parity_loop.py). When its run_info.json names a kernel environment (``numerics_env``: CPU ISA
+caps, thread count), the tool re-runs itself in that environment, because the rule holds there.
+
+Otherwise (upstream-tiny format) it reads the config, cache sizes and RNG draws from run_info.json, the weights from tiny_dit.safetensors,
 the inputs and the ordered ``call_list`` from tiny_inputs.json / tiny_inputs.safetensors, replays
 every call with our model in fp32 on CPU and prints the max abs error per output. With
 tiny_lora.safetensors it also merges the LoRA, compares the merged weights with
@@ -14,17 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
 
-def _load(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
-
+from liveavatar.tools.parity_loop import build_tiny_dit, load_tensors as _load
 
 def _block_slices(call: dict, inputs: dict, info: dict, common: dict) -> tuple[Any, Any]:
     """cond_states and audio_input of the call's block (F latent frames, 4F audio frames)."""
@@ -104,28 +106,15 @@ def _compare(outputs: dict, expected: dict, label: str, tol: float) -> bool:
 
 
 def run(ref: Path, tol: float) -> bool:
-    import torch
-
-    from liveavatar.engines.diffusion.checkpoint import load_dit_checkpoint
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
     from liveavatar.engines.diffusion.lora import merge_lora
 
     info = json.loads((ref / "run_info.json").read_text())
     spec = json.loads((ref / "tiny_inputs.json").read_text())
     config_dict = info.get("tiny_config") or info.get("config")
     inputs = _load(ref / "tiny_inputs.safetensors")
-    motion = info.get("motion_frames")
-    config = DiTConfig.from_json(config_dict)
-    if motion is not None:
-        import dataclasses
-
-        config = dataclasses.replace(config, motion_frames=tuple(motion))
 
     def fresh():
-        model = CausalS2VDiT(config, dtype=torch.float32, device="meta")
-        load_dit_checkpoint(model, ref / "tiny_dit.safetensors", device="cpu", dtype=torch.float32)
-        return model.eval()
+        return build_tiny_dit(config_dict, ref / "tiny_dit.safetensors", info.get("motion_frames"))
 
     ok = _compare(replay(fresh(), ref, info, spec, inputs), _load(ref / "tiny_output.safetensors"), "", tol)
     lora_file = ref / "tiny_lora.safetensors"
@@ -148,15 +137,55 @@ def run(ref: Path, tol: float) -> bool:
     return ok
 
 
+def _environment_ok(ref: Path, argv: list[str]) -> bool:
+    """In the reference's kernel environment already, or re-run there (the call does not return)."""
+    env_spec = json.loads((ref / "run_info.json").read_text()).get("numerics_env")
+    if not env_spec:
+        return True
+    wanted = {k: str(v) for k, v in env_spec.items() if k.isupper()}
+    if all(os.environ.get(k) == v for k, v in wanted.items()):
+        import torch
+
+        torch.set_num_threads(int(env_spec.get("torch_num_threads", wanted.get("OMP_NUM_THREADS", 1))))
+        capability = torch.backends.cpu.get_cpu_capability()
+        want_cap = env_spec.get("cpu_capability")
+        print(f"kernel environment: {' '.join(f'{k}={v}' for k, v in wanted.items())}, "
+              f"{torch.get_num_threads()} threads, CPU capability {capability}")
+        if want_cap and capability != want_cap:
+            print(f"error: this CPU runs torch at {capability}, the reference's rule holds at {want_cap}",
+                  file=sys.stderr)
+            return False
+        return True
+    if "torch" in sys.modules:  # the ISA caps are read once, when torch loads
+        print(f"error: set {' '.join(f'{k}={v}' for k, v in wanted.items())} before torch is imported "
+              "(or run the tool as its own process)", file=sys.stderr)
+        return False
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "liveavatar.tools.parity", *argv], {**os.environ, **wanted})
+    return False  # not reached
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m liveavatar.tools.parity", description=__doc__.splitlines()[0])
     parser.add_argument("ref_dir", type=Path)
-    parser.add_argument("--tol", type=float, default=1e-4)
+    parser.add_argument("--tol", type=float, default=1e-4, help="max abs error (upstream-tiny folders only)")
+    parser.add_argument("--verbose", action="store_true", help="one line per stored tensor (loop folders)")
+    parser.add_argument("--strict", action="store_true",
+                        help="loop folders: the reference's own rule even where this CPU rounds otherwise")
     args = parser.parse_args(argv)
     if not (args.ref_dir / "run_info.json").is_file():
-        print(f"error: {args.ref_dir}: no run_info.json; pass a folder in the upstream-tiny format", file=sys.stderr)
+        print(f"error: {args.ref_dir}: no run_info.json; pass an upstream-tiny or upstream-loop reference folder",
+              file=sys.stderr)
         return 2
-    ok = run(args.ref_dir, args.tol)
+    if (args.ref_dir / "loop_inputs.json").is_file():
+        from liveavatar.tools.parity_loop import run_loop_reference
+
+        if not _environment_ok(args.ref_dir, argv):
+            return 2
+        ok = run_loop_reference(args.ref_dir, args.verbose, args.strict)
+    else:
+        ok = run(args.ref_dir, args.tol)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
