@@ -105,6 +105,20 @@ def test_padding_with_a_mask_leaves_real_tokens_unchanged():
 def test_clean_prompt():
     assert clean_prompt("  a &amp;amp; b \n\t c  ") == "a & b c"
     assert clean_prompt("&lt;smile&gt;") == "<smile>"
+    # ftfy's fixes, as upstream: curly quotes, ligatures, full-width text, mojibake
+    assert clean_prompt("She says \u201chello\u201d, it\u2019s \ufb01ne") == "She says \"hello\", it's fine"
+    assert clean_prompt("\uff21\uff56\uff41\uff54\uff41\uff52\u3000\uff53\uff4d\uff49\uff4c\uff45\uff53") == "Avatar smiles"
+    assert clean_prompt("caf\u00c3\u00a9 au lait") == "caf\u00e9 au lait"
+
+
+def test_clean_prompt_requires_ftfy(monkeypatch):
+    import sys
+
+    from liveavatar.errors import UserError
+
+    monkeypatch.setitem(sys.modules, "ftfy", None)  # as if not installed
+    with pytest.raises(UserError, match="ftfy"):
+        clean_prompt("a prompt")
 
 
 @pytest.fixture(scope="module")

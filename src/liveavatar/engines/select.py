@@ -15,25 +15,29 @@ def choose_engine(config: GenerateConfig) -> tuple[str, str]:
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     if layout.missing():
         return "preview", f"no complete diffusion checkpoint at {layout.root}"
-    if not _torch_installed():
-        return "preview", f"a checkpoint is at {layout.root} but torch is not installed: {INSTALL_DIFFUSION}"
+    missing = _diffusion_missing()
+    if missing:
+        return "preview", f"a checkpoint is at {layout.root} but {', '.join(missing)} is not installed: {INSTALL_DIFFUSION}"
     return "diffusion", f"a complete checkpoint is at {layout.root}"
 
 
 INSTALL_DIFFUSION = "pip install 'liveavatar[diffusion]'"
+# what the diffusion extra adds that the engine cannot run without (ftfy: umT5's prompt cleaning)
+DIFFUSION_MODULES = ("torch", "transformers", "ftfy")
 
 
-def _torch_installed() -> bool:
+def _diffusion_missing() -> list[str]:
     import importlib.util
 
-    return importlib.util.find_spec("torch") is not None
+    return [name for name in DIFFUSION_MODULES if importlib.util.find_spec(name) is None]
 
 
 def require_engine_files(name: str, config: GenerateConfig) -> None:
     """Fail early, before any output exists, when the engine's files are not all there."""
     if name == "diffusion":
-        if not _torch_installed():
-            raise UserError("--engine", "the diffusion engine needs torch, which is not installed",
+        missing = _diffusion_missing()
+        if missing:
+            raise UserError("--engine", f"the diffusion engine needs {', '.join(missing)}, which is not installed",
                             f"{INSTALL_DIFFUSION}, or use --engine preview")
         if config.num_gpus_dit > 1:
             raise UserError("--num_gpus_dit", f"{config.num_gpus_dit} GPUs requested, but this version runs the DiT on one GPU",

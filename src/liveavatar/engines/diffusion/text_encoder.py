@@ -162,13 +162,17 @@ class T5Encoder(nn.Module):
 
 
 def clean_prompt(text: str) -> str:
-    """Upstream's cleaning: ftfy's fixes (when ftfy is installed), HTML entities, whitespace."""
+    """Upstream's cleaning: ftfy's fixes, HTML entities (twice), whitespace.
+
+    ftfy is required, not optional: without it curly quotes, ligatures and full-width characters
+    reach the tokenizer as they are and tokenise differently from upstream.
+    """
     try:
         import ftfy
-
-        text = ftfy.fix_text(text)
     except ImportError:
-        pass
+        raise UserError("--prompt", "umT5's prompt cleaning needs ftfy, which is not installed",
+                        "pip install 'liveavatar[diffusion]'") from None
+    text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
 
