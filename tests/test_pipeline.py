@@ -47,6 +47,16 @@ def test_dry_run_prints_plan_json(capsys, portrait_path, speech_path):
     assert plan["duration_s"] == pytest.approx(plan["num_frames"] / 25)
 
 
+@pytest.mark.parametrize("flags, notes", [(["--preset", "quick"], 1), (["--preset", "high"], 1),
+                                          (["--sample_steps", "4"], 0), (["--preset", "quick", "--engine", "preview"], 0)])
+def test_step_counts_off_the_distilled_schedule_get_one_note(capsys, portrait_path, speech_path, flags, notes):
+    args = ["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run", "--engine", "diffusion"]
+    assert main([*args, *flags]) == 0
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if "distilled for 4 steps at shift 3" in line]
+    assert len(lines) == notes and all(line.startswith("note: ") for line in lines)
+
+
 def test_success_prints_engine_and_path_last(capsys, fake_engine, portrait_path, speech_path, tmp_path):
     out = tmp_path / "v.mp4"
     code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--size", "384*256"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveavatar.config import GenerateConfig, Plan
+from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
@@ -84,6 +84,9 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     engine_name, why = choose_engine(config)
     if config.sample_guide_scale:
         notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
+    if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
+        notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
+               "steps at shift 3; other counts run off the schedule it learned")
     if not dry_run:
         require_engine_files(engine_name, config)
         output = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)

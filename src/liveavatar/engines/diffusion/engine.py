@@ -76,8 +76,9 @@ class DiffusionEngine:
             text=TextEncoder.from_checkpoint(layout.root, device=encoder_device, dtype=dtype),
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
+        loaded = f"note: Live Avatar LoRA merged into {merged.num_merged} modules"
         return cls(models, device, dtype, offload, compile_decoder=compile_,
-                   notify_load=f"note: Live Avatar LoRA merged into {merged.num_merged} modules")
+                   notify_load="\n".join(filter(None, [layout.lora_note, loaded])))
 
     @contextmanager
     def _on_device(self, module):
@@ -110,8 +111,8 @@ class DiffusionEngine:
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
         from liveavatar.engines.diffusion.vae import StreamingDecoder
 
-        if self.load_message:
-            notify(self.load_message)
+        for line in self.load_message.splitlines():
+            notify(line)
         m = self.models
         with self._on_device(m.text.model):
             text = m.text.encode(plan.prompt)

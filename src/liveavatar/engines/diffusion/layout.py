@@ -12,6 +12,8 @@ from liveavatar.errors import UserError
 DEFAULT_CKPT_DIR = Path("ckpt/Wan2.2-S2V-14B")
 DEFAULT_LORA_DIR = Path("ckpt/LiveAvatar")
 LORA_FILENAME = "liveavatar.safetensors"
+# where `hf_hub_download(..., cache_dir=DEFAULT_LORA_DIR)` (upstream's loader) puts the file
+LORA_HUB_REPO = "models--Quark-Vision--Live-Avatar"
 CKPT_ENV = "LIVEAVATAR_CKPT_DIR"
 LORA_ENV = "LIVEAVATAR_LORA"
 
@@ -33,6 +35,7 @@ class CheckpointLayout:
 
     root: Path
     lora: Path
+    lora_note: str = ""  # which hub-cache snapshot the LoRA came from, when there was a choice
 
     @property
     def config(self) -> Path:
@@ -97,6 +100,35 @@ def resolve_layout(ckpt_dir: Path | None, lora_path: Path | None) -> CheckpointL
     """The configured checkpoint: flags first, then environment variables, then ./ckpt/."""
     root = ckpt_dir or Path(os.environ.get(CKPT_ENV, DEFAULT_CKPT_DIR))
     lora = lora_path or Path(os.environ.get(LORA_ENV, DEFAULT_LORA_DIR))
+    note = ""
     if lora.is_dir():
-        lora = lora / LORA_FILENAME
-    return CheckpointLayout(root=root, lora=lora)
+        lora, note = find_lora(lora)
+    return CheckpointLayout(root=root, lora=lora, lora_note=note)
+
+
+def find_lora(folder: Path) -> tuple[Path, str]:
+    """``liveavatar.safetensors`` in a folder, either flat (``--local-dir``) or in a hub cache.
+
+    The hub cache is what upstream's loader and ``huggingface-cli download`` without ``--local-dir``
+    write: ``models--Quark-Vision--Live-Avatar/snapshots/<hash>/``, under ``folder`` or ``folder``
+    itself. With several snapshots the one ``refs/main`` names wins, else the newest; the note says
+    which. Returns (path, note); the path is the flat one when nothing is found (reported as missing).
+    """
+    flat = folder / LORA_FILENAME
+    if flat.is_file():
+        return flat, ""
+    for repo in (folder / LORA_HUB_REPO, folder):
+        snapshots = [d for d in sorted((repo / "snapshots").glob("*")) if (d / LORA_FILENAME).is_file()]
+        if not snapshots:
+            continue
+        if len(snapshots) == 1:
+            return snapshots[0] / LORA_FILENAME, ""
+        ref = repo / "refs" / "main"
+        named = ref.read_text().strip() if ref.is_file() else ""
+        chosen = next((d for d in snapshots if d.name == named), None)
+        why = "the one refs/main names"
+        if chosen is None:
+            chosen, why = max(snapshots, key=lambda d: (d / LORA_FILENAME).stat().st_mtime), "the newest"
+        return chosen / LORA_FILENAME, (f"note: the hub cache in {repo} holds {len(snapshots)} snapshots of the "
+                                        f"LoRA; using {chosen.name} ({why})")
+    return flat, ""
