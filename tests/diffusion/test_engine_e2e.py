@@ -105,10 +105,28 @@ def test_same_seed_same_video_other_seed_differs(engine):
     assert not np.array_equal(first, other)
 
 
-def test_online_decode_rolls_the_sink_at_clip_1_per_clip_decode_keeps_it(engine):
+def test_online_decode_rolls_the_sink_at_clip_1_per_clip_decode_keeps_it(engine, monkeypatch):
+    from liveavatar.engines.diffusion.vae import StreamingDecoder
+
     inputs = make_inputs(2.0)
-    online = np.concatenate(list(engine.generate(inputs, plan_for(inputs, infer_frames=24), lambda s: None)))
-    per_clip = np.concatenate(list(engine.generate(inputs, plan_for(inputs, infer_frames=24, enable_online_decode=False), lambda s: None)))
+    prefills: list = []
+    decodes: list = []
+    prefill, decode_next = engine.models.dit.prefill_sink, StreamingDecoder.decode_next
+    monkeypatch.setattr(engine.models.dit, "prefill_sink", lambda *a, **k: (prefills.append(1), prefill(*a, **k))[1])
+    monkeypatch.setattr(StreamingDecoder, "decode_next",
+                        lambda self, z: (decodes.append(z.shape[2]), decode_next(self, z))[1])
+
+    def run(**kw):
+        prefills.clear()
+        decodes.clear()
+        return np.concatenate(list(engine.generate(inputs, plan_for(inputs, infer_frames=24, **kw), lambda s: None)))
+
+    online = run()
+    # true: the sink is prefilled again at clip 1, and every block of 3 latents is decoded at once (3 clips, the last one needs 1 block)
+    assert (len(prefills), decodes) == (2, [7, 3, 3, 3, 3, 3])
+    per_clip = run(enable_online_decode=False)
+    # false (upstream's single-GPU default): one prefill, and each clip of 6 latents decoded when complete
+    assert (len(prefills), decodes) == (1, [7, 6, 6, 3])
     assert online.shape == per_clip.shape == (50, 128, 128, 3)
     # clip 0 is the same (same sink, same decoder); from clip 1 the online path rolls the sink
     # (upstream's online-decode meaning) while per-clip decode keeps it (upstream's default)
@@ -161,12 +179,18 @@ def test_auto_engine_picks_diffusion_for_a_complete_checkpoint(tiny_release, por
             "--audio", str(speech_path), "--dry_run"]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "diffusion"
-    monkeypatch.setattr(select, "_torch_installed", lambda: False)  # a core-only install
+    monkeypatch.setattr(select, "_diffusion_missing", lambda: ["torch"])  # a core-only install
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "preview"
     code = main([*args[:-1], "--engine", "diffusion", "--save_file", str(portrait_path.parent / "v.mp4")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "liveavatar[diffusion]" in err[0]
+    monkeypatch.setattr(select, "_diffusion_missing", lambda: ["ftfy"])  # torch without the whole extra
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "preview"
+    code = main([*args[:-1], "--engine", "diffusion", "--save_file", str(portrait_path.parent / "v.mp4")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "needs ftfy" in err[0]
 
 
 def test_clip_1_sink_uses_the_first_latent_and_motion_from_generated_frames(engine, monkeypatch):
