@@ -3,7 +3,10 @@
 Run: .venv/bin/python benchmarks/bench_preview_corpus.py [--out output/preview_corpus] [--no-upstream]
 The corpus is tests/preview/corpus.py (astronaut variants made on the spot, plus the upstream example
 portraits when ../shared sits beside the checkout). Every measure is taken on the OUTPUT frames with
-FaceMesh (tools/preview_quality.py); the sheets are written to --out.
+FaceMesh (tools/preview_quality.py); "at rest" is against the mesh's reading of the engine's own rest
+frame (in brackets: against the video's 5th-percentile opening, the older measure); "folded" is the
+largest share of the mouth's area whose warp triangles turn inside out at openings 0, 0.5 and 1.
+The sheets and mouth close-ups are written to --out.
 """
 
 from __future__ import annotations
@@ -72,8 +75,15 @@ def measure(name: str, image: np.ndarray, audio: np.ndarray, long_side: int, out
         env = Q.loudness_envelope(audio, SR, len(frames))
         r0, lag, _ = Q.lagged_correlation(opening, env)
         pauses = Q.pause_frames(audio, SR, len(frames), min_s=0.5)
-        row.update(r=r0, lag=lag, rest=Q.rest_share(opening, pauses), artifact=Q.mouth_artifact_ratio(frames, portrait, ref),
+        rest_gap = Q.rest_opening(renderer)
+        row.update(r=r0, lag=lag, rest=Q.rest_share(opening, pauses, rest=rest_gap), rest_gap=rest_gap,
+                   rest_p5=Q.rest_share(opening, pauses), artifact=Q.mouth_artifact_ratio(frames, portrait, ref),
                    artifact_rest=Q.mouth_artifact_ratio(frames[pauses], portrait, ref, q=50))
+    if renderer.mode == "lips":
+        from liveavatar.engines.preview import lips
+
+        keep = renderer.painter.rest_gap > 0
+        row["folded"] = max(lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep)) for a in (0.0, 0.5, 1.0))
     if out is not None:
         lm = ref if ref is not None else None
         picks = np.linspace(0, len(frames) - 1, 8).astype(int)
@@ -110,17 +120,20 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}")
     audio = speech_with_pauses()
-    print("| portrait | size | mouth | mode | r (lag) | at rest in pauses | artifact p95 | artifact in pauses |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| portrait | size | mouth | mode | r (lag) | rest frame's gap | at rest in pauses (vs 5th pct) | artifact p95 | artifact in pauses | folded |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, image in corpus.corpus(not args.no_upstream).items():
         m = measure(name, image, audio, args.long_side, args.out)
         if "error" in m:
-            print(f"| {name} | | | refused: {m['error']} | | | | |")
+            print(f"| {name} | | | refused: {m['error']} | | | | | | |")
             continue
         if "r" not in m:
-            print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | mesh lost in {1 - m['faces']:.0%} of frames | | | |")
+            print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | mesh lost in {1 - m['faces']:.0%} of frames | | | | | |")
             continue
-        print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | {m['r']:.2f} ({m['lag']:+d}) | {m['rest']:.0%} | {m['artifact']:.2f} | {m['artifact_rest']:.2f} |")
+        gap = "n/a" if m["rest_gap"] is None else f"{m['rest_gap']:.3f}"
+        folded = f"{m['folded']:.3f}" if "folded" in m else "-"
+        print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | {m['r']:.2f} ({m['lag']:+d}) | {gap} | {m['rest']:.0%} ({m['rest_p5']:.0%}) "
+              f"| {m['artifact']:.2f} | {m['artifact_rest']:.2f} | {folded} |")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from liveavatar.engines.preview.render import FrameParams
 from liveavatar.media.image import fit_to_size
 from liveavatar.tools import preview_quality as Q
 
-ARTIFACT_MAX = 1.3  # see docs/preview.md: the corpus spans 0.88-1.11; the old saw-tooth closure read higher
+ARTIFACT_MAX = 1.3  # see docs/preview.md: the corpus spans 0.80-1.08; the old saw-tooth closure read higher
+FOLDED_MAX = 0.05  # see docs/preview.md: the corpus reads <= 0.033 (the old warp 0.30-0.76)
 REST = FrameParams(0.0, 0.0, 0.0, (0, 0, 0, 0, 0))
 
 
@@ -49,14 +50,29 @@ def test_open_mouth_closes_on_lip_not_on_a_dark_gap():
     portrait = renderer.portrait
     rest = renderer.render(REST)
     lm, ref = Q.landmarks_per_frame([rest, portrait])
-    # nearly closed at rest (the mesh reads the synthetic variant's lip-coloured fill as a small gap)
-    assert lm is not None and Q.mouth_opening(lm) < 0.3 * Q.mouth_opening(ref)
+    # closed at rest: the mesh reads the lips as touching (the old closure read a third of the gap)
+    assert lm is not None and Q.mouth_opening(lm) < 0.01 < 0.1 < Q.mouth_opening(ref)
     # where the portrait's dark interior was, the rest frame shows lip-coloured pixels
     inner = renderer.painter.base.astype(int)
     cx, cy = inner[:, 0].mean().astype(int), inner[:, 1].mean().astype(int)
     patch = rest[cy - 2 : cy + 3, cx - 6 : cx + 7].astype(float)
     assert patch.mean() > portrait[cy - 2 : cy + 3, cx - 6 : cx + 7].mean() + 20
     assert Q.mouth_artifact_ratio([rest], portrait, ref) <= ARTIFACT_MAX
+
+
+def _folds(renderer) -> list[float]:
+    from liveavatar.engines.preview import lips
+
+    keep = renderer.painter.rest_gap > 0
+    return [lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep)) for a in (0.0, 0.5, 1.0)]
+
+
+@pytest.mark.parametrize("name", ["smile", "open_mouth", "beard"])
+def test_the_mouth_warp_does_not_fold(name):
+    """Closing a wide mouth and opening a smile move neighbouring vertices very differently; the warp
+    must not turn triangles inside out (that is what drew jagged dark slashes at the corners)."""
+    renderer, _ = _prepare(corpus.GENERATED[name](), size=384)
+    assert max(_folds(renderer)) <= FOLDED_MAX
 
 
 @pytest.mark.skipif(corpus.upstream("man.png") is None, reason="needs ../shared/fixtures/upstream-examples")
@@ -69,11 +85,14 @@ def test_shouting_portrait_lip_syncs_and_check_names_the_fix():
     assert all(lm is not None for lm in lms)
     opening = np.array([Q.mouth_opening(lm) for lm in lms])
     r0, lag, _ = Q.lagged_correlation(opening, Q.loudness_envelope(audio, SR, len(frames)))
-    assert r0 >= 0.6 and abs(lag) <= 1, (r0, lag)
+    assert r0 >= 0.75 and abs(lag) <= 1, (r0, lag)  # reads 0.91 here, 0.87 in the benchmark (0.6 asked of any portrait)
     pauses = Q.pause_frames(audio, SR, len(frames), min_s=0.5)
-    # 0.45 here (one short tail pause, the lips still closing in its first frames); 0.83 over the
-    # corpus benchmark's longer pauses.
-    assert Q.rest_share(opening, pauses) >= 0.4
+    renderer, _ = PreviewEngine().prepare(make_inputs(image, audio), plan, lambda m: None)
+    assert max(_folds(renderer)) <= FOLDED_MAX
+    rest = Q.rest_opening(renderer)
+    assert rest is not None and rest < 0.01  # the shout closes: the mesh reads the lips as touching
+    # every frame of the tail pause is back at rest (the benchmark: 98 % over its longer pauses)
+    assert Q.rest_share(opening, pauses, rest=rest) >= 0.9
     portrait = fit_to_size(image, 352, 640)
     ref = Q.landmarks_per_frame([portrait])[0]
     assert Q.mouth_artifact_ratio(frames, portrait, ref) <= ARTIFACT_MAX

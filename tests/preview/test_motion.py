@@ -38,3 +38,18 @@ def test_prompt_words_scale_motion():
     assert prompt_scales("a portrait").words == ()
     loud = np.abs(np.sin(np.arange(750) / 5.0)).astype(np.float32)
     assert np.std(motion_track(750, loud, 1, lively).yaw) > 2 * np.std(motion_track(750, loud, 1, calm).yaw)
+
+
+def test_motion_constants_come_from_the_style():
+    from dataclasses import replace
+
+    from liveavatar.engines.preview.style import DEFAULT_STYLE
+
+    style = replace(DEFAULT_STYLE, prompt_cues=(("sleepy", (0.5, 0.5, 0.6)),), head_yaw=0.0, blink_every=(1.0, 1.0))
+    scales = prompt_scales("a sleepy calm voice", style)
+    assert scales.words == ("sleepy",) and scales.head == 0.5 and scales.mouth == 0.6  # "calm" is not a cue here
+    loud = np.abs(np.sin(np.arange(500) / 7.0)).astype(np.float32)
+    m = motion_track(500, loud, 3, MotionScales(), style)
+    assert not m.yaw.any() and m.roll.any()
+    starts = np.flatnonzero((m.blink > 0) & (np.roll(m.blink, 1) == 0))
+    assert np.all(np.diff(starts) == 25)  # one blink a second, as the style says

@@ -60,3 +60,25 @@ def test_blink_closes_the_eyes():
     for idx in (468, 473):  # the iris centres disappear under the lids
         x, y = np.round(lm[idx]).astype(int)
         assert np.abs(open_[y - 1 : y + 2, x - 1 : x + 2].astype(int) - shut[y - 1 : y + 2, x - 1 : x + 2]).mean() > 20
+
+
+def test_painted_interior_is_shaded_not_flat():
+    import cv2
+
+    r, _ = _renderer()
+    w, gap = 80, 30.0
+    # a lens-shaped opening like the engine's: closed at the corners, `gap` tall in the middle
+    xs = np.linspace(0, 1, 11)
+    upper = np.stack([10 + xs * w, 20 - 4 * np.sin(np.pi * xs)], 1)
+    lower = np.stack([10 + xs * w, 20 + gap * np.sin(np.pi * xs)], 1)[::-1][1:-1]
+    pts = np.concatenate([upper, lower]).astype(np.float32)
+    mask = np.zeros((60, 100), np.uint8)
+    cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 255)
+    ys = np.linspace(0.0, 1.0, 60, dtype=np.float32)[:, None, None]
+    colour = r.painter._cavity(mask, ys, pts, gap)
+    luma = colour @ np.array([0.299, 0.587, 0.114], np.float32)
+    row = 26  # across the middle of the opening: darker deep inside than next to the lips
+    inside = np.flatnonzero(mask[row] > 0)
+    assert luma[row, inside[len(inside) // 2]] < luma[row, inside[2]] - 5
+    # the tongue: lighter at the bottom middle than deep in the middle above it
+    assert luma[44, 50] > luma[row, 50] + 5

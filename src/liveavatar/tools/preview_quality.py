@@ -98,14 +98,26 @@ def shape_deviation(lm: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(fitted - q, axis=1).max() / np.linalg.norm(ref[152] - ref[10]))
 
 
-def rest_share(opening: np.ndarray, pauses: np.ndarray, tolerance: float = 0.02) -> float:
+def rest_share(opening: np.ndarray, pauses: np.ndarray, tolerance: float = 0.02, rest: float | None = None) -> float:
     """Share of pause frames whose mouth is back at rest: within ``tolerance`` (of the face height) of
-    the video's own rest opening (its 5th percentile; 0 for a mouth that closes, a smile's gap for
-    one that rests in a smile)."""
+    the rest opening ``rest``.
+
+    Pass ``rest`` as the mesh's reading of the engine's own rest frame (``rest_opening``): a smile that
+    rests showing teeth, or a closed mouth that the mesh reads with a small gap, is then its own
+    reference. Without it, the video's 5th-percentile opening is used, which a mesh that under-reads
+    some speech frames (teeth edges taken for lips) drags below the true rest."""
     if not pauses.any():
         return float("nan")
-    rest = float(np.percentile(opening, 5))
-    return float((opening[pauses] < rest + tolerance).mean())
+    ref = float(np.percentile(opening, 5)) if rest is None else rest
+    return float((np.abs(opening[pauses] - ref) < tolerance).mean())
+
+
+def rest_opening(renderer) -> float | None:
+    """The mesh's reading of a preview renderer's rest frame (mouth at rest, no blink, head still)."""
+    from liveavatar.engines.preview.render import FrameParams
+
+    lm = landmarks_per_frame([renderer.render(FrameParams(0.0, 0.0, 0.0, (0.0, 0.0, 0.0, 0.0, 0.0)))])[0]
+    return None if lm is None else mouth_opening(lm)
 
 
 def mouth_region(lm: np.ndarray, shape: tuple[int, int], margin: float = 0.35) -> tuple[slice, slice]:

@@ -8,10 +8,14 @@ import numpy as np
 
 from liveavatar.config import Plan
 from liveavatar.engines.base import Inputs, Notify
+from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 
 
 class PreviewEngine:
     name = "preview"
+
+    def __init__(self, style: PreviewStyle = DEFAULT_STYLE) -> None:
+        self.style = style
 
     def prepare(self, inputs: Inputs, plan: Plan, notify: Notify):
         """Set-up: face model, mouth and motion tracks, renderer. Returns (renderer, frame params)."""
@@ -26,18 +30,18 @@ class PreviewEngine:
             notify(f"note: the preview moves only the jaw: {face.mouth.problems[0]}; "
                    "for lip-sync use a photo with the lips clearly visible")
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
-        scales = prompt_scales(plan.prompt)
+        scales = prompt_scales(plan.prompt, self.style)
         if scales.words:
             notify(f"note: preview motion follows the prompt words: {', '.join(dict.fromkeys(scales.words))}")
         mouth = analyse_speech(inputs.audio, inputs.sample_rate, plan.num_frames, inputs.transcript, notify)
-        motion = motion_track(plan.num_frames, mouth.loudness, plan.seed, scales)
+        motion = motion_track(plan.num_frames, mouth.loudness, plan.seed, scales, self.style)
         tracks = FrameTracks(
             open=np.clip(mouth.open * scales.mouth, 0, 1),
             spread=mouth.spread,
             blink=motion.blink,
             head=np.stack([motion.yaw, motion.pitch, motion.roll, motion.tx, motion.ty], axis=1),
         )
-        return Renderer(portrait, face), tracks
+        return Renderer(portrait, face, self.style), tracks
 
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
         renderer, tracks = self.prepare(inputs, plan, notify)

@@ -14,8 +14,8 @@ import numpy as np
 
 from liveavatar.engines.preview import face as F
 from liveavatar.engines.preview.style import PreviewStyle
+
 _LIPS = set(F.UPPER_INNER + F.LOWER_INNER + F.UPPER_OUTER + F.LOWER_OUTER)
-_CORNERS = {61, 291, 78, 308}
 
 
 @dataclass(frozen=True)
@@ -79,56 +79,6 @@ def geometry(landmarks: np.ndarray, shape: tuple[int, int]) -> FaceGeometry:
         mouth_width=float(np.linalg.norm(lm[F.MOUTH_RIGHT] - lm[F.MOUTH_LEFT])),
         gap0=float(max(0.0, (lm[F.INNER_BOTTOM] - lm[F.INNER_TOP]) @ v)),
     )
-
-
-def jaw_weights(g: FaceGeometry, style: PreviewStyle) -> tuple[np.ndarray, np.ndarray]:
-    """How much each vertex follows the lower lip (down) and the upper lip (up)."""
-    n = len(g.points)
-    rel = g.points - g.mouth_center
-    du = np.abs(rel @ g.u) / (g.face_width / 2)
-    dv = (rel @ g.v) / g.face_height
-    low = np.clip((dv + 0.02) / 0.15, 0, 1) * np.clip(1 - np.maximum(0, du - 0.35) / 0.6, 0, 1) * style.chin_follow
-    up = np.zeros(n)
-    low[468:] = 0
-    for i in F.LOWER_INNER + F.LOWER_OUTER:
-        low[i] = 1.0
-    for i in F.UPPER_INNER + F.UPPER_OUTER:
-        up[i], low[i] = 1.0, 0.0
-    for i in _CORNERS:
-        low[i], up[i] = 0.45, 0.0
-    return low, up
-
-
-def _target_gap(own: float, profile: float, level: float, mouth_width: float, keep_rest: bool, style: PreviewStyle) -> float:
-    """The inner-lip gap at one point along the mouth for an opening ``level`` (0 rest .. 1 wide).
-
-    ``keep_rest``: the portrait's own gap is the rest (a smile showing teeth stays one); otherwise
-    the lips meet at rest. Full opening is the style's widest gap, and always a little wider than rest.
-    """
-    rest = own if keep_rest else 0.0
-    full = max(style.max_gap * mouth_width * profile, rest + style.min_extra_gap * mouth_width * profile)
-    return rest + level * (full - rest)
-
-
-def jaw_offsets(g: FaceGeometry, level: float, style: PreviewStyle, keep_rest: bool = False) -> np.ndarray:
-    """Vertex displacements that set the inner-lip gap for an opening ``level``.
-
-    Each lower-lip point moves to its own target gap from the upper-lip point facing it, so a
-    closing mouth meets along the whole lip line instead of folding at the sides.
-    """
-    low, up = jaw_weights(g, style)
-    lo, hi = style.lower_share, 1.0 - style.lower_share
-    delta = _target_gap(g.gap0, 1.0, level, g.mouth_width, keep_rest, style) - g.gap0
-    amount = delta * (lo * low - hi * up)
-    pts = g.points
-    for i, (a, b) in enumerate(zip(F.UPPER_INNER[1:-1], F.LOWER_INNER[1:-1]), start=1):
-        x = (i - 5) / 5.0  # -1 .. 1 along the mouth
-        gap_i = max(0.0, float((pts[b] - pts[a]) @ g.v))
-        profile = float(np.sqrt(max(0.0, 1 - 0.8 * x * x)))
-        d = _target_gap(gap_i, profile, level, g.mouth_width, keep_rest, style) - gap_i
-        amount[[a, F.UPPER_OUTER[i]]] = -hi * d
-        amount[[b, F.LOWER_OUTER[i]]] = lo * d
-    return amount[:, None] * g.v[None, :]
 
 
 def jaw_only_offsets(g: FaceGeometry, level: float, style: PreviewStyle) -> np.ndarray:

@@ -11,23 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 from liveavatar.sizing import FPS
-
-# word -> (head motion, nods, mouth) multipliers; see docs/preview.md.
-CUES: dict[str, tuple[float, float, float]] = {}
-for _words, _scales in (
-    ("calm calmly relaxed gentle gently soft softly serene quiet quietly peaceful composed", (0.6, 0.6, 0.85)),
-    ("still motionless steady", (0.3, 0.4, 1.0)),
-    ("serious stern formal", (0.7, 0.7, 0.95)),
-    ("enthusiastic enthusiastically excited excitedly energetic lively animated passionate passionately cheerful joyful expressive", (1.6, 1.5, 1.15)),
-    ("nod nods nodding", (1.0, 2.0, 1.0)),
-    ("whisper whispers whispering murmuring", (0.7, 0.7, 0.7)),
-    ("shout shouts shouting yelling loud loudly", (1.3, 1.4, 1.25)),
-    ("singing sings", (1.2, 1.0, 1.1)),
-):
-    for _w in _words.split():
-        CUES[_w] = _scales
-
 
 @dataclass(frozen=True)
 class MotionScales:
@@ -37,17 +22,23 @@ class MotionScales:
     words: tuple[str, ...] = ()
 
 
-def prompt_scales(prompt: str) -> MotionScales:
-    """Multiply the scales of every cue word in the prompt (clamped to 0.2..2.5)."""
+def cue_table(style: PreviewStyle = DEFAULT_STYLE) -> dict[str, tuple[float, float, float]]:
+    """word -> (head motion, nods, mouth) multipliers, from the style's prompt cues."""
+    return {word: scales for words, scales in style.prompt_cues for word in words.split()}
+
+
+def prompt_scales(prompt: str, style: PreviewStyle = DEFAULT_STYLE) -> MotionScales:
+    """Multiply the scales of every cue word in the prompt (clamped to the style's ranges)."""
+    cues = cue_table(style)
     head = nod = mouth = 1.0
     found = []
     for word in re.findall(r"[a-z]+", prompt.lower()):
-        if word in CUES:
-            h, n, m = CUES[word]
+        if word in cues:
+            h, n, m = cues[word]
             head, nod, mouth = head * h, nod * n, mouth * m
             found.append(word)
-    clamp = lambda x: float(np.clip(x, 0.2, 2.5))  # noqa: E731
-    return MotionScales(clamp(head), clamp(nod), float(np.clip(mouth, 0.5, 1.4)), tuple(found))
+    clamp = lambda x: float(np.clip(x, *style.head_scale_range))  # noqa: E731
+    return MotionScales(clamp(head), clamp(nod), float(np.clip(mouth, *style.mouth_scale_range)), tuple(found))
 
 
 @dataclass(frozen=True)
@@ -62,18 +53,16 @@ class MotionTrack:
     ty: np.ndarray  # head shift, fraction of the face height
 
 
-BLINK_PROFILE = np.array([0.55, 1.0, 0.6, 0.2], np.float32)  # 160 ms at 25 fps
-
-
-def blink_track(num_frames: int, rng: np.random.Generator) -> np.ndarray:
-    """A blink every 2-6 s (first one within 0.5-3 s), each ~150 ms."""
+def blink_track(num_frames: int, rng: np.random.Generator, style: PreviewStyle = DEFAULT_STYLE) -> np.ndarray:
+    """A blink every few seconds (the style's ``blink_every``; the first within ``first_blink``)."""
+    profile = np.array(style.blink_profile, np.float32)
     out = np.zeros(num_frames, np.float32)
-    t = rng.uniform(0.5, 3.0)
+    t = rng.uniform(*style.first_blink)
     while t * FPS < num_frames:
         k = int(t * FPS)
-        seg = out[k : k + len(BLINK_PROFILE)]
-        seg[:] = np.maximum(seg, BLINK_PROFILE[: len(seg)])
-        t += rng.uniform(2.0, 6.0)
+        seg = out[k : k + len(profile)]
+        seg[:] = np.maximum(seg, profile[: len(seg)])
+        t += rng.uniform(*style.blink_every)
     return out
 
 
@@ -100,20 +89,22 @@ def nod_track(loudness: np.ndarray) -> np.ndarray:
     return np.clip(nods, 0, 1.5).astype(np.float32)
 
 
-def motion_track(num_frames: int, loudness: np.ndarray, seed: int, scales: MotionScales) -> MotionTrack:
+def motion_track(num_frames: int, loudness: np.ndarray, seed: int, scales: MotionScales,
+                 style: PreviewStyle = DEFAULT_STYLE) -> MotionTrack:
     """Blinks, idle head motion and nods for ``num_frames`` frames, fixed by ``seed``."""
     from scipy.ndimage import gaussian_filter1d
 
     rng = np.random.default_rng(seed)
-    blink = blink_track(num_frames, rng)
+    s = style
+    blink = blink_track(num_frames, rng, s)
     talking = gaussian_filter1d((loudness > 0.1).astype(np.float64), 12.0).astype(np.float32)
-    energy = scales.head * (0.6 + 0.6 * talking)
+    energy = scales.head * (s.idle_energy + s.talk_energy * talking)
     nods = nod_track(loudness) * scales.nod
     return MotionTrack(
         blink=blink,
-        yaw=(0.025 * energy * smooth_noise(num_frames, rng)).astype(np.float32),
-        pitch=(0.012 * energy * smooth_noise(num_frames, rng) + 0.02 * nods).astype(np.float32),
-        roll=(0.02 * energy * smooth_noise(num_frames, rng)).astype(np.float32),
-        tx=(0.012 * energy * smooth_noise(num_frames, rng, (0.05, 0.25))).astype(np.float32),
-        ty=(0.006 * energy * smooth_noise(num_frames, rng, (0.05, 0.25))).astype(np.float32),
+        yaw=(s.head_yaw * energy * smooth_noise(num_frames, rng)).astype(np.float32),
+        pitch=(s.head_pitch * energy * smooth_noise(num_frames, rng) + s.nod_pitch * nods).astype(np.float32),
+        roll=(s.head_roll * energy * smooth_noise(num_frames, rng)).astype(np.float32),
+        tx=(s.head_tx * energy * smooth_noise(num_frames, rng, (0.05, 0.25))).astype(np.float32),
+        ty=(s.head_ty * energy * smooth_noise(num_frames, rng, (0.05, 0.25))).astype(np.float32),
     )

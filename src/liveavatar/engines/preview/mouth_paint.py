@@ -32,26 +32,72 @@ def _mouth_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return c0, u, np.array([-u[1], u[0]])
 
 
-def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float) -> np.ndarray:
-    """The portrait with its mouth interior (and ``margin`` px past the lip lines) filled with lip colour."""
+def _not_lip(crop: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """Pixels that are clearly not lip: much darker than the lips (the cavity, its shadow) or
+    bright and unsaturated (teeth), judged against the lips' own median colour."""
+    import cv2
+
+    lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB).astype(np.float32)
+    ref = np.median(lab[lips], axis=0) if lips.sum() >= 8 else lab.reshape(-1, 3).mean(axis=0)
+    darker = lab[..., 0] < 0.6 * ref[0]
+    teeth = (lab[..., 0] > ref[0] + 15) & (np.abs(lab[..., 1] - 128) + np.abs(lab[..., 2] - 128) < 0.6 * (abs(ref[1] - 128) + abs(ref[2] - 128)) + 4)
+    return darker | teeth
+
+
+def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float | None = None) -> np.ndarray:
+    """The portrait with its mouth interior (and ``margin`` px past the lip lines) filled with lip colour.
+
+    The mesh's inner-lip polygon is often smaller than the dark interior (a shout's deep corners) or
+    leaves the teeth's edge outside it; any of that left in place is squeezed into dark or white
+    scribbles when the lips close. So the fill also takes, within ``reach`` px of the polygon and
+    inside the lips, whatever is clearly not lip and touches the interior; its edge is feathered so
+    the lips' texture and the fill blend without a line.
+    """
     import cv2
 
     c0, u, v = _mouth_frame(lm)
     poly = inner_points(lm).astype(np.float64)
-    lo = np.floor(poly.min(axis=0) - margin - 2).astype(int)
-    hi = np.ceil(poly.max(axis=0) + margin + 3).astype(int)
+    outer = lm[list(F.UPPER_OUTER + F.LOWER_OUTER[::-1][1:-1])].astype(np.float64)
+    mw = float(np.linalg.norm(lm[F.MOUTH_RIGHT] - lm[F.MOUTH_LEFT]))
+    gap = float(np.linalg.norm(lm[F.INNER_BOTTOM] - lm[F.INNER_TOP]))
+    # how far past the mesh's polygon the fill may reach: a wide mouth's dark corners, never more
+    # than a fraction of the opening (thin parted lips would otherwise be taken whole)
+    reach = min(0.1 * mw, 0.25 * gap) if reach is None else reach
+    pad = int(np.ceil(margin + reach)) + 3
+    lo = np.floor(outer.min(axis=0)).astype(int) - pad
+    hi = np.ceil(outer.max(axis=0)).astype(int) + pad
     h, w = portrait.shape[:2]
     x0, y0, x1, y1 = max(lo[0], 0), max(lo[1], 0), min(hi[0], w), min(hi[1], h)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return portrait
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [np.round((poly - (x0, y0)) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
+
+    def fill_poly(pts: np.ndarray) -> np.ndarray:
+        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(m, [np.round((pts - (x0, y0)) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
+        return m
+
+    inner, lips_all = fill_poly(poly), fill_poly(outer)
     k = int(np.ceil(margin)) * 2 + 1
-    mask = cv2.dilate(mask, np.ones((k, k), np.uint8))
+    mask = cv2.dilate(inner, np.ones((k, k), np.uint8))
+    crop = portrait[y0:y1, x0:x1]
+    # what touches the interior, lies inside the lips within `reach`, and is clearly not lip
+    kr = int(np.ceil(reach)) * 2 + 1
+    zone = (cv2.dilate(inner, np.ones((kr, kr), np.uint8)) > 0) & (cv2.dilate(lips_all, np.ones((3, 3), np.uint8)) > 0)
+    band = (lips_all > 0) & (inner == 0)
+    ref_px = band & ~zone
+    if ref_px.sum() < 8:
+        ref_px = band & (mask == 0)
+    grow = zone & _not_lip(crop, ref_px)
+    grown = mask > 0
+    for _ in range(int(np.ceil(reach)) + 1):
+        nxt = grown | (cv2.dilate(grown.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & grow
+        if (nxt == grown).all():
+            break
+        grown = nxt
+    mask = cv2.morphologyEx(grown.astype(np.uint8) * 255, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     ys, xs = np.nonzero(mask)
     px, py = xs + x0, ys + y0
     a = (px - c0[0]) * u[0] + (py - c0[1]) * u[1]
-    b = (px - c0[0]) * v[0] + (py - c0[1]) * v[1]
 
     def line(idx: tuple[int, ...]) -> np.ndarray:
         p = lm[list(idx)].astype(np.float64) - c0
@@ -62,23 +108,84 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float) -> np.ndarray:
     ui, li, uo, lo_ = line(F.UPPER_INNER), line(F.LOWER_INNER), line(F.UPPER_OUTER), line(F.LOWER_OUTER)
     # Each column takes the mean colour of the middles of its two lips (the lips' inner edges are often
     # a dark shadow): the closing warp squeezes slivers of this fill between the lips, so it must be
-    # one smooth lip colour, the same from above and below.
+    # one smooth lip colour, the same from above and below. A sample far from the lips' median colour
+    # (a moustache over the upper lip, a tooth) is replaced by the median.
+    lip_px = crop[band & (mask == 0)].astype(np.float32)
+    ref = np.median(lip_px, axis=0) if len(lip_px) >= 8 else None
     edge_u, edge_l = ui - margin, li + margin
     vals = 0
     for src_b in (edge_u - 0.5 * np.maximum(edge_u - uo, 1.0), edge_l + 0.5 * np.maximum(lo_ - edge_l, 1.0)):
         sx = (c0[0] + a * u[0] + src_b * v[0]).astype(np.float32)
         sy = (c0[1] + a * u[1] + src_b * v[1]).astype(np.float32)
-        vals = vals + 0.5 * cv2.remap(portrait, sx[:, None], sy[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0].astype(np.float32)
+        got = cv2.remap(portrait, sx[:, None], sy[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0].astype(np.float32)
+        if ref is not None:
+            far = np.linalg.norm(got - ref, axis=1) > 40
+            got[far] = ref
+        vals = vals + 0.5 * got
     out = portrait.copy()
     # smooth the fill (a blur normalised inside the mask): slivers of it must not show streaks
     fill = np.zeros(mask.shape + (3,), np.float32)
     fill[ys, xs] = vals
     weight = (mask > 0).astype(np.float32)
-    k = 2 * int(max(2.0, 0.5 * (hi - lo).max() / 6)) + 1
-    fill = cv2.GaussianBlur(fill, (k, k), 0) / np.maximum(cv2.GaussianBlur(weight, (k, k), 0), 1e-3)[..., None]
-    soft = cv2.GaussianBlur(mask, (3, 3), 0)[ys, xs, None].astype(np.float32) / 255.0
-    out[py, px] = (fill[ys, xs] * soft + portrait[py, px] * (1 - soft)).astype(np.uint8)
+    kb = 2 * int(max(2.0, 0.5 * (hi - lo).max() / 6)) + 1
+    fill = cv2.GaussianBlur(fill, (kb, kb), 0) / np.maximum(cv2.GaussianBlur(weight, (kb, kb), 0), 1e-3)[..., None]
+    # feathered edge, but opaque over the interior itself
+    sigma = max(0.6, 0.6 * margin)
+    soft = cv2.GaussianBlur(weight, (0, 0), sigma)
+    # never past the lips onto the skin (a dilated corner would leave a lip-coloured smudge there)
+    within = cv2.GaussianBlur((cv2.dilate(lips_all, np.ones((3, 3), np.uint8)) > 0).astype(np.float32), (0, 0), 0.7)
+    soft = np.minimum(soft, within)
+    soft = np.maximum(soft, (cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0).astype(np.float32) * (inner > 0))
+    fy, fx = np.nonzero(soft > 0.01)
+    a_all = soft[fy, fx, None]
+    region = out[y0:y1, x0:x1].astype(np.float32)
+    full = fill[fy, fx]
+    missing = weight[fy, fx] == 0  # the feather reaches past the fill: extend it by the nearest fill colour
+    if missing.any():
+        from scipy.ndimage import distance_transform_edt
+
+        _, (iy, ix) = distance_transform_edt(weight == 0, return_indices=True)
+        full[missing] = fill[iy[fy[missing], fx[missing]], ix[fy[missing], fx[missing]]]
+    region[fy, fx] = full * a_all + region[fy, fx] * (1 - a_all)
+    out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
     return out
+
+
+def _split_rows(rgb: np.ndarray, m: np.ndarray, mid: float, lip_l: float, mouth_width: float) -> np.ndarray:
+    """Per column, the row where the portrait's interior splits into what the upper lip carries and
+    what the lower lip carries: just below the upper teeth where they show (a smile's teeth stay
+    whole on the upper jaw; a split at the middle put half of each tooth on the lower lip, a second
+    row of stubs), else the middle. Teeth: brighter than the lips (``lip_l``, Lab L) and unsaturated,
+    as ``media.mouth`` counts them; gaps between teeth are closed along the row first."""
+    import cv2
+    from scipy.ndimage import gaussian_filter1d, median_filter
+
+    lab_l = cv2.cvtColor(np.ascontiguousarray(rgb.astype(np.uint8)), cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    sat = cv2.cvtColor(np.ascontiguousarray(rgb.astype(np.uint8)), cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255.0
+    inside = m > 0.5
+    teeth = ((lab_l > lip_l + 12) & (sat < 0.4) & inside).astype(np.uint8)
+    k = max(3, int(0.06 * mouth_width) | 1)
+    teeth = cv2.morphologyEx(teeth, cv2.MORPH_CLOSE, np.ones((1, k), np.uint8)) > 0
+    h, w = inside.shape
+    split = np.full(w, np.nan, np.float32)
+    for x in range(w):
+        rows = np.flatnonzero(inside[:, x])
+        if len(rows) < 2:
+            continue
+        top, bottom = rows[0], rows[-1]
+        t = np.flatnonzero(teeth[top : bottom + 1, x])
+        if len(t) == 0 or t[0] > 0.5 * (bottom - top):  # no upper teeth in this column
+            continue
+        run = t[0]
+        while run + 1 <= bottom - top and teeth[top + run + 1, x]:
+            run += 1
+        split[x] = top + run + 1.0
+    known = np.flatnonzero(~np.isnan(split))
+    if len(known) < max(3, 0.2 * inside.any(axis=0).sum()):
+        return np.full(w, mid, np.float32)
+    split = np.interp(np.arange(w), known, split[known]).astype(np.float32)
+    split = median_filter(split, size=5, mode="nearest")
+    return gaussian_filter1d(split, 1.5).astype(np.float32)
 
 
 class MouthPainter:
@@ -120,9 +227,9 @@ class MouthPainter:
                 dark = inside[luma <= np.percentile(luma, 30)]
                 self.cavity_top = dark.mean(axis=0)
                 self.cavity_bottom = self.cavity_top * 0.7 + inside.mean(axis=0) * 0.3
-            mid = float((self.base[TOP, 1] + self.base[BOTTOM, 1]) / 2) - y0
+            split = _split_rows(rgb, m, float((self.base[TOP, 1] + self.base[BOTTOM, 1]) / 2) - y0, self._lip_l(portrait, lm), mouth_width)
             rows = np.arange(rgb.shape[0], dtype=np.float32)[:, None]
-            ramp = np.clip((mid - rows) / max(0.15 * gap, 1.0) + 0.5, 0, 1)  # soft split at the middle
+            ramp = np.clip((split[None, :] - rows) / max(0.15 * gap, 1.0) + 0.5, 0, 1)  # soft split
             self.sprites = [(TOP, x0, y0, rgb, m * ramp), (BOTTOM, x0, y0, rgb, m * (1 - ramp))]
 
     def seam(self, frame: np.ndarray, pts: np.ndarray, gap: float) -> None:
@@ -149,6 +256,42 @@ class MouthPainter:
         region = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = (region * (1 - m) + self.seam_rgb * m).astype(np.uint8)
 
+    @staticmethod
+    def _lip_l(portrait: np.ndarray, lm: np.ndarray) -> float:
+        """The lips' median Lab lightness (between the outer and inner lip lines)."""
+        import cv2
+
+        outer = lm[list(F.UPPER_OUTER + F.LOWER_OUTER[::-1][1:-1])].astype(np.float64)
+        x0, y0 = np.maximum(np.floor(outer.min(axis=0)).astype(int), 0)
+        x1, y1 = np.ceil(outer.max(axis=0)).astype(int) + 1
+        crop = np.ascontiguousarray(portrait[y0:y1, x0:x1])
+        band = np.zeros(crop.shape[:2], np.uint8)
+        cv2.fillPoly(band, [np.round((outer - (x0, y0)) * 4).astype(np.int32)], 1, cv2.LINE_8, shift=2)
+        cv2.fillPoly(band, [np.round((inner_points(lm) - (x0, y0)) * 4).astype(np.int32)], 0, cv2.LINE_8, shift=2)
+        lab_l = cv2.cvtColor(crop, cv2.COLOR_RGB2LAB)[..., 0]
+        return float(np.median(lab_l[band > 0])) if band.sum() >= 8 else 128.0
+
+    def _cavity(self, mask: np.ndarray, ys: np.ndarray, local: np.ndarray, gap: float) -> np.ndarray:
+        """The mouth's inside without teeth: the interior colours from top (shadow under the upper
+        lip) to bottom (tongue), darker away from the lips (deeper into the mouth), and a lighter
+        tongue rising from the bottom in the middle once the mouth is open enough to show it."""
+        import cv2
+
+        s = self.style
+        h, w = mask.shape
+        colour = self.cavity_top * (1 - ys) + self.cavity_bottom * ys  # [h, 1, 3]
+        colour = np.broadcast_to(colour, (h, w, 3))
+        depth = cv2.distanceTransform((mask > 127).astype(np.uint8), cv2.DIST_L2, 3)
+        depth = np.clip(depth / max(0.35 * gap, 1.0), 0, 1)[..., None]
+        colour = colour * (1 - s.cavity_depth_dark * depth)
+        cx = 0.5 * (local[0, 0] + local[_N_UP - 1, 0])
+        bottom = float(local[BOTTOM, 1])
+        xs = (np.arange(w, dtype=np.float32) - cx) / max(0.3 * self.mouth_width, 1.0)
+        yt = (np.arange(h, dtype=np.float32) - bottom) / max(0.45 * gap, 1.0)
+        tongue = np.exp(-(xs[None, :] ** 2) - (yt[:, None] ** 2)) * np.clip((gap - 4.0) / 6.0, 0, 1) * s.tongue_strength
+        tongue_rgb = np.minimum(self.cavity_bottom * 1.35 + np.array([18.0, 0.0, 0.0], np.float32), 255)
+        return colour * (1 - tongue[..., None]) + tongue_rgb * tongue[..., None]
+
     def interior(self, frame: np.ndarray, pts: np.ndarray, gap: float) -> None:
         """Paint the opening between the inner lips ``pts`` (frame pixels) when wider than at rest."""
         import cv2
@@ -168,7 +311,7 @@ class MouthPainter:
         cv2.fillPoly(mask, [local], 255, lineType=cv2.LINE_AA, shift=2)
         m = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32) / 255.0 * alpha
         ys = np.linspace(0.0, 1.0, y1 - y0, dtype=np.float32)[:, None, None]
-        colour = np.broadcast_to(self.cavity_top * (1 - ys) + self.cavity_bottom * ys, (y1 - y0, x1 - x0, 3)).copy()
+        colour = self._cavity(mask, ys, pts - (x0, y0), gap)
         if self.sprites:
             for anchor, sx, sy, rgb, sm in self.sprites:
                 shift = pts[anchor] - self.base[anchor]

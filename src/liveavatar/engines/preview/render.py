@@ -11,6 +11,7 @@ import numpy as np
 
 from liveavatar.engines.preview import face as F
 from liveavatar.engines.preview import fields as FL
+from liveavatar.engines.preview import lips as LP
 from liveavatar.engines.preview import mouth_paint as MP
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 
@@ -58,7 +59,7 @@ class Renderer:
         if self.mode == "jaw":
             jaw_at = lambda a: FL.jaw_only_offsets(g, a, style)  # noqa: E731
         else:
-            jaw_at = lambda a: FL.jaw_offsets(g, a, style, keep)  # noqa: E731
+            jaw_at = lambda a: LP.jaw_offsets(g, a, style, keep)  # noqa: E731
         self.levels = np.linspace(0.0, 1.0, style.jaw_levels)
         jaw = FL.union([FL.backward_field(g, jaw_at(a), (h, w)) for a in self.levels])
         self.jaw_box, self.jaw = jaw[0].box, np.stack([f.data for f in jaw])
