@@ -60,6 +60,11 @@ def _poly_mask(shape: tuple[int, int], pts: np.ndarray, box: tuple[int, int]) ->
     return mask > 0
 
 
+def teeth_like(lab_l: np.ndarray, saturation: np.ndarray, lip_l: float) -> np.ndarray:
+    """Pixels that look like teeth: brighter than the lips (Lab L, 0..255) and unsaturated (HSV S, 0..1)."""
+    return (lab_l > lip_l + 12) & (saturation < 0.4)
+
+
 def inner_polygon(lm: np.ndarray) -> np.ndarray:
     return lm[list(M.UPPER_INNER + M.LOWER_INNER[::-1][1:-1])]
 
@@ -95,7 +100,7 @@ def assess_mouth(image: np.ndarray, lm: np.ndarray, keypoints: np.ndarray | None
         if interior.sum() >= 6 and lips.sum() >= 8:
             lip_l = float(np.median(lab[..., 0][lips]))
             inside_l, inside_s = lab[..., 0][interior], hsv[..., 1][interior] / 255.0
-            teeth = float(((inside_l > lip_l + 12) & (inside_s < 0.4)).mean())
+            teeth = float(teeth_like(inside_l, inside_s, lip_l).mean())
             dark = float((inside_l < 0.7 * lip_l).mean())
 
     axis = lm[M.CHIN] - lm[M.NOSE_BRIDGE]  # the face's midline (the nose tip leaves it when the head turns)

@@ -160,10 +160,12 @@ def _split_rows(rgb: np.ndarray, m: np.ndarray, mid: float, lip_l: float, mouth_
     import cv2
     from scipy.ndimage import gaussian_filter1d, median_filter
 
+    from liveavatar.media.mouth import teeth_like
+
     lab_l = cv2.cvtColor(np.ascontiguousarray(rgb.astype(np.uint8)), cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
     sat = cv2.cvtColor(np.ascontiguousarray(rgb.astype(np.uint8)), cv2.COLOR_RGB2HSV)[..., 1].astype(np.float32) / 255.0
     inside = m > 0.5
-    teeth = ((lab_l > lip_l + 12) & (sat < 0.4) & inside).astype(np.uint8)
+    teeth = (teeth_like(lab_l, sat, lip_l) & inside).astype(np.uint8)
     k = max(3, int(0.06 * mouth_width) | 1)
     teeth = cv2.morphologyEx(teeth, cv2.MORPH_CLOSE, np.ones((1, k), np.uint8)) > 0
     h, w = inside.shape
