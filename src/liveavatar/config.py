@@ -59,6 +59,7 @@ class GenerateConfig:
     ckpt_dir: Path | None = None
     lora_path_dmd: Path | None = None
     num_gpus_dit: int = 1
+    enable_vae_parallel: bool | None = None  # K > 1: one more worker only decodes (default: when a GPU is left)
     save_file: Path | None = None
     engine: str | None = None
     preset: str | None = None

@@ -30,7 +30,10 @@ def register(subparsers) -> None:
     p.add_argument("--fp8", type=boolean, nargs="?", const=True, default=False, help="FP8 linear layers (Hopper/Ada GPUs)")
     p.add_argument("--ckpt_dir", type=Path, default=None, help="the Wan2.2-S2V-14B folder (default ckpt/Wan2.2-S2V-14B)")
     p.add_argument("--lora_path_dmd", type=Path, default=None, help="the Live Avatar LoRA file or folder (default ckpt/LiveAvatar)")
-    p.add_argument("--num_gpus_dit", type=positive_int, default=1, help="GPUs for the DiT (with torchrun)")
+    p.add_argument("--num_gpus_dit", type=positive_int, default=1,
+                   help="DiT workers, one GPU each, the steps split between them (default 1; see docs/multi-gpu.md)")
+    p.add_argument("--enable_vae_parallel", type=boolean, nargs="?", const=True, default=None,
+                   help="with --num_gpus_dit > 1: one more worker only decodes (default: when a GPU is left)")
     p.add_argument("--save_file", type=Path, default=None, help="output .mp4 (default output/<date>_<steps>step_<prompt>.mp4)")
     p.add_argument("--engine", choices=ENGINES, default=None, help="default: diffusion when a complete checkpoint is configured, else preview")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="quick, standard or high (explicit flags win)")
@@ -56,6 +59,7 @@ def _prompt_text(value: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from liveavatar import pipeline
+    from liveavatar.engines.diffusion.runtime.workers import serve_torchrun_rank
 
     config = GenerateConfig(
         image=args.image,
@@ -74,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt_dir=args.ckpt_dir,
         lora_path_dmd=args.lora_path_dmd,
         num_gpus_dit=args.num_gpus_dit,
+        enable_vae_parallel=args.enable_vae_parallel,
         save_file=args.save_file,
         engine=args.engine,
         preset=args.preset,
@@ -81,6 +86,9 @@ def run(args: argparse.Namespace) -> int:
         transcript=args.transcript,
         skip_checks=args.skip_checks,
     )
+    served = serve_torchrun_rank(config)  # under torchrun, a DiT rank that does not decode ends here
+    if served is not None:
+        return served
     outcome = pipeline.run(
         config,
         say=lambda text: print(text, flush=True),

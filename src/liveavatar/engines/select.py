@@ -40,8 +40,9 @@ def require_engine_files(name: str, config: GenerateConfig) -> None:
             raise UserError("--engine", f"the diffusion engine needs {', '.join(missing)}, which is not installed",
                             f"{INSTALL_DIFFUSION}, or use --engine preview")
         if config.num_gpus_dit > 1:
-            raise UserError("--num_gpus_dit", f"{config.num_gpus_dit} GPUs requested, but this version runs the DiT on one GPU",
-                            "use --num_gpus_dit 1 (multi-GPU timestep-forcing pipeline parallelism is not implemented yet)")
+            from liveavatar.engines.diffusion.runtime.workers import plan_roles
+
+            plan_roles(config)  # enough steps and GPUs for the workers, or one line saying why not
         resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
 
 

@@ -28,8 +28,32 @@ class Models:
     audio: object  # AudioFeatureEncoder
 
 
+def compile_enabled(device) -> bool:
+    """torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch)."""
+    return device.type == "cuda" and os.environ.get("ENABLE_COMPILE", "true").lower() != "false"
+
+
+def build_dit(config: GenerateConfig, layout: CheckpointLayout, device, dtype):
+    """The DiT with the LoRA merged (fp8 and compiled as configured): ``(dit, merge report)``."""
+    from liveavatar.engines.diffusion.checkpoint import load_dit
+    from liveavatar.engines.diffusion.lora import merge_lora
+
+    # weights go straight from the memory-mapped shards to their device and dtype (no second
+    # host copy); the LoRA is merged there, each W + (alpha/r) B A formed in fp32, then cast
+    dit = load_dit(layout.root, device=device, dtype=dtype)
+    merged = merge_lora(dit, layout.lora)
+    if config.fp8 and device.type == "cuda":
+        from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+
+        quantize_linears_fp8(dit)
+    if compile_enabled(device):
+        dit.accelerate(compile=True)  # one graph per layer half: ~20 s once, then 1.6x faster blocks
+    return dit, merged
+
+
 class DiffusionEngine:
     name = "diffusion"
+    team = None  # runtime.workers.Team when the DiT runs on K > 1 workers
 
     def __init__(self, models: Models, device, dtype, offload: bool, compile_decoder: bool = False,
                  notify_load: str = "") -> None:
@@ -48,27 +72,20 @@ class DiffusionEngine:
         import torch
 
         from liveavatar.engines.diffusion.audio_features import AudioFeatureEncoder
-        from liveavatar.engines.diffusion.checkpoint import load_dit
-        from liveavatar.engines.diffusion.lora import merge_lora
+        from liveavatar.engines.diffusion.runtime.workers import Team
         from liveavatar.engines.diffusion.text_encoder import TextEncoder
         from liveavatar.engines.diffusion.vae import load_vae
 
+        # K > 1 DiT workers: the others start loading now, in parallel with this process
+        team = Team.launch(config, layout)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the
         # GPU only to encode, leaving the room to the DiT's step caches
         offload = (config.offload_model is not False) and device.type == "cuda"
-        # weights go straight from the memory-mapped shards to their device and dtype (no second
-        # host copy); the LoRA is merged there, each W + (alpha/r) B A formed in fp32, then cast
-        dit = load_dit(layout.root, device=device, dtype=dtype)
-        merged = merge_lora(dit, layout.lora)
-        if config.fp8 and device.type == "cuda":
-            from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
-
-            quantize_linears_fp8(dit)
-        compile_ = device.type == "cuda" and os.environ.get("ENABLE_COMPILE", "true").lower() != "false"
-        if compile_:
-            dit.accelerate(compile=True)  # one graph per layer half: ~20 s once, then 1.6x faster blocks
+        compile_ = compile_enabled(device)
+        # with a decode worker this process only encodes and decodes: no DiT here
+        dit, merged = (None, None) if team is not None and team.decode_worker else build_dit(config, layout, device, dtype)
         encoder_device = "cpu" if offload else device
         models = Models(
             dit=dit,
@@ -76,9 +93,11 @@ class DiffusionEngine:
             text=TextEncoder.from_checkpoint(layout.root, device=encoder_device, dtype=dtype),
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
-        loaded = f"note: Live Avatar LoRA merged into {merged.num_merged} modules"
-        return cls(models, device, dtype, offload, compile_decoder=compile_,
-                   notify_load="\n".join(filter(None, [layout.lora_note, loaded])))
+        loaded = f"note: Live Avatar LoRA merged into {merged.num_merged} modules" if merged else ""
+        engine = cls(models, device, dtype, offload, compile_decoder=compile_,
+                     notify_load="\n".join(filter(None, [layout.lora_note, loaded])))
+        engine.team = team
+        return engine
 
     @contextmanager
     def _on_device(self, module):
@@ -120,7 +139,6 @@ class DiffusionEngine:
             audio = m.audio.encode(inputs.audio, plan.num_clips * plan.frames_per_clip).to(self.device)
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
         ref, motion = reference_latents(m.vae, portrait)
-        text_ctx = m.dit.encode_text(text.to(self.device))
         loop_plan = LoopPlan(
             frames_per_clip=plan.frames_per_clip,
             num_clips=plan.num_clips,
@@ -132,7 +150,7 @@ class DiffusionEngine:
             # upstream: the online-decode path rolls the sink at clip 1, the default script does not
             rolling_sink=plan.enable_online_decode,
         )
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and self.team is None:  # workers check their own steps' room
             self._require_cache_room(plan, loop_plan)
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
@@ -144,8 +162,14 @@ class DiffusionEngine:
         # online decode turns each block into frames at once and rolls the sink at clip 1 with
         # motion re-encoded from clip 0's frames; otherwise a clip is decoded when it is complete
         # and the sink stays as prefilled (upstream's single-GPU default)
-        blocks = denoise_blocks(m.dit, text_ctx, audio, ref, motion, loop_plan,
-                                next_motion=lambda: motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait))
+        def next_motion():
+            return motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait)
+
+        if self.team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
+            blocks = self.team.run(m.dit, text, audio, ref, motion, loop_plan, next_motion, notify)
+        else:
+            blocks = denoise_blocks(m.dit, m.dit.encode_text(text.to(self.device)), audio, ref, motion, loop_plan,
+                                    next_motion=next_motion)
         for block in blocks:
             clip = block.clip
             pending.append(block.latents)
