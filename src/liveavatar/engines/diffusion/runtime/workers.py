@@ -325,6 +325,10 @@ class Team:
             except Exception:
                 pass
 
+    def _raise_fault(self) -> None:
+        if self._fault is not None:
+            raise WorkerFailed(self._fault)
+
     def _failure(self, exc: BaseException) -> BaseException:
         """What to raise in this process after ``exc``: the workers' fault if there is one."""
         if not self.torchrun:
@@ -386,13 +390,21 @@ class Team:
             tensors = {"text": text, "audio": audio, "ref": ref, "motion": motion}
             broadcast_job(rank, rank, device, plan, tensors)
             link = DistLink(rank, rank, device)
+
+            def checked_motion():  # re-encoding the motion takes a while: not after a worker failed
+                self._raise_fault()
+                return next_motion()
+
             if self.decode_worker:
-                yield from receive_blocks(link, plan, ref, next_motion, motion)
+                blocks = receive_blocks(link, plan, ref, checked_motion, motion)
             else:
                 stage = split_steps(plan.sample_steps, self.roles.num_dit)[rank]
                 text_ctx = dit.encode_text(text.to(dit.device))
-                yield from denoise_blocks(dit, text_ctx, audio, ref, motion, plan, link.motion(next_motion, motion),
-                                          stage=stage, link=link)
+                blocks = denoise_blocks(dit, text_ctx, audio, ref, motion, plan, link.motion(checked_motion, motion),
+                                        stage=stage, link=link)
+            for block in blocks:
+                self._raise_fault()  # stop at the next block boundary, not at the next call that fails
+                yield block
             dist.barrier()
             finished = True
         except Exception as exc:
