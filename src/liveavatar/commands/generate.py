@@ -59,7 +59,7 @@ def _prompt_text(value: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from liveavatar import pipeline
-    from liveavatar.engines.diffusion.runtime.workers import serve_torchrun_rank
+    from liveavatar.engines.diffusion.runtime.ranks import serve_torchrun_rank
 
     config = GenerateConfig(
         image=args.image,

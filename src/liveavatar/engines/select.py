@@ -40,7 +40,7 @@ def require_engine_files(name: str, config: GenerateConfig) -> None:
             raise UserError("--engine", f"the diffusion engine needs {', '.join(missing)}, which is not installed",
                             f"{INSTALL_DIFFUSION}, or use --engine preview")
         if config.num_gpus_dit > 1:
-            from liveavatar.engines.diffusion.runtime.workers import plan_roles
+            from liveavatar.engines.diffusion.runtime.ranks import plan_roles
 
             plan_roles(config)  # enough steps and GPUs for the workers, or one line saying why not
         resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
