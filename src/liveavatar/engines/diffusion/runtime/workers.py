@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+from datetime import timedelta
 from typing import Iterator
 
 from liveavatar.config import GenerateConfig
