@@ -186,7 +186,7 @@ def _port_check() -> Check:
                 busy.append(port)
     if busy:
         return Check("rendezvous port", "warn", f"port {busy[0]} is in use (another torchrun or a stale run?)",
-                     f"stop that process, or give torchrun another --master_port (liveavatar's own launch picks a free port)")
+                     "stop that process, or give torchrun another --master_port (liveavatar's own launch picks a free port)")
     return Check("rendezvous port", "ok", f"port {', '.join(map(str, ports))} is free (liveavatar's own launch picks any free port)")
 
 
