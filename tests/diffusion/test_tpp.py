@@ -122,7 +122,7 @@ def test_a_killed_worker_ends_the_run_cleanly(tiny_release, tmp_path, portrait_p
     ckpt, lora = tiny_release
     audio = _write_audio(tmp_path / "a.wav", 3.0)
     out = tmp_path / "v.mp4"
-    teams, killed, gone = [], [], []
+    teams, killed, gone, watcher = [], [], [], []
     launch, write = workers.Team.launch.__func__, pipeline.VideoWriter.write
 
     def remember(cls, *args, **kwargs):
@@ -135,7 +135,8 @@ def test_a_killed_worker_ends_the_run_cleanly(tiny_release, tmp_path, portrait_p
             victim = teams[0].pids[1]
             os.kill(victim, signal.SIGKILL)
             killed.append(time.monotonic())
-            threading.Thread(target=watch, args=(list(teams[0].pids.values()),), daemon=True).start()
+            watcher.append(threading.Thread(target=watch, args=(list(teams[0].pids.values()),), daemon=True))
+            watcher[0].start()
 
     def watch(pids):  # when every worker process is gone
         while any(Path(f"/proc/{p}").exists() for p in pids):
@@ -150,6 +151,7 @@ def test_a_killed_worker_ends_the_run_cleanly(tiny_release, tmp_path, portrait_p
                  str(portrait_path), "--audio", str(audio), "--size", SIZE, "--infer_frames", "12", "--skip_checks",
                  "--num_gpus_dit", "3", "--save_file", str(out)])
     took = time.monotonic() - killed[0]
+    watcher[0].join(5)
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(errors) == 1, err
