@@ -19,6 +19,7 @@ class GatedEngine(PreviewEngine):
     """
 
     def __init__(self, hold_at: int | None = None) -> None:
+        super().__init__()
         self.hold_at = hold_at
         self.gate = threading.Event()
         self.held = threading.Event()  # set once the engine waits at the gate
