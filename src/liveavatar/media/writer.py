@@ -37,12 +37,16 @@ def temp_path(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid() if pid is None else pid}.tmp{path.suffix}")
 
 
+FRAGMENT_S = 1.0
+
+
 def container_options() -> dict[str, str]:
     """Fragmented MP4 (a killed run leaves a playable prefix) that still carries edit lists.
 
     ``delay_moov`` writes the header once the first fragment's timestamps are known, which is
-    what lets ``use_editlist`` mark the AAC priming to be skipped. ``flush_packets``: each
-    fragment reaches the file when it is cut, not when an I/O buffer fills.
+    what lets ``use_editlist`` mark the AAC priming to be skipped. A fragment is cut at every
+    keyframe and at least every FRAGMENT_US, and ``flush_packets`` writes each to the file when it
+    is cut, so a run killed with SIGKILL loses at most about a second (plus the encoder's look-ahead).
     """
     return {
         "movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov",
@@ -202,7 +206,7 @@ class VideoWriter:
 
 
 def keep_as_partial(tmp: Path, path: Path) -> Path:
-    """Rename ``tmp`` to ``<name>.partial.mp4``, or ``<name>.partial-2.mp4``... if that is taken."""
+    """Rename ``tmp`` to ``<name>.partial.mp4`` (``.partial-2.mp4``... if taken); ``tmp`` itself if renaming fails."""
     base = partial_path(path)
     for n in range(1, 1000):
         kept = base if n == 1 else base.with_name(f"{path.stem}.partial-{n}{path.suffix}")
@@ -210,12 +214,14 @@ def keep_as_partial(tmp: Path, path: Path) -> Path:
             os.link(tmp, kept)  # fails if the name exists: an earlier partial is never replaced
         except FileExistsError:
             continue
-        except OSError:  # a filesystem without hard links
+        except OSError:  # no hard links here (or the disk is full): a plain rename to a free name
             if kept.exists():
                 continue
-            os.replace(tmp, kept)
+            try:
+                os.replace(tmp, kept)
+            except OSError:
+                return tmp
             return kept
-        tmp.unlink()
+        tmp.unlink(missing_ok=True)
         return kept
-    os.replace(tmp, base)
-    return base
+    return tmp
