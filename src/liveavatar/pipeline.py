@@ -85,6 +85,12 @@ def coverage_note(source: str, inputs: Inputs, plan: Plan) -> str | None:
             f"({plan.num_clips} clips of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it")
 
 
+def _note_coverage(source: str, inputs: Inputs, plan: Plan, notify: Say) -> None:
+    note = coverage_note(source, inputs, plan)
+    if note:
+        notify(note)
+
+
 def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None,
         hooks: Hooks | None = None) -> Outcome:
     """Generate the video the config asks for; return the plan and where the video went.
@@ -104,6 +110,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     if dry_run:
         inputs = read_inputs(config)
         plan = make_plan(config, inputs, engine_name)
+        _note_coverage(clip_source, inputs, plan, notify)
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
     require_engine_files(engine_name, config)
@@ -119,9 +126,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
 
             gate(inputs, notify)
         plan = make_plan(config, inputs, engine_name)
-        note = coverage_note(clip_source, inputs, plan)
-        if note:
-            notify(note)
+        _note_coverage(clip_source, inputs, plan, notify)
         say(f"engine: {engine_name} ({why})")
         if random_seed:
             say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")

@@ -24,7 +24,9 @@ def iter_audio(path: Path, sample_rate: int, layout: str = "mono", flag: str = "
     """Yield float32 ``[channels, n]`` blocks of ``path`` resampled to ``sample_rate`` and ``layout``.
 
     Samples stamped before the stream's start (AAC/Opus priming, marked by an edit list or by
-    negative timestamps) are dropped. Decoding errors become a one-line UserError naming ``flag``.
+    negative timestamps) are dropped. Channels are mixed down by averaging (ffmpeg's default
+    matrix adds them at -3 dB each, which takes 5.1 speech far past full scale and looks like
+    clipping). Decoding errors become a one-line UserError naming ``flag``.
     """
     import av
 
@@ -34,20 +36,34 @@ def iter_audio(path: Path, sample_rate: int, layout: str = "mono", flag: str = "
             if not container.streams.audio:
                 raise UserError(flag, f"{path} has no audio stream", AUDIO_FIX)
             stream = container.streams.audio[0]
-            resampler = av.AudioResampler(format="fltp", layout=layout, rate=sample_rate)
+            wanted = 1 if layout == "mono" else 2
+            resampler = None
             for frame in container.decode(stream):
                 skip = _priming_samples(frame)
                 if skip >= frame.samples:
                     continue
+                if resampler is None:
+                    # keeps the input's channels, packed: PyAV crashes on layout=None and on
+                    # planar frames of 8 channels or more
+                    resampler = av.AudioResampler(format="flt", layout=frame.layout.name, rate=sample_rate)
                 for out in resampler.resample(_drop_leading(frame, skip) if skip else frame):
-                    yield out.to_ndarray()
-            for out in resampler.resample(None):
-                yield out.to_ndarray()
+                    yield _mix(out, wanted)
+            for out in resampler.resample(None) if resampler is not None else ():
+                yield _mix(out, wanted)
     except UserError:
         raise
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or type(exc).__name__
         raise UserError(flag, f"{path} is not an audio file this tool can decode ({reason})", AUDIO_FIX) from None
+
+
+def _mix(frame, channels: int) -> np.ndarray:
+    """A packed float frame as ``[channels, n]`` (1 or 2), mixed down without raising the level."""
+    block = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).T
+    if block.shape[0] == channels:
+        return block
+    mono = block.mean(axis=0, keepdims=True, dtype=np.float32)
+    return mono if channels == 1 else np.repeat(mono, 2, axis=0)
 
 
 def _priming_samples(frame) -> int:

@@ -121,7 +121,7 @@ class VideoWriter:
         with av.open(str(audio_path)) as probe:
             in_ctx = probe.streams.audio[0].codec_context
             rate, channels = in_ctx.sample_rate or 16000, in_ctx.channels or 1
-        self._layout = "mono" if channels == 1 else "stereo"
+        self._layout = "stereo" if channels == 2 else "mono"  # surround speech is averaged to mono
         self._audio = self._container.add_stream("aac", rate=rate)
         self._audio.layout = self._layout
         self._audio.bit_rate = 128_000 if self._layout == "stereo" else 96_000
