@@ -26,8 +26,10 @@ def read_image(path: Path, flag: str = "--image") -> np.ndarray:
 
     require_input_file(path, flag, "an image", "give the path of a JPG or PNG portrait")
     try:
-        with warnings.catch_warnings(), Image.open(path) as img:
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit speaks instead
+            img = Image.open(path)
+        with img:
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise UserError(flag, f"{path} is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS // 1_000_000} MP limit",
