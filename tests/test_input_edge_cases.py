@@ -258,3 +258,19 @@ def test_multichannel_speech_is_not_reported_as_clipping(tmp_path, speech_path, 
     sf.write(str(path), np.repeat(x[:, None], channels, axis=1), sr, subtype="PCM_16")
     assert np.abs(read_audio(path)).max() == pytest.approx(0.7, abs=0.01)
     assert "audio.clipping" not in {f.code for f in run_checks(audio=path)}
+
+
+# --- first-use friction -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [("Hello", "1 word:"), ("Hello there", "2 words:")])
+def test_word_count_grammar(text, expected):
+    from liveavatar.checks.prompt import check_prompt
+
+    found = [f for f in check_prompt(text) if f.code == "prompt.length"]
+    assert found and expected in found[0].message
+
+
+def test_make_demo_says_how_to_run_the_command_in_a_new_shell():
+    proc = subprocess.run(["make", "-n", "demo"], capture_output=True, text=True, cwd=REPO)
+    recipe = proc.stdout
+    assert "generate" in recipe and "activate" in recipe.split("generate", 1)[1]

@@ -82,7 +82,7 @@ def coverage_note(source: str, inputs: Inputs, plan: Plan) -> str | None:
         return None
     needed = audio_clip_count(len(inputs.audio), plan.frames_per_clip, inputs.sample_rate)
     return (f"note: {source} renders {plan.duration_s:.1f} s of the {inputs.audio_seconds:.1f} s of audio "
-            f"({plan.num_clips} clips of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it")
+            f"({plan.num_clips} clip{'' if plan.num_clips == 1 else 's'} of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it")
 
 
 def _note_coverage(source: str, inputs: Inputs, plan: Plan, notify: Say) -> None:
