@@ -185,3 +185,18 @@ def test_save_file_on_a_special_file_is_one_line(tmp_path, portrait_path, speech
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: --save_file"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+def test_lock_of_a_reused_pid_is_stale(tmp_path, portrait_path, speech_path, flat_engine):
+    """A killed run's pid now used by another program (not Python) does not hold the name."""
+    from liveavatar.media.output import lock_path
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        out = tmp_path / "v.mp4"
+        lock_path(out).write_text(str(other.pid))
+        assert main(args(portrait_path, speech_path, "--save_file", str(out))) == 0
+        assert out.exists() and not lock_path(out).exists()
+    finally:
+        other.kill()
+        other.wait()

@@ -142,7 +142,7 @@ def check_image(path: Path) -> tuple[list[Finding], ImageFacts | None]:
     try:
         rgb = read_image(Path(path))
     except UserError as exc:
-        code = "image.resolution" if "pixels" in exc.message else "image.unreadable"
+        code = "image.resolution" if " is only " in exc.message else "image.unreadable"
         return [_f("error", code, exc.message, str(path), "a JPG or PNG file", exc.fix)], None
     return image_findings(rgb, Path(path))
 

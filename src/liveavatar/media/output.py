@@ -50,7 +50,16 @@ def pid_alive(pid: int) -> bool:
         return True
     except (OverflowError, OSError):
         return False
-    return True
+    return _could_be_us(pid)
+
+
+def _could_be_us(pid: int) -> bool:
+    """False when the pid was reused by a program that is not Python (Linux; elsewhere, trust the pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True
+    return b"python" in cmdline or b"liveavatar" in cmdline
 
 
 def _lock_owner(lock: Path) -> int | None:
