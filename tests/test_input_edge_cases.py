@@ -16,22 +16,8 @@ import soundfile as sf
 from PIL import Image
 
 from liveavatar.cli import main
-from liveavatar.engines import select
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class Flat:
-    name = "preview"
-
-    def generate(self, inputs, plan, notify):
-        for count in plan.clip_frame_counts():
-            yield np.full((count, plan.height, plan.width, 3), 90, np.uint8)
-
-
-@pytest.fixture
-def flat_engine(monkeypatch):
-    monkeypatch.setattr(select, "build_engine", lambda name, config: Flat())
 
 
 def one_error_line(capsys, code: int, *needles: str) -> str:

@@ -17,7 +17,6 @@ import pytest
 
 from liveavatar import pipeline
 from liveavatar.cli import main
-from liveavatar.engines import select
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,19 +38,6 @@ SLOW_RUN = textwrap.dedent('''
     select.build_engine = lambda name, config: Slow()
     sys.exit(main(sys.argv[1:]))
 ''')
-
-
-class Flat:
-    name = "preview"
-
-    def generate(self, inputs, plan, notify):
-        for count in plan.clip_frame_counts():
-            yield np.full((count, plan.height, plan.width, 3), 90, np.uint8)
-
-
-@pytest.fixture
-def flat_engine(monkeypatch):
-    monkeypatch.setattr(select, "build_engine", lambda name, config: Flat())
 
 
 def args(portrait_path, speech_path, *more: str) -> list[str]:
