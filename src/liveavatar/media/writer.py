@@ -37,7 +37,6 @@ def temp_path(path: Path, pid: int | None = None) -> Path:
     return path.with_name(f".{path.stem}.{os.getpid() if pid is None else pid}.tmp{path.suffix}")
 
 
-FRAGMENT_S = 1.0
 
 
 def container_options() -> dict[str, str]:
