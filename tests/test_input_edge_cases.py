@@ -201,9 +201,9 @@ def test_largest_seed_works(tmp_path, portrait_path, speech_path, capsys):
 # --- a preset that renders less than the audio --------------------------------------------------
 
 def test_quick_preset_says_how_much_audio_it_renders(capsys, tmp_path, portrait_path):
-    from conftest import write_tone
-
-    audio = write_tone(tmp_path / "long.wav", 30.0)
+    audio = tmp_path / "long.wav"
+    t = np.arange(30 * 16_000) / 16_000
+    sf.write(str(audio), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000, subtype="PCM_16")
     assert main(["generate", "--image", str(portrait_path), "--audio", str(audio), "--preset", "quick", "--dry_run"]) == 0
     notes = [x for x in capsys.readouterr().err.splitlines() if x.startswith("note:")]
     assert len(notes) == 1

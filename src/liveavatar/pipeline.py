@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveavatar.config import RANDOM_SEED, GenerateConfig, Plan
+from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
@@ -107,6 +107,9 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     engine_name, why = choose_engine(config)
     if config.sample_guide_scale:
         notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
+    if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
+        notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
+               "steps at shift 3; other counts run off the schedule it learned")
     if dry_run:
         inputs = read_inputs(config)
         plan = make_plan(config, inputs, engine_name)
