@@ -13,6 +13,7 @@ demo: $(CORE_STAMP)
 	mkdir -p output
 	$(BIN)/liveavatar generate --engine preview --image samples/portrait.png --audio samples/speech.wav \
 		--prompt @samples/prompt.txt --save_file output/demo.mp4 --overwrite
+	@echo "To run liveavatar yourself: source $(VENV)/bin/activate  (or call $(BIN)/liveavatar)"
 
 test: $(FULL_STAMP)
 	$(BIN)/python -m pytest -q

@@ -37,3 +37,21 @@ def write_tone(path: Path, seconds: float, sample_rate: int = 16_000, freq: floa
     t = np.arange(int(seconds * sample_rate)) / sample_rate
     sf.write(str(path), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sample_rate, subtype="PCM_16")
     return path
+
+
+class FlatEngine:
+    """Stand-in engine: flat grey frames in the plan's clip structure (no model, instant)."""
+
+    name = "preview"
+
+    def generate(self, inputs, plan, notify):
+        for count in plan.clip_frame_counts():
+            yield np.full((count, plan.height, plan.width, 3), 90, np.uint8)
+
+
+@pytest.fixture
+def flat_engine(monkeypatch):
+    """Make every `generate` in this test use :class:`FlatEngine`."""
+    from liveavatar.engines import select
+
+    monkeypatch.setattr(select, "build_engine", lambda name, config: FlatEngine())

@@ -43,16 +43,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from liveavatar.interrupts import describe, exit_code, signals_as_interrupts
+
     try:
-        return args.func(args)
+        with signals_as_interrupts():
+            return args.func(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
         print(exc.one_line(), file=sys.stderr)
         return UserError.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"error: {describe(exc)}", file=sys.stderr)
+        return exit_code(exc)
     except Exception as exc:  # anything else is our bug or the machine's (e.g. out of memory)
         if args.debug:
             traceback.print_exc()

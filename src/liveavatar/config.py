@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,8 @@ DEFAULT_INFER_FRAMES = 48
 DEFAULT_SAMPLE_STEPS = 4
 DEFAULT_SAMPLE_SHIFT = 3.0
 DEFAULT_SEED = 420
+RANDOM_SEED = -1  # upstream's "pick a random seed"
+MAX_SEED = 2**63 - 1  # torch and numpy generators both take it
 MAX_SAMPLE_STEPS = 8
 
 
@@ -73,6 +76,7 @@ class GenerateConfig:
         preset = PRESETS[self.preset] if self.preset else None
         filled = dataclasses.replace(
             self,
+            base_seed=random.randrange(2**31) if self.base_seed == RANDOM_SEED else self.base_seed,
             size=self.size or (preset.size if preset else DEFAULT_SIZE),
             num_clip=self.num_clip if self.num_clip is not None else (preset.num_clip if preset else None),
             infer_frames=self.infer_frames if self.infer_frames is not None else (preset.infer_frames if preset else DEFAULT_INFER_FRAMES),
@@ -98,6 +102,8 @@ class GenerateConfig:
                 raise UserError("--infer_frames", f"{self.infer_frames} is not a multiple of 4", "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48")
         if self.sample_steps is not None and not 1 <= self.sample_steps <= MAX_SAMPLE_STEPS:
             raise UserError("--sample_steps", f"{self.sample_steps} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses 4)")
+        if not 0 <= self.base_seed <= MAX_SEED and self.base_seed != RANDOM_SEED:
+            raise UserError("--base_seed", f"{self.base_seed} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
         if self.sample_shift <= 0:
             raise UserError("--sample_shift", f"{self.sample_shift} is not positive", "give a positive shift, e.g. 3")
         if self.num_gpus_dit <= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -11,18 +12,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, GenerateConfig, Plan
+from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
 from liveavatar.media.audio import read_audio
 from liveavatar.media.image import read_image
+from liveavatar.media.output import claim_output, tidy_stale
 from liveavatar.media.writer import VideoWriter
 from liveavatar.planning import make_plan
 from liveavatar.progress import frame_progress
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
 
 Say = Callable[[str], None]
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,13 @@ def check_output_path(path: Path, overwrite: bool, default_folder: bool = False)
         raise UserError("--save_file", f"the folder {folder} is not writable", "choose a folder you can write to")
     if path.is_dir():
         raise UserError("--save_file", f"{path} is a folder", "give a file name ending in .mp4")
-    if path.exists() and not overwrite:
+    if path.exists() and not overwrite and not default_folder:  # a default name moves on to _2, _3...
         raise UserError("--save_file", f"{path} already exists", "pass --overwrite to replace it, or choose another name")
     return path
 
 
 def read_inputs(config: GenerateConfig) -> Inputs:
+    """Decode the portrait and the speech, once: the checks, the plan and the engine share them."""
     image = read_image(config.image)
     audio = read_audio(config.audio)
     return Inputs(
@@ -70,6 +74,23 @@ def read_inputs(config: GenerateConfig) -> Inputs:
     )
 
 
+def coverage_note(source: str, inputs: Inputs, plan: Plan) -> str | None:
+    """One line when the clip count (e.g. a preset's) renders less than all of the audio."""
+    from liveavatar.sizing import audio_clip_count
+
+    if plan.num_frames >= int(inputs.audio_seconds * plan.fps - 1e-6):
+        return None
+    needed = audio_clip_count(len(inputs.audio), plan.frames_per_clip, inputs.sample_rate)
+    return (f"note: {source} renders {plan.duration_s:.1f} s of the {inputs.audio_seconds:.1f} s of audio "
+            f"({plan.num_clips} clip{'' if plan.num_clips == 1 else 's'} of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it")
+
+
+def _note_coverage(source: str, inputs: Inputs, plan: Plan, notify: Say) -> None:
+    note = coverage_note(source, inputs, plan)
+    if note:
+        notify(note)
+
+
 def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None,
         hooks: Hooks | None = None) -> Outcome:
     """Generate the video the config asks for; return the plan and where the video went.
@@ -77,9 +98,11 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
     that starts with ``warning:`` or ``note:`` (stderr). ``hooks``: see :mod:`liveavatar.hooks`.
     """
-    from liveavatar.engines.select import build_engine, choose_engine, require_engine_files
+    from liveavatar.engines.select import choose_engine, require_engine_files
 
     hooks = hooks or Hooks()
+    random_seed = config.base_seed == RANDOM_SEED
+    clip_source = f"--preset {config.preset}" if config.preset and config.num_clip is None else "--num_clip"
     config = config.resolve()
     engine_name, why = choose_engine(config)
     if config.sample_guide_scale:
@@ -87,27 +110,52 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
         notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
                "steps at shift 3; other counts run off the schedule it learned")
-    if not dry_run:
-        require_engine_files(engine_name, config)
-        output = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
-    inputs = read_inputs(config)
-    if not dry_run and not config.skip_checks:
-        from liveavatar.checks import gate
-
-        gate(config.image, config.audio, config.prompt, notify)
-    plan = make_plan(config, inputs, engine_name)
     if dry_run:
+        inputs = read_inputs(config)
+        plan = make_plan(config, inputs, engine_name)
+        _note_coverage(clip_source, inputs, plan, notify)
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
-    say(f"engine: {engine_name} ({why})")
-    engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
-    if engine.name != engine_name:
-        raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
-    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress, hooks))
+    require_engine_files(engine_name, config)
+    wanted = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
+    made_folder = not wanted.parent.exists()
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    tidy_stale(wanted.parent, notify)
+    claim = claim_output(wanted, config.overwrite, unique=config.save_file is None)
+    try:
+        inputs = read_inputs(config)
+        if not config.skip_checks:
+            from liveavatar.checks import gate
+
+            gate(inputs, notify)
+        plan = make_plan(config, inputs, engine_name)
+        _note_coverage(clip_source, inputs, plan, notify)
+        say(f"engine: {engine_name} ({why})")
+        if random_seed:
+            say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
+        from liveavatar.engines.select import build_engine
+
+        engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
+        if engine.name != engine_name:
+            raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
+        path = _render(engine, inputs, plan, claim.path, notify, progress, hooks)
+    except BaseException:
+        claim.release()
+        if made_folder:
+            _remove_if_empty(wanted.parent)
+        raise
+    claim.release()
+    return Outcome(plan=plan, path=path)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None, hooks: Hooks = Hooks()) -> Path:
-    output.parent.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
     clip_ends = list(accumulate(plan.clip_frame_counts()))
     try:
@@ -119,12 +167,16 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
                 _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip, plan.num_clips, writer.growing_path))
         if writer.frames_written != plan.num_frames:
             raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
-    except BaseException:
+        return writer.finish()
+    except BaseException as exc:
+        done = writer.frames_written
         kept = writer.abort()
-        if kept is not None:
-            notify(f"warning: stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}")
+        where = f"what was finished is in {kept}" if kept is not None else "no frame was finished"
+        if getattr(exc, "errno", None) in _DISK_FULL:
+            raise UserError("--save_file", f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
+                            f"free some space and run again; {where}") from None
+        notify(f"warning: stopped after {done} of {plan.num_frames} frames; {where}")
         raise
-    return writer.finish()
 
 
 def _after_block(hooks: Hooks, done: BlockDone) -> None:

@@ -91,11 +91,37 @@ def test_cli_human_report(trio, capsys):
     assert "prompt.vague" in text and "measured:" in text and "fix:" in text
 
 
+def decoded(image, audio, prompt):
+    from liveavatar.config import GenerateConfig
+    from liveavatar.pipeline import read_inputs
+
+    return read_inputs(GenerateConfig(image=image, audio=audio, prompt=prompt))
+
+
 def test_gate_notifies_warnings_and_raises_first_error(trio, tmp_path):
     notes: list[str] = []
-    gate(trio["image"], trio["audio"], "a woman talking", notes.append)
+    gate(decoded(trio["image"], trio["audio"], "a woman talking"), notes.append)
     assert notes and all(n.startswith("warning: --prompt:") for n in notes)
     silent = write_wav(tmp_path / "silent.wav", np.zeros(32_000, np.float32))
     with pytest.raises(UserError) as exc:
-        gate(trio["image"], silent, GOOD_PROMPT, notes.append)
+        gate(decoded(trio["image"], silent, GOOD_PROMPT), notes.append)
     assert exc.value.input == "--audio" and "speech" in exc.value.message
+
+
+def test_gate_decodes_nothing_again(trio, monkeypatch):
+    """generate decodes each input once: the gate measures the arrays it is handed."""
+    from liveavatar.media import audio as media_audio
+    from liveavatar.media import image as media_image
+
+    inputs = decoded(trio["image"], trio["audio"], GOOD_PROMPT)
+    expected = run_checks(trio["image"], trio["audio"], GOOD_PROMPT)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an input file was decoded a second time")
+
+    monkeypatch.setattr(media_image, "read_image", refuse)
+    monkeypatch.setattr(media_audio, "read_audio", refuse)
+    monkeypatch.setattr(media_audio, "iter_audio", refuse)
+    from liveavatar.checks import check_decoded
+
+    assert check_decoded(inputs) == expected

@@ -95,11 +95,15 @@ def check_audio(path: Path) -> tuple[list[Finding], speech.SpeechStats | None]:
     from liveavatar.media.audio import read_audio
 
     path = Path(path)
-    if not path.is_file():
-        return [_f("error", "audio.unreadable", f"file not found: {path}", str(path), "a WAV or MP3 file", "give the path of a WAV or MP3 file with speech")], None
     try:
         x = read_audio(path)
     except UserError as exc:
-        return [_f("error", "audio.unreadable", exc.message, str(path), "a WAV or MP3 file", exc.fix)], None
+        code = "audio.non_finite" if "non-finite" in exc.message else "audio.unreadable"
+        return [_f("error", code, exc.message, str(path), "a WAV or MP3 file with finite samples", exc.fix)], None
+    return audio_findings(x, path)
+
+
+def audio_findings(x: np.ndarray, path: Path) -> tuple[list[Finding], speech.SpeechStats]:
+    """Findings for decoded 16 kHz mono samples, plus the container facts read from ``path``'s header."""
     findings, stats = measure_audio(x)
     return _container(path) + findings, stats

@@ -137,29 +137,37 @@ def measure_image(rgb: np.ndarray) -> tuple[list[Finding], ImageFacts]:
 
 def check_image(path: Path) -> tuple[list[Finding], ImageFacts | None]:
     """All image findings for the file at ``path``."""
-    from PIL import Image, UnidentifiedImageError
-
     from liveavatar.media.image import read_image
+
+    try:
+        rgb = read_image(Path(path))
+    except UserError as exc:
+        code = "image.resolution" if " is only " in exc.message else "image.unreadable"
+        return [_f("error", code, exc.message, str(path), "a JPG or PNG file", exc.fix)], None
+    return image_findings(rgb, Path(path))
+
+
+def image_findings(rgb: np.ndarray, path: Path) -> tuple[list[Finding], ImageFacts]:
+    """Findings for a decoded portrait, plus its format read from ``path``'s header."""
+    findings, facts = measure_image(rgb)
+    return _format_and_size(rgb, path) + findings, facts
+
+
+def _format_and_size(rgb: np.ndarray, path: Path) -> list[Finding]:
+    """Container format (from the header) and resolution as displayed (after EXIF rotation)."""
+    from PIL import Image, UnidentifiedImageError
 
     out: list[Finding] = []
     try:
         with Image.open(path) as img:
-            fmt, (w0, h0) = img.format, img.size
-    except (FileNotFoundError, IsADirectoryError, UnidentifiedImageError, OSError) as exc:
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else "not an image this tool can read"
-        return [_f("error", "image.unreadable", f"{path}: {reason}", str(path), "a JPG or PNG file", "give the path of a JPG or PNG portrait")], None
+            fmt = img.format
+    except (OSError, UnidentifiedImageError):
+        fmt = None
     if fmt not in ("JPEG", "PNG"):
         out.append(_f("warning", "image.format", f"the portrait is {fmt}, not JPG or PNG", fmt, "JPEG or PNG",
                       "convert it to PNG (liveavatar prepare writes a PNG)"))
-    if min(w0, h0) < MIN_SIDE:
-        severity = "error" if min(w0, h0) < 64 else "warning"
-        out.append(_f(severity, "image.resolution", f"the portrait is {w0}x{h0}: below {MIN_SIDE} px on the short side",
-                      [w0, h0], f">= {MIN_SIDE}x{MIN_SIDE}", "upscale it: liveavatar prepare --upscale (Real-ESRGAN with the [enhance] extra)"))
-        if severity == "error":
-            return out, None
-    try:
-        rgb = read_image(Path(path))
-    except UserError as exc:
-        return out + [_f("error", "image.unreadable", exc.message, str(path), "a JPG or PNG file", exc.fix)], None
-    findings, facts = measure_image(rgb)
-    return out + findings, facts
+    h, w = rgb.shape[:2]
+    if min(w, h) < MIN_SIDE:
+        out.append(_f("warning", "image.resolution", f"the portrait is {w}x{h}: below {MIN_SIDE} px on the short side",
+                      [w, h], f">= {MIN_SIDE}x{MIN_SIDE}", "upscale it: liveavatar prepare --upscale (Real-ESRGAN with the [enhance] extra)"))
+    return out

@@ -83,7 +83,7 @@ def check_prompt(text: str) -> list[Finding]:
                       "English", "write the prompt in English: the text encoder was tuned on English prompts"))
     if n < MIN_WORDS or n > MAX_WORDS:
         why = "too short to describe character, action, scene and style" if n < MIN_WORDS else "long prompts lose information"
-        out.append(_f("warning", "prompt.length", f"the prompt has {n} words: {why}", n, f"{MIN_WORDS}-{MAX_WORDS} words",
+        out.append(_f("warning", "prompt.length", f"the prompt has {n} word{'' if n == 1 else 's'}: {why}", n, f"{MIN_WORDS}-{MAX_WORDS} words",
                       "describe the character, action, environment and style in 100-200 words; start from a template that worked"))
     vague = sorted(set(_present(tokens, VAGUE)))
     if vague:

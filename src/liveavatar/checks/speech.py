@@ -15,16 +15,33 @@ SR = 16_000
 VAD_FRAME_S = 0.03
 FLOOR_FRAME_S = 0.02
 EPS_DB = -120.0
+CHUNK_FRAMES = 4096  # frames per block in the bounded-memory measures
+PITCH_BLOCK = 2048  # pitch windows per FFT block (about 10 MB of spectra)
+MAX_PITCH_WINDOWS = 30_000  # 5 min at a 10 ms hop; longer speech is sampled with a wider hop
+FILTER_BLOCK_S, FILTER_MARGIN_S = 60.0, 1.0  # band-pass in blocks; the filter settles in a few ms
+
+
+def frame_mean_square(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean square of consecutive ``n``-sample frames, float64, computed in bounded blocks.
+
+    A float64 copy of a long recording would cost 8 bytes per sample at once; blocks of
+    CHUNK_FRAMES frames keep the working memory constant whatever the length.
+    """
+    k = len(x) // n
+    out = np.empty(k, np.float64)
+    for start in range(0, k, CHUNK_FRAMES):
+        stop = min(k, start + CHUNK_FRAMES)
+        block = x[start * n : stop * n].astype(np.float64).reshape(stop - start, n)
+        out[start:stop] = np.mean(block**2, axis=1)
+    return out
 
 
 def frame_rms_db(x: np.ndarray, frame_s: float, sr: int = SR) -> np.ndarray:
     """RMS of consecutive non-overlapping frames, in dBFS (a full-scale square wave is 0 dBFS)."""
     n = int(round(frame_s * sr))
-    k = len(x) // n
-    if k == 0:
+    if len(x) // n == 0:
         return np.full(1, _db(float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0))
-    frames = x[: k * n].astype(np.float64).reshape(k, n)
-    return 20 * np.log10(np.maximum(np.sqrt(np.mean(frames**2, axis=1)), 1e-6))
+    return 20 * np.log10(np.maximum(np.sqrt(frame_mean_square(x, n)), 1e-6))
 
 
 def _db(value: float) -> float:
@@ -75,8 +92,8 @@ def speech_level_db(x: np.ndarray, mask: np.ndarray, sr: int = SR) -> float:
     n = int(VAD_FRAME_S * sr)
     if not mask.any():
         return EPS_DB
-    frames = x[: len(mask) * n].reshape(len(mask), n)[mask]
-    return _db(float(np.sqrt(np.mean(frames.astype(np.float64) ** 2))))
+    power = frame_mean_square(x[: len(mask) * n], n)[mask]
+    return _db(float(np.sqrt(np.mean(power))))
 
 
 def pitch_track(x: np.ndarray, mask: np.ndarray, sr: int = SR, fmin: float = 65.0, fmax: float = 400.0) -> np.ndarray:
@@ -92,15 +109,23 @@ def pitch_track(x: np.ndarray, mask: np.ndarray, sr: int = SR, fmin: float = 65.
     vad_frame = (starts + win // 2) // int(VAD_FRAME_S * sr)
     keep = vad_frame < len(mask)
     starts = starts[keep][mask[vad_frame[keep]]]
+    if len(starts) > MAX_PITCH_WINDOWS:  # long speech: an even sample of the windows is enough for percentiles
+        starts = starts[np.linspace(0, len(starts) - 1, MAX_PITCH_WINDOWS).astype(np.int64)]
     if len(starts) == 0:
         return np.zeros(0)
+    return np.concatenate([_block_f0(x, starts[i : i + PITCH_BLOCK], win, sr, fmin, fmax) for i in range(0, len(starts), PITCH_BLOCK)])
+
+
+def _block_f0(x: np.ndarray, starts: np.ndarray, win: int, sr: int, fmin: float, fmax: float) -> np.ndarray:
     frames = x[starts[:, None] + np.arange(win)].astype(np.float64)
     frames -= frames.mean(axis=1, keepdims=True)
-    nfft = 1 << int(np.ceil(np.log2(2 * win)))
-    spec = np.fft.rfft(frames, nfft)
-    ac = np.fft.irfft(np.abs(spec) ** 2, nfft)[:, :win]
-    energy = ac[:, :1] + 1e-12
     lag_lo, lag_hi = int(sr / fmax), int(sr / fmin)
+    # the circular autocorrelation equals the linear one for lags below nfft - win, so nfft
+    # only has to cover win + lag_hi, not 2 * win
+    nfft = 1 << int(np.ceil(np.log2(win + lag_hi)))
+    spec = np.fft.rfft(frames, nfft)
+    ac = np.fft.irfft(np.abs(spec) ** 2, nfft)[:, :lag_hi]
+    energy = ac[:, :1] + 1e-12
     # unbiased normalisation, so long lags are not penalised
     norm = ac[:, lag_lo:lag_hi] / energy * (win / (win - np.arange(lag_lo, lag_hi)))
     # the shortest lag whose peak comes within 85% of the best one: avoids picking a multiple of
@@ -121,16 +146,15 @@ def syllable_rate(x: np.ndarray, mask: np.ndarray, sr: int = SR) -> float:
     A nucleus is an envelope peak at least 80 ms from the next, 3 dB above its surroundings and
     within 20 dB of the loudest speech; 0.0 when there is no speech.
     """
-    from scipy.signal import butter, find_peaks, sosfiltfilt
+    from scipy.signal import butter, find_peaks
 
     speech_s = float(mask.sum()) * VAD_FRAME_S
     if speech_s < 0.3:
         return 0.0
     sos = butter(4, [300, 2500], btype="band", fs=sr, output="sos")
-    band = sosfiltfilt(sos, x.astype(np.float64))
     hop = int(0.01 * sr)
-    k = len(band) // hop
-    env = np.sqrt(np.mean(band[: k * hop].reshape(k, hop) ** 2, axis=1))
+    env = np.sqrt(np.concatenate([frame_mean_square(band, hop) for band in _band_blocks(sos, x, sr, hop)]))
+    k = len(env)
     env = np.convolve(env, np.ones(5) / 5, mode="same")
     env_db = 20 * np.log10(np.maximum(env, 1e-6))
     in_speech = mask[np.minimum(np.arange(k) // 3, len(mask) - 1)]
@@ -138,6 +162,22 @@ def syllable_rate(x: np.ndarray, mask: np.ndarray, sr: int = SR) -> float:
     peaks, _ = find_peaks(env_db, distance=8, prominence=3.0, height=top - 20)
     peaks = peaks[in_speech[peaks]]
     return len(peaks) / speech_s
+
+
+def _band_blocks(sos: np.ndarray, x: np.ndarray, sr: int, hop: int):
+    """Zero-phase band-passed ``x`` in blocks (each filtered with a margin on both sides), hop-aligned."""
+    from scipy.signal import sosfiltfilt
+
+    block = int(FILTER_BLOCK_S * sr) // hop * hop
+    margin = int(FILTER_MARGIN_S * sr)
+    usable = len(x) // hop * hop
+    for start in range(0, max(usable, 1), block):
+        stop = min(usable, start + block)
+        lo, hi = max(0, start - margin), min(len(x), stop + margin)
+        if hi - lo <= 27:  # sosfiltfilt needs more samples than its padding
+            yield np.zeros(stop - start)
+            continue
+        yield sosfiltfilt(sos, x[lo:hi].astype(np.float64))[start - lo : stop - lo]
 
 
 @dataclass(frozen=True)

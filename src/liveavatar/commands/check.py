@@ -19,18 +19,6 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def prompt_text(value: str | None) -> str | None:
-    """The prompt itself, or the contents of ``@file``."""
-    from liveavatar.errors import UserError
-
-    if value is None or not value.startswith("@"):
-        return value
-    path = Path(value[1:])
-    if not path.is_file():
-        raise UserError("--prompt", f"prompt file not found: {path}", "give @path/to/prompt.txt of an existing file, or the text itself")
-    return path.read_text(encoding="utf-8").strip()
-
-
 def run(args: argparse.Namespace) -> int:
     from liveavatar.checks import has_error, run_checks
     from liveavatar.checks.report import print_human, to_json
@@ -38,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     if args.image is None and args.audio is None and args.prompt is None:
         print("error: check needs at least one of --image, --audio, --prompt; see 'liveavatar check --help'", file=sys.stderr)
         return 2
+    from liveavatar.media.text import prompt_text
+
     prompt = prompt_text(args.prompt)
     findings = run_checks(args.image, args.audio, prompt)
     if args.json:

@@ -44,27 +44,15 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _prompt_text(value: str | None) -> str:
-    from liveavatar.errors import UserError
-
-    if value is None:
-        return ""
-    if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise UserError("--prompt", f"prompt file not found: {path}", "give @path/to/prompt.txt of an existing file, or the text itself")
-        return path.read_text(encoding="utf-8").strip()
-    return value.strip()
-
-
 def run(args: argparse.Namespace) -> int:
     from liveavatar import pipeline
     from liveavatar.engines.diffusion.runtime.ranks import serve_torchrun_rank
+    from liveavatar.media.text import prompt_text
 
     config = GenerateConfig(
         image=args.image,
         audio=args.audio,
-        prompt=_prompt_text(args.prompt),
+        prompt=prompt_text(args.prompt) or "",
         size=args.size,
         num_clip=args.num_clip,
         infer_frames=args.infer_frames,

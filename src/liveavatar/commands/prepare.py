@@ -38,22 +38,33 @@ def run(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
+    if args.out.is_dir() and not os.access(args.out, os.W_OK | os.X_OK):
+        raise UserError("--out", f"the folder {args.out} is not writable", "choose a folder you can write to")
     parent = args.out.resolve().parent
     if not parent.is_dir():
         raise UserError("--out", f"the folder {parent} does not exist", "create it first or choose another --out")
-    staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
+    except OSError as exc:
+        raise UserError("--out", f"cannot write in the folder {parent} ({exc.strerror})", "choose a folder you can write to") from None
     reports = []
     try:
         if args.image is not None:
             reports.append(("image", args.image, *prepare_image(args.image, staging, args.upscale, size)))
         if args.audio is not None:
             reports.append(("audio", args.audio, *prepare_audio(args.audio, staging, args.denoise, args.shorten_pauses)))
-        args.out.mkdir(exist_ok=True)
+        try:
+            args.out.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError("--out", f"cannot create {args.out} ({exc.strerror})", "choose a folder you can write to") from None
         for kind, source, made, changes in reports:
             final = args.out / made.name
             if final.resolve() == Path(source).resolve():  # never overwrite an original
                 final = final.with_name(f"{final.stem}.prepared{final.suffix}")
-            os.replace(made, final)
+            try:
+                os.replace(made, final)
+            except OSError as exc:
+                raise UserError("--out", f"cannot write {final} ({exc.strerror})", "choose a folder you can write to") from None
             print(f"{kind}: {source} -> {final}")
             for line in changes:
                 print(f"  {line}")

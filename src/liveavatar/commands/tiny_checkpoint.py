@@ -22,7 +22,20 @@ def run(args: argparse.Namespace) -> int:
     if args.dir.exists() and any(args.dir.iterdir()):
         raise UserError("DIR", f"{args.dir} exists and is not empty", "give a new or empty folder")
     ckpt_dir, lora = write_tiny_checkpoint(args.dir, seed=args.seed)
-    print(f"try: liveavatar generate --engine diffusion --ckpt_dir {ckpt_dir} --lora_path_dmd {lora} "
-          "--image samples/portrait.png --audio samples/speech.wav --size 384*256")
+    print(f"try: {try_command(ckpt_dir, lora)}")
     print(args.dir)
     return 0
+
+
+def try_command(ckpt_dir: Path, lora: Path) -> str:
+    """A command that works from any folder: absolute paths, the bundled samples when this is a checkout."""
+    import shlex
+
+    from liveavatar.commands.generate import SAMPLES
+
+    image, audio = SAMPLES / "portrait.png", SAMPLES / "speech.wav"
+    if not (image.is_file() and audio.is_file()):  # installed without the repository's samples/
+        image, audio = Path("PORTRAIT.png"), Path("SPEECH.wav")
+    parts = ["liveavatar", "generate", "--engine", "diffusion", "--ckpt_dir", ckpt_dir.resolve(), "--lora_path_dmd", lora.resolve(),
+             "--image", image, "--audio", audio, "--size", "384*256"]
+    return " ".join(shlex.quote(str(p)) for p in parts)

@@ -3,8 +3,15 @@
 The file is written as fragmented MP4 under a temporary name in the target folder: memory stays
 flat whatever the length, a run that is killed still leaves a playable prefix, and only a run that
 finishes renames it to the requested name. A fragment is cut at least every second (not only at
-keyframes, every 2 s), so the growing file can be played while it is written (`liveavatar serve`). A run that fails part-way keeps what it finished as
+keyframes, every 2 s), so the growing file can be played while it is written (`liveavatar serve`)
+and a killed run loses at most about a second. A run that fails part-way keeps what it finished as
 ``<name>.partial.mp4``, so nothing that looks complete is ever left behind.
+
+Sync: video frame ``i`` is stamped ``i / fps`` and input audio sample ``k`` is stamped
+``k / rate``, both from 0. The AAC encoder puts 1024 priming samples before sample 0; they are
+stamped before 0 and the muxer writes an edit list that skips them (as for any MP4 ffmpeg makes),
+and the video has no B-frames so its first frame needs no decode delay. Players that honour edit
+lists (ffmpeg/PyAV, browsers) then show frame 0 with the input's first sample, at every rate.
 """
 
 from __future__ import annotations
@@ -23,6 +30,44 @@ FRAGMENT_US = 1_000_000  # longest fragment: what a reader of the growing file w
 
 def partial_path(path: Path) -> Path:
     return path.with_name(path.stem + ".partial" + path.suffix)
+
+
+def temp_path(path: Path, pid: int | None = None) -> Path:
+    """The hidden name a run writes to: ``.<stem>.<pid>.tmp.mp4`` (the pid lets a later run see it is stale)."""
+    return path.with_name(f".{path.stem}.{os.getpid() if pid is None else pid}.tmp{path.suffix}")
+
+
+
+
+def container_options() -> dict[str, str]:
+    """Fragmented MP4 (a killed run leaves a playable prefix) that still carries edit lists.
+
+    ``delay_moov`` writes the header once the first fragment's timestamps are known, which is
+    what lets ``use_editlist`` mark the AAC priming to be skipped. A fragment is cut at every
+    keyframe and at least every FRAGMENT_US, and ``flush_packets`` writes each to the file when it
+    is cut, so a run killed with SIGKILL loses at most about a second (plus the encoder's look-ahead).
+    """
+    return {
+        "movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov",
+        "frag_duration": str(FRAGMENT_US),
+        "use_editlist": "1",
+        "flush_packets": "1",
+    }
+
+
+def video_pts(frame_index: int) -> int:
+    """Frame ``i`` presents at ``i / fps`` (stream time base ``1 / fps``)."""
+    return frame_index
+
+
+def audio_pts(sample_index: int) -> int:
+    """Input sample ``k`` presents at ``k / rate`` (time base ``1 / rate``); priming comes before 0."""
+    return sample_index
+
+
+def audio_samples_for(frames: int, fps: int, rate: int) -> int:
+    """Audio samples that cover ``frames`` video frames exactly."""
+    return frames * rate // fps
 
 
 class VideoWriter:
@@ -47,20 +92,16 @@ class VideoWriter:
         self.path = path
         self.width, self.height, self.fps = width, height, fps
         self.frames_written = 0
-        self._tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-        self._container = av.open(
-            str(self._tmp),
-            mode="w",
-            format="mp4",
-            # flush_packets: each fragment reaches the file when it is cut, not when an I/O buffer fills
-            options={"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": str(FRAGMENT_US), "flush_packets": "1"},
-        )
+        self._tmp = temp_path(path)
+        self._container = av.open(str(self._tmp), mode="w", format="mp4", options=container_options())
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = "yuv420p"
         self._video.codec_context.gop_size = fps * KEYFRAME_INTERVAL_S
-        self._video.options = {"crf": str(crf), "preset": preset}
-        self._audio_source: Iterator | None = None
+        # bf=0: with B-frames the first frame is stamped after a reorder delay that only an
+        # edit list can undo; without them frame 0 sits at 0 in every player
+        self._video.options = {"crf": str(crf), "preset": preset, "bf": "0"}
+        self._audio_source: Iterator[np.ndarray] | None = None
         self._audio_fifo = None
         self._audio_samples_written = 0
         if audio_path is not None:
@@ -74,17 +115,18 @@ class VideoWriter:
     def _open_audio(self, audio_path: Path) -> None:
         import av
 
-        self._audio_in = av.open(str(audio_path))
-        in_stream = self._audio_in.streams.audio[0]
-        rate = in_stream.codec_context.sample_rate or 16000
-        layout = "mono" if (in_stream.codec_context.channels or 1) == 1 else "stereo"
+        from liveavatar.media.audio import iter_audio
+
+        with av.open(str(audio_path)) as probe:
+            in_ctx = probe.streams.audio[0].codec_context
+            rate, channels = in_ctx.sample_rate or 16000, in_ctx.channels or 1
+        self._layout = "stereo" if channels == 2 else "mono"  # surround speech is averaged to mono
         self._audio = self._container.add_stream("aac", rate=rate)
-        self._audio.layout = layout
-        self._audio.bit_rate = 128_000 if layout == "stereo" else 96_000
+        self._audio.layout = self._layout
+        self._audio.bit_rate = 128_000 if self._layout == "stereo" else 96_000
         self._audio_rate = rate
-        self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
         self._audio_fifo = av.AudioFifo()
-        self._audio_source = self._audio_in.decode(in_stream)
+        self._audio_source = iter_audio(audio_path, rate, self._layout)
 
     def write(self, frames: np.ndarray) -> None:
         """Append ``[n, H, W, 3]`` uint8 RGB frames (or one ``[H, W, 3]`` frame)."""
@@ -96,39 +138,45 @@ class VideoWriter:
             raise ValueError(f"expected uint8 frames [n, {self.height}, {self.width}, 3], got {frames.dtype} {frames.shape}")
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-            video_frame.pts = self.frames_written
+            video_frame.pts = video_pts(self.frames_written)
             self._container.mux(self._video.encode(video_frame))
             self.frames_written += 1
-        self._mux_audio_until(self.frames_written / self.fps)
+        self._mux_audio_until(audio_samples_for(self.frames_written, self.fps, self._audio_rate) if self._audio_fifo else 0)
 
-    def _mux_audio_until(self, seconds: float, final: bool = False) -> None:
-        """Encode the input audio up to ``seconds``; whole AAC frames only, unless ``final``."""
+    def _fill_fifo(self, target: int) -> None:
+        import av
+
+        while self._audio_source is not None and self._audio_samples_written + self._audio_fifo.samples < target:
+            block = next(self._audio_source, None)
+            if block is None:
+                self._audio_source = None
+                break
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout)
+            frame.sample_rate = self._audio_rate
+            self._audio_fifo.write(frame)
+
+    def _mux_audio_until(self, target: int, final: bool = False) -> None:
+        """Encode the input audio up to sample ``target``; whole AAC frames only, unless ``final``."""
         if self._audio_fifo is None:
             return
-        target = int(round(seconds * self._audio_rate))
-        while self._audio_source is not None and self._audio_samples_written + self._audio_fifo.samples < target:
-            decoded = next(self._audio_source, None)
-            for out in self._resampler.resample(decoded):
-                out.pts = None
-                self._audio_fifo.write(out)
-            if decoded is None:
-                self._audio_source = None
+        self._fill_fifo(target)
         while self._audio_fifo.samples > 0:
             take = min(AAC_FRAME, target - self._audio_samples_written, self._audio_fifo.samples)
             if take <= 0 or (take < AAC_FRAME and not final):
                 break
             chunk = self._audio_fifo.read(take)
-            chunk.pts = self._audio_samples_written
+            chunk.pts = audio_pts(self._audio_samples_written)
             chunk.time_base = Fraction(1, self._audio_rate)
             self._container.mux(self._audio.encode(chunk))
             self._audio_samples_written += take
 
     def _close_container(self) -> None:
-        self._mux_audio_until(self.frames_written / self.fps, final=True)
+        if self._audio_fifo is not None:
+            self._mux_audio_until(audio_samples_for(self.frames_written, self.fps, self._audio_rate), final=True)
         self._container.mux(self._video.encode(None))
         if self._audio_fifo is not None:
             self._container.mux(self._audio.encode(None))
-            self._audio_in.close()
+            self._audio_source = None
         self._container.close()
 
     def finish(self) -> Path:
@@ -138,7 +186,7 @@ class VideoWriter:
         return self.path
 
     def abort(self) -> Path | None:
-        """Close what was written; keep it as ``*.partial.mp4`` if it holds any frame."""
+        """Close what was written; keep it as ``*.partial.mp4`` (never replacing a file) if it holds any frame."""
         try:
             self._close_container()
         except Exception:  # the container may be unusable after the failure that got us here
@@ -146,9 +194,7 @@ class VideoWriter:
         if self.frames_written == 0:
             self._tmp.unlink(missing_ok=True)
             return None
-        kept = partial_path(self.path)
-        os.replace(self._tmp, kept)
-        return kept
+        return keep_as_partial(self._tmp, self.path)
 
     def __enter__(self) -> "VideoWriter":
         return self
@@ -156,3 +202,25 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def keep_as_partial(tmp: Path, path: Path) -> Path:
+    """Rename ``tmp`` to ``<name>.partial.mp4`` (``.partial-2.mp4``... if taken); ``tmp`` itself if renaming fails."""
+    base = partial_path(path)
+    for n in range(1, 1000):
+        kept = base if n == 1 else base.with_name(f"{path.stem}.partial-{n}{path.suffix}")
+        try:
+            os.link(tmp, kept)  # fails if the name exists: an earlier partial is never replaced
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (or the disk is full): a plain rename to a free name
+            if kept.exists():
+                continue
+            try:
+                os.replace(tmp, kept)
+            except OSError:
+                return tmp
+            return kept
+        tmp.unlink(missing_ok=True)
+        return kept
+    return tmp

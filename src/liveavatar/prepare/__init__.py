@@ -18,16 +18,19 @@ def prepare_audio(path: Path, out_dir: Path, denoise: bool | None = None, shorte
 
     from liveavatar.checks import audio as audio_checks
     from liveavatar.checks import speech
-    from liveavatar.media.audio import read_audio
+    from liveavatar.media.audio import decode_audio, repair_non_finite
     from liveavatar.prepare import audio as fix
 
     changes: list[str] = []
+    x = decode_audio(Path(path))  # first: a bad file or a named pipe is a one-line UserError
     try:
         info = sf.info(str(path))
         changes.append(f"format {info.format}/{info.subtype} {info.samplerate} Hz {info.channels} ch -> WAV/PCM_16 16000 Hz mono")
     except (RuntimeError, sf.LibsndfileError):
         changes.append(f"{path.suffix or 'audio'} decoded with PyAV -> WAV/PCM_16 16000 Hz mono")
-    x = read_audio(Path(path))
+    x, bad = repair_non_finite(x)
+    if bad:
+        changes.append(f"{bad} non-finite samples (NaN or infinity) replaced with silence")
     before = speech.analyse(x)
     if denoise is None:
         denoise = before.noise_floor_db > audio_checks.MAX_NOISE_DB

@@ -9,8 +9,10 @@ tensor batch so the mapped pages are released as we go.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -45,6 +47,31 @@ def key_report(missing: list[str], unexpected: list[str]) -> str:
     return "; ".join(describe_mismatch(sorted(missing), sorted(unexpected), limit=_SHOW))
 
 
+@contextmanager
+def open_safetensors(path: Path, flag: str = "--ckpt_dir") -> Iterator:
+    """``safe_open`` whose failure (a truncated or garbage file) is one line naming the file."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt", device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(flag, f"{path} is not a complete safetensors file ({exc})",
+                        f"re-download {Path(path).name}: an interrupted download leaves it truncated") from None
+    with handle as opened:
+        yield opened
+
+
+def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
+    """A JSON object from the checkpoint; a malformed file is one line naming it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(flag, f"{path} is not valid JSON ({exc})", f"re-download {Path(path).name} from the release") from None
+    if not isinstance(value, dict):
+        raise UserError(flag, f"{path} does not hold a JSON object", f"re-download {Path(path).name} from the release")
+    return value
+
+
 def checkpoint_files(path: Path) -> list[Path]:
     """The safetensors files of a checkpoint folder (index.json shards, or the single file), or a file."""
     path = Path(path)
@@ -52,7 +79,9 @@ def checkpoint_files(path: Path) -> list[Path]:
         return [path]
     index = path / INDEX_NAME
     if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise UserError("--ckpt_dir", f"{index} has no weight_map", f"re-download {INDEX_NAME} from the release")
         files = [path / name for name in sorted(set(weight_map.values()))]
         absent = [f.name for f in files if not f.is_file()]
         if absent:
@@ -69,7 +98,12 @@ def read_config(folder: Path) -> DiTConfig:
     file = Path(folder) / CONFIG_NAME
     if not file.is_file():
         raise UserError(str(folder), f"{CONFIG_NAME} is missing", "download the complete Wan2.2-S2V-14B release")
-    return DiTConfig.from_json(json.loads(file.read_text()))
+    fields = read_json(file)
+    try:
+        return DiTConfig.from_json(fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError("--ckpt_dir", f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
+                        f"re-download {CONFIG_NAME} from the release") from None
 
 
 def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tensor]]:
@@ -84,14 +118,12 @@ def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tens
 def load_state_files(model: nn.Module, files: list[Path], device: torch.device | str | None = None,
                      dtype: torch.dtype | None = None, source: str = "") -> LoadReport:
     """Assign every tensor of `files` to `model` (built on meta or not), strictly, tensor by tensor."""
-    from safetensors import safe_open
-
     slots = _param_slots(model)
     report = LoadReport(files=list(files))
     file_keys: dict[Path, list[str]] = {}
     seen: set[str] = set()
     for f in files:
-        with safe_open(str(f), framework="pt", device="cpu") as handle:
+        with open_safetensors(f) as handle:
             file_keys[f] = list(handle.keys())
         seen.update(file_keys[f])
     report.missing = sorted(set(slots) - seen)
@@ -104,7 +136,7 @@ def load_state_files(model: nn.Module, files: list[Path], device: torch.device |
     for f in files:
         keys = file_keys[f]
         for start in range(0, len(keys), 16):  # reopen so the mapped pages already copied are released
-            with safe_open(str(f), framework="pt", device="cpu") as handle:
+            with open_safetensors(f) as handle:
                 for key in keys[start:start + 16]:
                     module, name, old = slots[key]
                     tensor = handle.get_tensor(key)
@@ -136,7 +168,12 @@ def load_dit(folder: Path | str, device: torch.device | str = "cpu", dtype: torc
     """Build the DiT from the folder's config.json on the meta device and load its weights."""
     from .dit import CausalS2VDiT
 
-    model = CausalS2VDiT(read_config(Path(folder)), dtype=dtype, device="meta")
+    config = read_config(Path(folder))
+    try:
+        model = CausalS2VDiT(config, dtype=dtype, device="meta")
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise UserError("--ckpt_dir", f"{Path(folder) / CONFIG_NAME} does not describe a buildable DiT ({type(exc).__name__}: {exc})",
+                        f"re-download {CONFIG_NAME} from the Wan2.2-S2V-14B release") from None
     load_dit_checkpoint(model, folder, device=device, dtype=dtype)
     model._rope = None
     return model.eval()

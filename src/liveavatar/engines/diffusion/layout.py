@@ -74,8 +74,8 @@ class CheckpointLayout:
             gaps.append(str(self.config))
         try:
             shards = self.dit_shards()
-        except (ValueError, KeyError, OSError):
-            gaps.append(f"{self.root / DIT_INDEX} (unreadable index)")
+        except (ValueError, KeyError, OSError, TypeError, AttributeError):
+            gaps.append(f"{self.root / DIT_INDEX} (unreadable index: re-download it)")
             shards = []
         gaps += [str(p) for p in shards if not p.is_file()]
         gaps += [str(p) for p in (self.vae, self.t5) if not p.is_file()]

@@ -65,12 +65,12 @@ def _meta_number(metadata: dict[str, str] | None, names: tuple[str, ...]) -> flo
 
 def merge_lora(model: nn.Module, path: Path | str, rank: int | None = None, alpha: float | None = None) -> MergeResult:
     """Merge a LoRA safetensors file into `model` in place; returns what was merged."""
-    from safetensors import safe_open
+    from liveavatar.engines.diffusion.checkpoint import open_safetensors
 
     source = str(path)
     if not Path(path).is_file():
         raise UserError(source, "LoRA file not found", "download liveavatar.safetensors from Quark-Vision/Live-Avatar")
-    with safe_open(source, framework="pt", device="cpu") as handle:
+    with open_safetensors(Path(path), "--lora_path_dmd") as handle:
         metadata = handle.metadata()
         keys = list(handle.keys())
         rank = int(rank if rank is not None else _meta_number(metadata, _RANK_KEYS) or DEFAULT_RANK)
