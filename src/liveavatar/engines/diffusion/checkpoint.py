@@ -15,14 +15,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import describe_mismatch
+from liveavatar.engines.diffusion.layout import DIT_CONFIG, dit_files
+from liveavatar.engines.diffusion.state_dicts import describe_mismatch
 from liveavatar.errors import UserError
 
 from .dit_config import DiTConfig
 
-INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
-SINGLE_NAME = "diffusion_pytorch_model.safetensors"
-CONFIG_NAME = "config.json"
 _SHOW = 5
 
 
@@ -35,41 +33,20 @@ class LoadReport:
     unexpected: list[str] = field(default_factory=list)
 
 
-def _first(names: list[str]) -> str:
-    more = f" (+{len(names) - _SHOW} more)" if len(names) > _SHOW else ""
-    return ", ".join(names[:_SHOW]) + more
-
-
 def key_report(missing: list[str], unexpected: list[str]) -> str:
     """A readable one-paragraph summary of a key mismatch ('' when the keys match)."""
     return "; ".join(describe_mismatch(sorted(missing), sorted(unexpected), limit=_SHOW))
 
 
-def checkpoint_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint folder (index.json shards, or the single file), or a file."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    index = path / INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        files = [path / name for name in sorted(set(weight_map.values()))]
-        absent = [f.name for f in files if not f.is_file()]
-        if absent:
-            raise UserError(str(path), f"{len(absent)} shard(s) listed in {INDEX_NAME} are missing: {_first(absent)}",
-                            "download the complete Wan2.2-S2V-14B release into this folder")
-        return files
-    if (path / SINGLE_NAME).is_file():
-        return [path / SINGLE_NAME]
-    raise UserError(str(path), f"no {INDEX_NAME} or {SINGLE_NAME} found",
-                    "point the checkpoint directory at the Wan2.2-S2V-14B release folder")
-
-
 def read_config(folder: Path) -> DiTConfig:
-    file = Path(folder) / CONFIG_NAME
+    """The DiT's config.json; a value we do not implement (e.g. zero_timestep false) is one UserError."""
+    file = Path(folder) / DIT_CONFIG
     if not file.is_file():
-        raise UserError(str(folder), f"{CONFIG_NAME} is missing", "download the complete Wan2.2-S2V-14B release")
-    return DiTConfig.from_json(json.loads(file.read_text()))
+        raise UserError(str(folder), f"{DIT_CONFIG} is missing", "download the complete Wan2.2-S2V-14B release")
+    try:
+        return DiTConfig.from_json(json.loads(file.read_text()))
+    except ValueError as exc:  # json errors are ValueErrors too
+        raise UserError(str(file), str(exc), "use the config.json of the Wan2.2-S2V-14B release") from None
 
 
 def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tensor]]:
@@ -128,7 +105,7 @@ def load_state_files(model: nn.Module, files: list[Path], device: torch.device |
 def load_dit_checkpoint(model: nn.Module, path: Path | str, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None) -> LoadReport:
     """Load a Wan2.2-S2V-14B DiT folder (sharded or single file) or one .safetensors file into `model`."""
-    files = checkpoint_files(Path(path))
+    files = dit_files(Path(path))
     return load_state_files(model, files, device=device, dtype=dtype, source=str(path))
 
 

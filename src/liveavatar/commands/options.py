@@ -1,0 +1,84 @@
+"""generate's flags, built from GenerateConfig's fields; any front-end (generate, serve) registers them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Collection
+from pathlib import Path
+
+from liveavatar.commands.argtypes import boolean
+from liveavatar.config import GenerateConfig
+from liveavatar.errors import UserError
+
+
+def config_options() -> list[dataclasses.Field]:
+    """The fields of GenerateConfig, in declaration order: each one is a flag ``--<name>``."""
+    return list(dataclasses.fields(GenerateConfig))
+
+
+def _default_text(f: dataclasses.Field) -> str | None:
+    meta = f.metadata
+    if meta["required"]:
+        return None
+    if meta["shown"] is not None:
+        return meta["shown"]
+    value = meta["fallback"] if meta["fallback"] is not None else f.default
+    if meta["kind"] in ("bool", "switch"):
+        return "on" if value else "off"
+    return None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def help_text(f: dataclasses.Field) -> str:
+    shown = _default_text(f)
+    return f.metadata["help"] + (f" (default: {shown})" if shown and f.metadata["kind"] != "switch" else "")
+
+
+def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
+    """Add one flag per GenerateConfig field (except those in ``skip``) to ``parser``.
+
+    Unset flags parse to the field's default (``None`` for "not given"), so a namespace turns back
+    into a config with :func:`config_from_args`.
+    """
+    for f in config_options():
+        if f.name in skip:
+            continue
+        meta = f.metadata
+        kwargs: dict = {"help": help_text(f)}
+        if meta["kind"] == "switch":
+            kwargs.update(action="store_true")
+        else:
+            if meta["kind"] == "bool":
+                kwargs.update(type=boolean, nargs="?", const=True, metavar="BOOL")
+            elif meta["type"] is not None:
+                kwargs["type"] = meta["type"]
+            if meta["choices"]:
+                kwargs["choices"] = meta["choices"]
+            if meta["metavar"]:
+                kwargs["metavar"] = meta["metavar"]
+            if meta["required"]:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = f.default
+        parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def prompt_text(value: str | None) -> str:
+    """``--prompt``: the text itself, or ``@file.txt`` for a file's contents."""
+    if not value:
+        return ""
+    if value.startswith("@"):
+        path = Path(value[1:])
+        if not path.is_file():
+            raise UserError("--prompt", f"prompt file not found: {path}", "give @path/to/prompt.txt of an existing file, or the text itself")
+        return path.read_text(encoding="utf-8").strip()
+    return value.strip()
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> GenerateConfig:
+    """The GenerateConfig a parsed namespace (from :func:`add_generate_options`) asks for."""
+    values = {f.name: getattr(args, f.name) for f in config_options() if hasattr(args, f.name)}
+    values.update(overrides)
+    if "prompt" in values:
+        values["prompt"] = prompt_text(values["prompt"])
+    return GenerateConfig(**values)
