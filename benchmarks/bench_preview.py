@@ -51,7 +51,7 @@ def plan_for(audio: np.ndarray, size: int = 512, frames_per_clip: int = 48):
     n = math.ceil(len(audio) / SR * 25 - 1e-9)
     return Plan(engine="preview", height=size, width=size, fps=25, frames_per_clip=frames_per_clip,
                 num_clips=math.ceil(n / frames_per_clip), num_frames=n, sample_steps=4, sample_shift=3.0,
-                seed=420, prompt="", enable_online_decode=True, offload_model=False, fp8=False)
+                seed=420, prompt="", enable_online_decode=True)
 
 
 def main() -> None:
