@@ -24,7 +24,7 @@ def speech(text: str, voice: str = "en-us", **kwargs) -> np.ndarray:
     """espeak-ng speech as float32 mono at 16 kHz."""
     from scipy.signal import resample_poly
 
-    from liveavatar.tools.speech_synth import synthesize
+    from support.speech_synth import synthesize
 
     x, rate = synthesize(text, voice=voice, **kwargs)
     g = math.gcd(rate, SR)
