@@ -93,3 +93,15 @@ def test_dry_run_diffusion_keeps_the_sampling_settings(capsys, portrait_path, sp
                  "--engine", "diffusion", *args]) == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"sample_steps", "sample_shift", "timesteps", "enable_online_decode"} <= set(plan)
+
+
+def test_serve_takes_generates_engine_flags():
+    from liveavatar.commands.serve import ENGINE_OPTIONS
+
+    sub = build_parser()._subparsers._group_actions[0].choices
+    for name in ENGINE_OPTIONS:
+        serve_help = next(a.help for a in sub["serve"]._actions if f"--{name}" in a.option_strings)
+        generate_help = next(a.help for a in sub["generate"]._actions if f"--{name}" in a.option_strings)
+        assert serve_help == generate_help
+    args = sub["serve"].parse_args(["--fp8", "--offload_model", "false"])
+    assert args.fp8 is True and args.offload_model is False and args.num_gpus_dit == 1

@@ -34,14 +34,15 @@ def help_text(f: dataclasses.Field) -> str:
     return f.metadata["help"] + (f" (default: {shown})" if shown and f.metadata["kind"] != "switch" else "")
 
 
-def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] = ()) -> None:
-    """Add one flag per GenerateConfig field (except those in ``skip``) to ``parser``.
+def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] = (),
+                         only: Collection[str] | None = None) -> None:
+    """Add one flag per GenerateConfig field (those in ``only`` if given, less those in ``skip``) to ``parser``.
 
     Unset flags parse to the field's default (``None`` for "not given"), so a namespace turns back
     into a config with :func:`config_from_args`.
     """
     for f in config_options():
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         meta = f.metadata
         kwargs: dict = {"help": help_text(f)}
