@@ -34,7 +34,7 @@ def _diffusion_missing() -> list[str]:
 
 def engine_device(name: str) -> str:
     """Where the engine will run: "cuda" or "cpu" (the diffusion engine takes a GPU when torch sees one)."""
-    if name != "diffusion" or not _torch_installed():
+    if name != "diffusion" or "torch" in _diffusion_missing():
         return "cpu"
     import torch
 
