@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from liveavatar.commands.options import add_generate_options, config_from_args
+
+SAMPLES = Path(__file__).resolve().parents[3] / "samples"
 
 
 def register(subparsers) -> None:
