@@ -105,3 +105,13 @@ def test_serve_takes_generates_engine_flags():
         assert serve_help == generate_help
     args = sub["serve"].parse_args(["--fp8", "--offload_model", "false"])
     assert args.fp8 is True and args.offload_model is False and args.num_gpus_dit == 1
+
+
+def test_server_form_fields_parse_as_the_flags_do():
+    from liveavatar.commands.options import value_parser
+
+    assert value_parser("enable_online_decode")("no") is False and value_parser("num_clip")("3") == 3
+    assert value_parser("preset")("quick") == "quick"
+    for name, bad in (("preset", "ultra"), ("num_clip", "0"), ("base_seed", "x")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            value_parser(name)(bad)

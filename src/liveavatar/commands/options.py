@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any, Callable
 
 from liveavatar.commands.argtypes import boolean
 from liveavatar.config import GenerateConfig
@@ -62,6 +63,23 @@ def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] 
             else:
                 kwargs["default"] = f.default
         parser.add_argument(f"--{f.name}", **kwargs)
+
+
+def value_parser(name: str) -> Callable[[str], Any]:
+    """How a text value of option ``name`` becomes the field's value (argparse's type, with its
+    choices checked), for front-ends that receive options as text (the server's form fields)."""
+    meta = next(f for f in config_options() if f.name == name).metadata
+    convert = boolean if meta["kind"] in ("bool", "switch") else meta["type"] or str
+    if not meta["choices"]:
+        return convert
+
+    def chosen(text: str) -> Any:
+        value = convert(text)
+        if value not in meta["choices"]:
+            raise argparse.ArgumentTypeError(f"'{text}' is not one of: {', '.join(meta['choices'])}")
+        return value
+
+    return chosen
 
 
 def prompt_text(value: str | None) -> str:
