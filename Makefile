@@ -1,7 +1,10 @@
 # Two entry points (see README "Quick start"): `make demo` and `make test`.
 # Each creates the virtual environment it needs and installs the project into it (test: with the
 # diffusion, serve and test extras).
-PYTHON ?= python3
+# The interpreter for the virtual environment: PYTHON if given, else the first of python3,
+# python3.12, python3.11 that is 3.11 or 3.12 (see packaging/pick-python; pyproject's requires-python).
+PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.12 python3.11)
+PICKED = $(shell $(SHELL) packaging/pick-python $(PYTHON_CANDIDATES))
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORE_STAMP := $(VENV)/.core-installed
@@ -25,7 +28,8 @@ test-slow: $(FULL_STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(if $(filter /%,$(firstword $(PICKED))),,$(error $(or $(PICKED),error: packaging/pick-python did not run)))
+	$(PICKED) -m venv $(VENV)
 
 $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .

@@ -10,10 +10,14 @@ import argparse
 import math
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+# the speech synthesiser is a test helper (tests/support), not part of the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 SR = 16_000
 
@@ -29,7 +33,7 @@ def rss_mb() -> float:
 def speech_clip(seconds: float) -> np.ndarray:
     from scipy.signal import resample_poly
 
-    from liveavatar.tools.speech_synth import synthesize
+    from support.speech_synth import synthesize
 
     lines = ["hello, my name is ava and I fly space shuttles", "we went to the moon and came back home",
              "please remember to bring your passport", "the quick brown fox jumps over the lazy dog"]
@@ -51,7 +55,7 @@ def plan_for(audio: np.ndarray, size: int = 512, frames_per_clip: int = 48):
     n = math.ceil(len(audio) / SR * 25 - 1e-9)
     return Plan(engine="preview", height=size, width=size, fps=25, frames_per_clip=frames_per_clip,
                 num_clips=math.ceil(n / frames_per_clip), num_frames=n, sample_steps=4, sample_shift=3.0,
-                seed=420, prompt="", enable_online_decode=True, offload_model=False, fp8=False)
+                seed=420, prompt="", enable_online_decode=True)
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_preview_corpus.py [--out output/preview_corpus] [--no-upstream]
 The corpus is tests/preview/corpus.py (astronaut variants made on the spot, plus the upstream example
 portraits when ../shared sits beside the checkout). Every measure is taken on the OUTPUT frames with
-FaceMesh (tools/preview_quality.py); "at rest" is against the mesh's reading of the engine's own rest
+FaceMesh (tests/support/preview_quality.py); "at rest" is against the mesh's reading of the engine's own rest
 frame (in brackets: against the video's 5th-percentile opening, the older measure); "folded" is the
 largest share of the mouth's area whose warp triangles turn inside out at openings 0, 0.5 and 1.
 The sheets and mouth close-ups are written to --out.
@@ -21,13 +21,14 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "preview"))
+sys.path.insert(0, str(REPO / "tests"))  # tests/support: speech synthesis and the quality measures
 SR = 16_000
 
 
 def speech_with_pauses() -> np.ndarray:
     from scipy.signal import resample_poly
 
-    from liveavatar.tools.speech_synth import synthesize
+    from support.speech_synth import synthesize
 
     parts = [np.zeros(int(0.5 * SR), np.float32)]
     for text, pause in (("hello, my name is ava and I fly space shuttles", 0.8), ("we went to the moon and came back home", 1.0)):
@@ -50,7 +51,7 @@ def measure(name: str, image: np.ndarray, audio: np.ndarray, long_side: int, out
     from liveavatar.engines.preview import PreviewEngine
     from liveavatar.errors import UserError
     from liveavatar.media.image import fit_to_size
-    from liveavatar.tools import preview_quality as Q
+    from support import preview_quality as Q
 
     h, w = plan_size(image, long_side)
     plan = make_plan(audio, h, w)

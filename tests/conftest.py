@@ -25,7 +25,7 @@ def portrait_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def speech_path(tmp_path_factory) -> Path:
     """About 4 s of English speech, 16 kHz 16-bit mono WAV, synthesised offline."""
-    from liveavatar.tools.speech_synth import write_speech
+    from support.speech_synth import write_speech
 
     path = tmp_path_factory.mktemp("speech") / "speech.wav"
     return write_speech(path, "Hello there. This is a short test of the talking avatar, spoken clearly.")

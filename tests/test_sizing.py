@@ -49,11 +49,24 @@ def test_parse_size_accepts_both_separators():
     assert parse_size("704x384") == (704, 384)
 
 
-def test_clip_count_follows_upstream_formula():
-    # ~ floor(seconds / 1.92) + 1 for 48-frame clips
-    for seconds, clips in [(1.0, 1), (1.95, 2), (10.0, 6), (60.0, 32)]:
-        assert audio_clip_count(int(seconds * 16000), 48) == clips, seconds
-    assert audio_clip_count(10 * 16000, 32) == int(int(((10 * 16000 - 400) // 320 + 1) / 50 * 30) / (32 * 1.2)) + 1
+# (16 kHz samples, frames per clip) -> clips, worked by hand from upstream-facts.md §1.2:
+# N50 = (samples - 400) // 320 + 1 wav2vec2 frames, N30 = int(N50 * 0.6), clips = int(N30 / (1.2 F)) + 1
+CLIP_COUNTS = [
+    (16_000, 48, 1),     # N50 49, N30 29, 29 / 57.6 -> 0, + 1
+    (31_119, 48, 1),     # N50 96, N30 57 (57.6 truncated): still one clip
+    (31_120, 48, 2),     # N50 97, N30 58 >= 57.6: the second clip starts one sample later
+    (160_000, 48, 6),    # 10 s: N50 499, N30 299, 299 / 57.6 = 5.19
+    (160_000, 32, 8),    # 10 s: 299 / 38.4 = 7.79
+    (960_000, 48, 32),   # 60 s: N50 2999, N30 1799, 1799 / 57.6 = 31.23
+    (399, 48, 1),        # shorter than one wav2vec2 window: no frames, still the one clip
+]
+
+
+@pytest.mark.parametrize("samples,frames,clips", CLIP_COUNTS)
+def test_clip_count_follows_upstream(samples, frames, clips):
+    assert audio_clip_count(samples, frames) == clips
+    # the same audio at 48 kHz counts the same
+    assert audio_clip_count(samples * 3, frames, sample_rate=48_000) == clips
 
 
 def test_frame_count_is_trimmed_to_audio_and_capped_by_clips():

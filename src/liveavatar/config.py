@@ -1,4 +1,10 @@
-"""Run configuration: what the user asked for (GenerateConfig), the presets, and the resolved Plan."""
+"""Run configuration: what the user asked for (GenerateConfig), the presets, and the resolved Plan.
+
+Each generate option is one field of :class:`GenerateConfig`; its flag, help text, value type and
+default live in that field's metadata (see :func:`option`), and the CLI, its help and the
+``note:`` lines about flags an engine ignores are all built from them. Adding a flag means adding
+one field here.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,36 @@ import dataclasses
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
+from liveavatar.commands.argtypes import any_int, boolean, number, positive_int
 from liveavatar.errors import UserError
 from liveavatar.sizing import parse_size
 
 ENGINES = ("preview", "diffusion")
-DEFAULT_SIZE = "704*384"
-DEFAULT_INFER_FRAMES = 48
-DEFAULT_SAMPLE_STEPS = 4
-DEFAULT_SAMPLE_SHIFT = 3.0
-DEFAULT_SEED = 420
 RANDOM_SEED = -1  # upstream's "pick a random seed"
 MAX_SEED = 2**63 - 1  # torch and numpy generators both take it
 MAX_SAMPLE_STEPS = 8
+DISTILLED_STEPS = 4  # the Live Avatar LoRA was distilled for 4 steps at shift 3
+
+
+def option(default: Any = None, *, help: str, type: Callable[[str], Any] | None = None, kind: str = "value",
+           fallback: Any = None, shown: str | None = None, choices: tuple[str, ...] | None = None,
+           required: bool = False, metavar: str | None = None, engines: tuple[str, ...] = ENGINES,
+           cuda_only: bool = False) -> Any:
+    """A config field that is also a ``generate`` flag (``--<field name>``).
+
+    ``kind``: "value" (takes a value), "bool" (``--flag`` or ``--flag False``, upstream's str2bool)
+    or "switch" (present or not). ``fallback`` is the value used when neither the flag nor a
+    preset sets it (the field itself then defaults to ``None`` = "not given"); ``shown`` replaces
+    the "(default ...)" the help text otherwise gets from the default or fallback. ``engines`` and
+    ``cuda_only`` say where the flag has an effect; elsewhere giving it prints a ``note:`` line.
+    """
+    meta = {"help": help, "type": type, "kind": kind, "fallback": fallback, "shown": shown, "choices": choices,
+            "required": required, "metavar": metavar, "engines": engines, "cuda_only": cuda_only}
+    if required:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -38,57 +61,73 @@ PRESETS: dict[str, Preset] = {
     "high": Preset(size="704*384", num_clip=1000, sample_steps=5, infer_frames=48, enable_online_decode=True),
 }
 
+DIFFUSION = ("diffusion",)
+
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """Everything `liveavatar generate` was asked for, after presets, before looking at inputs.
 
-    ``None`` means "not given": presets and defaults fill those in through :func:`resolve`.
+    ``None`` means "not given": presets and fallbacks fill those in through :meth:`resolve`.
     """
 
-    image: Path
-    audio: Path
-    prompt: str = ""
-    size: str | None = None
-    num_clip: int | None = None
-    infer_frames: int | None = None
-    sample_steps: int | None = None
-    sample_shift: float = DEFAULT_SAMPLE_SHIFT
-    sample_guide_scale: float = 0.0
-    base_seed: int = DEFAULT_SEED
-    enable_online_decode: bool | None = None
-    offload_model: bool | None = None
-    fp8: bool = False
-    ckpt_dir: Path | None = None
-    lora_path_dmd: Path | None = None
-    num_gpus_dit: int = 1
-    enable_vae_parallel: bool | None = None  # K > 1: one more worker only decodes (default: when a GPU is left)
-    save_file: Path | None = None
-    engine: str | None = None
-    preset: str | None = None
-    overwrite: bool = False
-    transcript: str | None = None
-    skip_checks: bool = False
-    extra: dict = field(default_factory=dict)
+    image: Path = option(required=True, type=Path, help="reference portrait (JPG or PNG)")
+    audio: Path = option(required=True, type=Path, help="driving speech (WAV or MP3)")
+    prompt: str = option("", metavar="PROMPT", shown="empty",
+                         help="text describing the character, action, scene and style (or @file.txt)")
+    size: str | None = option(fallback="704*384", metavar='"W*H"',
+                              help="target area; the output keeps the portrait's aspect")
+    num_clip: int | None = option(type=positive_int, shown="as many as the audio needs", help="at most this many clips")
+    infer_frames: int | None = option(type=any_int, fallback=48, help="video frames per clip, a multiple of 4")
+    sample_steps: int | None = option(type=any_int, fallback=DISTILLED_STEPS, engines=DIFFUSION,
+                                      help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}")
+    sample_shift: float = option(3.0, type=number, engines=DIFFUSION, help="flow-matching time shift")
+    # its own warning (pipeline) says why it is ignored, so no engine note as well
+    sample_guide_scale: float = option(0.0, type=number, help="accepted for compatibility; the distilled model uses no guidance")
+    base_seed: int = option(420, type=any_int, help="random seed; -1 picks one and prints it")
+    enable_online_decode: bool | None = option(kind="bool", fallback=True, engines=DIFFUSION,
+                                               help="decode each block as soon as it is denoised")
+    offload_model: bool | None = option(kind="bool", shown="on", engines=DIFFUSION, cuda_only=True,
+                                        help="text and audio encoders on the GPU only while they encode")
+    fp8: bool = option(False, kind="bool", engines=DIFFUSION, cuda_only=True, help="FP8 linear layers (Hopper/Ada GPUs)")
+    ckpt_dir: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/Wan2.2-S2V-14B",
+                                   help="the Wan2.2-S2V-14B folder")
+    lora_path_dmd: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/LiveAvatar",
+                                        help="the Live Avatar LoRA file or folder")
+    num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION,
+                               help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)")
+    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left",
+                                              help="with --num_gpus_dit > 1: one more worker only decodes")
+    save_file: Path | None = option(type=Path, shown="output/<date>_<steps>step_<prompt>.mp4", help="output .mp4")
+    engine: str | None = option(choices=ENGINES, shown="diffusion when a complete checkpoint is configured, else preview",
+                                help="which engine runs")
+    preset: str | None = option(choices=tuple(sorted(PRESETS)), shown="none", help="the guide's presets (explicit flags win)")
+    transcript: str | None = option(engines=("preview",), shown="none",
+                                    help="what the speech says (exact lip timing by forced alignment)")
+    skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
+    overwrite: bool = option(False, kind="switch", help="replace an existing output file")
 
     def resolve(self) -> "GenerateConfig":
-        """Fill unset values from the preset, then from the defaults, and validate counts."""
+        """Fill unset values from the preset, then from each field's fallback, and validate."""
         preset = PRESETS[self.preset] if self.preset else None
-        filled = dataclasses.replace(
-            self,
-            base_seed=random.randrange(2**31) if self.base_seed == RANDOM_SEED else self.base_seed,
-            size=self.size or (preset.size if preset else DEFAULT_SIZE),
-            num_clip=self.num_clip if self.num_clip is not None else (preset.num_clip if preset else None),
-            infer_frames=self.infer_frames if self.infer_frames is not None else (preset.infer_frames if preset else DEFAULT_INFER_FRAMES),
-            sample_steps=self.sample_steps if self.sample_steps is not None else (preset.sample_steps if preset else DEFAULT_SAMPLE_STEPS),
-            enable_online_decode=(
-                self.enable_online_decode
-                if self.enable_online_decode is not None
-                else (preset.enable_online_decode if preset else True)
-            ),
-        )
-        filled.validate()
-        return filled
+        filled = {}
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) is not None:
+                continue
+            if preset is not None and hasattr(preset, f.name):
+                filled[f.name] = getattr(preset, f.name)
+            elif f.metadata.get("fallback") is not None:
+                filled[f.name] = f.metadata["fallback"]
+        if self.base_seed == RANDOM_SEED:
+            filled["base_seed"] = random.randrange(2**31)
+        resolved = dataclasses.replace(self, **filled)
+        resolved.validate()
+        return resolved
+
+    def given(self) -> list[str]:
+        """Names of the options set to something other than their default (before :meth:`resolve`)."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.default is not dataclasses.MISSING and getattr(self, f.name) != f.default]
 
     def validate(self) -> None:
         if self.size is not None:
@@ -101,7 +140,7 @@ class GenerateConfig:
             if self.infer_frames % 4:
                 raise UserError("--infer_frames", f"{self.infer_frames} is not a multiple of 4", "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48")
         if self.sample_steps is not None and not 1 <= self.sample_steps <= MAX_SAMPLE_STEPS:
-            raise UserError("--sample_steps", f"{self.sample_steps} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses 4)")
+            raise UserError("--sample_steps", f"{self.sample_steps} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses {DISTILLED_STEPS})")
         if not 0 <= self.base_seed <= MAX_SEED and self.base_seed != RANDOM_SEED:
             raise UserError("--base_seed", f"{self.base_seed} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
         if self.sample_shift <= 0:
@@ -110,6 +149,26 @@ class GenerateConfig:
             raise UserError("--num_gpus_dit", f"{self.num_gpus_dit} GPUs", "give a positive number of GPUs")
         if self.engine is not None and self.engine not in ENGINES:
             raise UserError("--engine", f'"{self.engine}" is not an engine', f"use one of: {', '.join(ENGINES)}")
+
+
+def inert_flag_notes(config: GenerateConfig, engine: str, device: str) -> list[str]:
+    """One ``note:`` line per reason for the flags given (``config`` before resolve) that do nothing here."""
+    given = set(config.given())
+    by_engine, by_device = [], []
+    for f in dataclasses.fields(config):
+        if f.name not in given:
+            continue
+        if engine not in f.metadata["engines"]:
+            by_engine.append(f"--{f.name}")
+        elif f.metadata["cuda_only"] and device != "cuda":
+            by_device.append(f"--{f.name}")
+    notes = []
+    if by_engine:
+        notes.append(f"note: {', '.join(by_engine)} {'does' if len(by_engine) == 1 else 'do'} nothing with the {engine} engine")
+    if by_device:
+        notes.append(f"note: {', '.join(by_device)} {'does' if len(by_device) == 1 else 'do'} nothing on a {device.upper()} "
+                     "(needs a CUDA GPU)")
+    return notes
 
 
 @dataclass(frozen=True)
@@ -128,8 +187,6 @@ class Plan:
     seed: int
     prompt: str
     enable_online_decode: bool
-    offload_model: bool
-    fp8: bool
     timesteps: tuple[float, ...] | None = None
 
     @property
@@ -146,6 +203,7 @@ class Plan:
         return counts
 
     def summary(self) -> dict:
+        """What the engine will use (``--dry_run`` prints it): the sampling settings only for diffusion."""
         out = {
             "engine": self.engine,
             "height": self.height,
@@ -155,9 +213,11 @@ class Plan:
             "num_clips": self.num_clips,
             "num_frames": self.num_frames,
             "duration_s": round(self.duration_s, 3),
-            "sample_steps": self.sample_steps,
             "seed": self.seed,
         }
-        if self.timesteps is not None:
-            out["timesteps"] = [round(t, 4) for t in self.timesteps]
+        if self.engine == "diffusion":
+            out["sample_steps"] = self.sample_steps
+            out["sample_shift"] = self.sample_shift
+            out["timesteps"] = [round(t, 4) for t in self.timesteps or ()]
+            out["enable_online_decode"] = self.enable_online_decode
         return out

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan
+from liveavatar.config import DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan, inert_flag_notes
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
@@ -98,13 +98,16 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
     that starts with ``warning:`` or ``note:`` (stderr). ``hooks``: see :mod:`liveavatar.hooks`.
     """
-    from liveavatar.engines.select import choose_engine, require_engine_files
+    from liveavatar.engines.select import build_engine, choose_engine, engine_device, require_engine_files
 
     hooks = hooks or Hooks()
+    asked = config
     random_seed = config.base_seed == RANDOM_SEED
     clip_source = f"--preset {config.preset}" if config.preset and config.num_clip is None else "--num_clip"
     config = config.resolve()
     engine_name, why = choose_engine(config)
+    for note in inert_flag_notes(asked, engine_name, engine_device(engine_name)):
+        notify(note)
     if config.sample_guide_scale:
         notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
     if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
@@ -133,8 +136,6 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
         say(f"engine: {engine_name} ({why})")
         if random_seed:
             say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
-        from liveavatar.engines.select import build_engine
-
         engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
         if engine.name != engine_name:
             raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")

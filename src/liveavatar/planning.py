@@ -34,7 +34,5 @@ def make_plan(config: GenerateConfig, inputs: Inputs, engine: str) -> Plan:
         seed=config.base_seed,
         prompt=config.prompt,
         enable_online_decode=bool(config.enable_online_decode),
-        offload_model=config.offload_model is not False,
-        fp8=config.fp8,
         timesteps=tuple(float(t) for t in timesteps(config.sample_steps, config.sample_shift)) if engine == "diffusion" else None,
     )

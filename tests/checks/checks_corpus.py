@@ -104,3 +104,24 @@ def astronaut() -> np.ndarray:
     import skimage.data
 
     return skimage.data.astronaut().astype(np.float32)
+
+
+# shadow edges across the face box (u, v in 0..1 across its width and height): vertical off the
+# midline on either side, a hat-brim edge, a diagonal corner, and the old midline case
+SHADOW_EDGES = {
+    "left_third": lambda u, v: u < 0.3,
+    "midline": lambda u, v: u < 0.5,
+    "right_quarter": lambda u, v: u > 0.7,
+    "brim": lambda u, v: v < 0.35,
+    "lower_corner": lambda u, v: (1 - u) + (1 - v) < 0.9,
+}
+
+
+def shadowed(rgb: np.ndarray, box: tuple[float, float, float, float], edge: str, factor: float = 0.3) -> np.ndarray:
+    """``rgb`` with the part of the face box ``(x, y, w, h)`` on one side of ``SHADOW_EDGES[edge]``
+    (extended across the whole image) darkened by ``factor``: a hard shadow."""
+    x, y, w, h = box
+    rows, cols = np.mgrid[:rgb.shape[0], :rgb.shape[1]]
+    out = rgb.astype(np.float32).copy()
+    out[SHADOW_EDGES[edge]((cols - x) / w, (rows - y) / h)] *= factor
+    return out

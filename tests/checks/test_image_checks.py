@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from checks_corpus import astronaut, save_image
+from checks_corpus import SHADOW_EDGES, astronaut, save_image, shadowed
 
 from liveavatar.checks import run_checks
 
@@ -20,18 +20,20 @@ def images(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("img")
     a = astronaut()
-    shadow = a.copy()
-    shadow[:, :226] *= 0.3  # hard shadow over the face's left half (the face spans x 174-278)
     tiny = np.asarray(Image.fromarray(a.astype(np.uint8)).resize((128, 128), Image.Resampling.BICUBIC))
     cases = {
         "clean": save_image(d / "clean.png", a),
         "dark": save_image(d / "dark.png", a * 0.2),
         "over": save_image(d / "over.png", a * 1.6 + 40),
-        "shadow": save_image(d / "shadow.png", shadow),
         "tiny": save_image(d / "tiny.png", tiny),
         "two": save_image(d / "two.png", np.concatenate([a, a], axis=1)),
         "noface": save_image(d / "noface.png", np.asarray(Image.fromarray(skimage.data.chelsea()).resize((768, 512)))),
     }
+    from liveavatar.checks.face import detect_faces
+
+    face = detect_faces(a.astype(np.uint8))[0]
+    for edge in SHADOW_EDGES:
+        cases[f"shadow_{edge}"] = save_image(d / f"shadow_{edge}.png", shadowed(a, (face.x, face.y, face.w, face.h), edge))
     Image.fromarray(a.astype(np.uint8)).save(d / "clean.bmp")
     cases["bmp"] = d / "clean.bmp"
     return cases
@@ -46,7 +48,7 @@ def test_clean_portrait_has_no_finding(images):
     [
         ("dark", "image.dark"),
         ("over", "image.overexposed"),
-        ("shadow", "image.uneven_lighting"),
+        *[(f"shadow_{edge}", "image.uneven_lighting") for edge in SHADOW_EDGES],
         ("tiny", "image.resolution"),
         ("tiny", "image.face_small"),
         ("two", "image.multiple_faces"),

@@ -106,6 +106,7 @@ def test_encode_matches_the_upstream_recipe(tiny_folder, encoder):
     torch.testing.assert_close(got[0].permute(2, 0, 1), want[:num_frames], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_chunked_mode(encoder):
     rng = np.random.default_rng(1)
     audio = (0.1 * rng.standard_normal(16000 * 4)).astype(np.float32)

@@ -102,3 +102,17 @@ def test_shape_mismatch_and_missing_shard(tmp_path):
     (empty / "config.json").write_text(json.dumps(TINY_JSON))
     with pytest.raises(UserError, match="index.json"):
         load_dit(empty)
+
+
+def test_unsupported_config_value_is_one_user_error(tmp_path, capsys):
+    """zero_timestep false (reference tokens at the noisy timestep) is not implemented: refused, not ignored."""
+    from liveavatar.engines.diffusion.checkpoint import load_dit
+
+    _write_sharded(tmp_path, _random_state())
+    (tmp_path / "config.json").write_text(json.dumps({**TINY_JSON, "zero_timestep": False}))
+    with pytest.raises(UserError) as err:
+        load_dit(tmp_path)
+    line = err.value.one_line()
+    assert "zero_timestep" in line and "config.json" in line and "\n" not in line
+    (tmp_path / "config.json").write_text(json.dumps({**TINY_JSON, "zero_timestep": True}))
+    assert load_dit(tmp_path).config.num_layers == 2

@@ -46,6 +46,7 @@ def plan_for(inputs: Inputs, **kw):
     return make_plan(config, inputs, "diffusion")
 
 
+@pytest.mark.slow
 def test_cli_writes_mp4_with_frames_and_audio(tiny_release, tmp_path, portrait_path):
     ckpt, lora = tiny_release
     audio = tmp_path / "a.wav"
@@ -67,7 +68,7 @@ def test_cli_writes_mp4_with_frames_and_audio(tiny_release, tmp_path, portrait_p
     assert np.std(np.stack(frames).astype(np.float32)) > 1.0, "decoded frames are not constant"
 
 
-@pytest.mark.parametrize("infer_frames", [32, 48, 80])
+@pytest.mark.parametrize("infer_frames", [32, 48, pytest.param(80, marks=pytest.mark.slow)])
 def test_every_latent_frame_is_fully_denoised(engine, infer_frames, monkeypatch):
     calls: list[tuple[int, int]] = []  # (first global latent frame, count) per call
     dit = engine.models.dit
@@ -95,6 +96,7 @@ def test_every_latent_frame_is_fully_denoised(engine, infer_frames, monkeypatch)
         assert flags == [False] * (len(flags) - 1) + [True]
 
 
+@pytest.mark.slow
 def test_same_seed_same_video_other_seed_differs(engine):
     inputs = make_inputs(1.5)
     first = np.concatenate(list(engine.generate(inputs, plan_for(inputs, base_seed=7), lambda s: None)))

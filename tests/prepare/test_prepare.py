@@ -41,7 +41,7 @@ def test_denoise_is_automatic_when_noisy(tmp_path):
     clean = clean_speech()
     noise = np.random.default_rng(2).standard_normal(len(clean)).astype(np.float32) * 10 ** (-25 / 20)
     src = write_wav(tmp_path / "noisy.wav", clean + noise)
-    main(["prepare", "--audio", str(src), "--out", str(tmp_path)])
+    assert main(["prepare", "--audio", str(src), "--out", str(tmp_path)]) == 0
     assert noise_floor_db(read_audio(tmp_path / "noisy.prepared.wav")) < -50
 
 
@@ -60,7 +60,7 @@ def test_loud_peaks_are_limited(tmp_path):
     x = clean_speech(level_db=-20.0)
     x[1000:1100] = 0.999  # a spike over the ceiling
     src = write_wav(tmp_path / "l.wav", x)
-    main(["prepare", "--audio", str(src), "--out", str(tmp_path / "o")])
+    assert main(["prepare", "--audio", str(src), "--out", str(tmp_path / "o")]) == 0
     y = read_audio(tmp_path / "o" / "l.wav")
     assert 20 * np.log10(np.abs(y).max()) <= -0.99 and analyse(y).speech_level_db >= -18.0
 
@@ -69,7 +69,7 @@ def test_shorten_pauses(tmp_path):
     x = clean_speech()
     src = write_wav(tmp_path / "p.wav", np.concatenate([x[:64_000], np.zeros(48_000, np.float32), x[64_000:]]))
     assert "audio.silence" in {f.code for f in run_checks(audio=src)}
-    main(["prepare", "--audio", str(src), "--out", str(tmp_path / "o"), "--shorten_pauses"])
+    assert main(["prepare", "--audio", str(src), "--out", str(tmp_path / "o"), "--shorten_pauses"]) == 0
     out = tmp_path / "o" / "p.wav"
     assert analyse(read_audio(out)).longest_pause_s <= 1.0
     assert "audio.silence" not in {f.code for f in run_checks(audio=out)}
@@ -96,7 +96,7 @@ def test_crop_to_size_aspect_keeps_the_face(tmp_path):
     from PIL import Image
 
     src = save_image(tmp_path / "a.png", astronaut())
-    main(["prepare", "--image", str(src), "--out", str(tmp_path / "o"), "--size", "384*704", "--no-upscale"])
+    assert main(["prepare", "--image", str(src), "--out", str(tmp_path / "o"), "--size", "384*704", "--no-upscale"]) == 0
     with Image.open(tmp_path / "o" / "a.png") as img:
         w, h = img.size
     assert abs(w / h - 384 / 704) < 0.01
@@ -111,7 +111,7 @@ def test_exif_orientation_applied(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 8  # display rotated 90 degrees clockwise
     img.save(tmp_path / "r.jpg", exif=exif)
-    main(["prepare", "--image", str(tmp_path / "r.jpg"), "--out", str(tmp_path / "o"), "--no-upscale"])
+    assert main(["prepare", "--image", str(tmp_path / "r.jpg"), "--out", str(tmp_path / "o"), "--no-upscale"]) == 0
     with Image.open(tmp_path / "o" / "r.png") as out:
         assert out.size == (400, 512)
 

@@ -24,7 +24,7 @@ def speech(text: str, voice: str = "en-us", **kwargs) -> np.ndarray:
     """espeak-ng speech as float32 mono at 16 kHz."""
     from scipy.signal import resample_poly
 
-    from liveavatar.tools.speech_synth import synthesize
+    from support.speech_synth import synthesize
 
     x, rate = synthesize(text, voice=voice, **kwargs)
     g = math.gcd(rate, SR)
@@ -55,4 +55,4 @@ def make_plan(audio: np.ndarray, height: int = 512, width: int = 512, frames_per
     clips = math.ceil(num_frames / frames_per_clip)
     return Plan(engine="preview", height=height, width=width, fps=FPS, frames_per_clip=frames_per_clip,
                 num_clips=clips, num_frames=num_frames, sample_steps=4, sample_shift=3.0, seed=seed,
-                prompt=prompt, enable_online_decode=True, offload_model=False, fp8=False)
+                prompt=prompt, enable_online_decode=True)

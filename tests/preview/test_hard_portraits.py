@@ -10,7 +10,7 @@ from liveavatar.checks.image import measure_image
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.engines.preview.render import FrameParams
 from liveavatar.media.image import fit_to_size
-from liveavatar.tools import preview_quality as Q
+from support import preview_quality as Q
 
 ARTIFACT_MAX = 1.3  # see docs/preview.md: the corpus spans 0.80-1.08; the old saw-tooth closure read higher
 FOLDED_MAX = 0.05  # see docs/preview.md: the corpus reads <= 0.033 (the old warp 0.30-0.76)

@@ -6,7 +6,7 @@ import pytest
 from helpers import SR, astronaut, make_inputs, make_plan, phrases_with_pauses
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.media.image import fit_to_size
-from liveavatar.tools import preview_quality as Q
+from support import preview_quality as Q
 
 ARTIFACT_MAX = 1.3  # mouth-region high-frequency energy / the portrait's (docs/preview.md: corpus 0.88-1.11)
 

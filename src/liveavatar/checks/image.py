@@ -2,8 +2,8 @@
 
 Thresholds (the guide's where it gives one; the others are documented in docs/checks.md):
 short side >= 512; face detector score >= 0.5; |yaw| <= 0.4; face >= 12% of the short side and
->= 64 px; face luminance 60..210 with < 30% clipped pixels; left/right face halves within 1.0
-stops; inner-lip gap <= 0.35 of the mouth width.
+>= 64 px; face luminance 60..210 with < 30% clipped pixels; the two sides of any straight edge
+across the face within 1.0 stops (1.25 across a horizontal one); inner-lip gap <= 0.35 of the mouth width.
 """
 
 from __future__ import annotations
@@ -49,6 +49,37 @@ def luma(rgb: np.ndarray) -> np.ndarray:
     return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
+# A shadow edge is looked for at these orientations and at these shares of the face on one side, so
+# an edge anywhere across the face is found, not only at the midline. Orientation (degrees, 0 = a
+# vertical edge) -> stops allowed beyond MAX_SHADOW_STOPS: across a horizontal edge the lower face is
+# darker without any shadow (a beard, a moustache, an open mouth).
+_EDGE_ALLOWANCE = {0: 0.0, 45: 0.0, 90: 0.25, 135: 0.0}
+_EDGE_SHARES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+_EDGE_MAX_SIDE = 96  # the face region is measured at most this many pixels across (enough for percentiles)
+# each side's brightness is its 75th percentile: the lit skin, so dark eyes, brows and beards count
+# less than they would in a mean or median, and a side in shadow still shows it
+_SIDE_PERCENTILE = 75
+
+
+def shadow_stops(region: np.ndarray) -> float:
+    """The largest brightness step, in stops, between the two sides of a straight edge across ``region``
+    (luminance) over every orientation and position tried, less that orientation's allowance."""
+    step = max(1, int(np.ceil(max(region.shape) / _EDGE_MAX_SIDE)))
+    small = region[::step, ::step]
+    ys, xs = np.mgrid[:small.shape[0], :small.shape[1]]
+    ys, xs = ys / small.shape[0] - 0.5, xs / small.shape[1] - 0.5
+    values = small.ravel()
+    best = 0.0
+    for degrees, allowance in _EDGE_ALLOWANCE.items():
+        angle = np.deg2rad(degrees)
+        order = values[np.argsort((xs * np.cos(angle) + ys * np.sin(angle)).ravel(), kind="stable")]
+        for share in _EDGE_SHARES:
+            cut = int(share * len(order))
+            a, b = np.percentile(order[:cut], _SIDE_PERCENTILE), np.percentile(order[cut:], _SIDE_PERCENTILE)
+            best = max(best, abs(float(np.log2((a + 1.0) / (b + 1.0)))) - allowance)
+    return best
+
+
 def _lighting(rgb: np.ndarray, face: Face | None) -> list[Finding]:
     y = luma(rgb.astype(np.float32))
     if face is not None:
@@ -71,13 +102,11 @@ def _lighting(rgb: np.ndarray, face: Face | None) -> list[Finding]:
                       {"mean_luma": round(mean, 1), "clipped_fraction": round(clipped, 3)},
                       f"mean <= {BRIGHT_LUMA:.0f}, clipped < {CLIPPED_FRACTION:.0%}",
                       "use a photo with less exposure; blown-out skin cannot be recovered"))
-    if face is not None and region.shape[1] >= 8:
-        half = region.shape[1] // 2
-        left, right = float(np.median(region[:, :half])), float(np.median(region[:, half:]))
-        stops = float(abs(np.log2((max(left, right) + 1.0) / (min(left, right) + 1.0))))
+    if face is not None and min(region.shape) >= 8:
+        stops = shadow_stops(region)
         if stops > MAX_SHADOW_STOPS and mean >= DARK_LUMA / 2:
             out.append(_f("warning", "image.uneven_lighting",
-                          f"a hard shadow falls across the face: one half is {stops:.1f} stops darker than the other",
+                          f"a hard shadow falls across the face: one side of it is {stops:.1f} stops darker than the other",
                           round(stops, 2), f"<= {MAX_SHADOW_STOPS} stops",
                           "use a photo with even, diffuse light on both sides of the face"))
     return out

@@ -8,10 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from liveavatar.commands.argtypes import boolean, number, positive_int
-from liveavatar.config import ENGINES
+from liveavatar.commands.argtypes import number, positive_int
+from liveavatar.commands.options import add_generate_options
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
+# generate's flags that choose and load the engine, which the server keeps resident
+ENGINE_OPTIONS = ("engine", "ckpt_dir", "lora_path_dmd", "fp8", "offload_model", "num_gpus_dit")
 
 
 def register(subparsers) -> None:
@@ -28,12 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--max_upload_mb", type=number, default=50.0, help="largest image or audio file in MB (default 50)")
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
     p.add_argument("--max_audio_s", type=number, default=600.0, help="longest speech in seconds (default 600)")
-    p.add_argument("--engine", choices=ENGINES, default=None, help="default: diffusion when a complete checkpoint is configured, else preview")
-    p.add_argument("--ckpt_dir", type=Path, default=None, help="the Wan2.2-S2V-14B folder (default ckpt/Wan2.2-S2V-14B)")
-    p.add_argument("--lora_path_dmd", type=Path, default=None, help="the Live Avatar LoRA file or folder (default ckpt/LiveAvatar)")
-    p.add_argument("--fp8", type=boolean, nargs="?", const=True, default=False, help="FP8 linear layers (Hopper/Ada GPUs)")
-    p.add_argument("--offload_model", type=boolean, nargs="?", const=True, default=None, help="text and audio encoders on the GPU only while they encode (default on)")
-    p.add_argument("--num_gpus_dit", type=positive_int, default=1, help="GPUs for the DiT")
+    # the engine's own settings are generate's flags (same names, types, defaults and help)
+    add_generate_options(p, only=ENGINE_OPTIONS)
     p.set_defaults(func=run)
 
 

@@ -32,6 +32,15 @@ def _diffusion_missing() -> list[str]:
     return [name for name in DIFFUSION_MODULES if importlib.util.find_spec(name) is None]
 
 
+def engine_device(name: str) -> str:
+    """Where the engine will run: "cuda" or "cpu" (the diffusion engine takes a GPU when torch sees one)."""
+    if name != "diffusion" or "torch" in _diffusion_missing():
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def require_engine_files(name: str, config: GenerateConfig) -> None:
     """Fail early, before any output exists, when the engine's files are not all there."""
     if name == "diffusion":

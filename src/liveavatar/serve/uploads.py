@@ -10,8 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from liveavatar.commands.argtypes import any_int, boolean, number, positive_int
-from liveavatar.config import PRESETS
+from liveavatar.commands.options import value_parser
 from liveavatar.media.image import IMAGE_SUFFIXES
 from liveavatar.serve.settings import Limits
 
@@ -19,18 +18,13 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".we
 CHUNK = 1 << 20
 
 
-def _preset(text: str) -> str:
-    if text not in PRESETS:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a preset; use one of: {', '.join(sorted(PRESETS))}")
-    return text
-
-
-# generate's options a request may set, by their CLI names (= GenerateConfig fields); the engine's
-# own flags (checkpoints, fp8, offload) belong to the server, the output name to the job.
+# generate's options a request may set, by their CLI names (= GenerateConfig fields, whose metadata
+# says how each is parsed); the engine's own flags (checkpoints, fp8, offload) belong to the server,
+# the output name to the job.
 OPTIONS: dict[str, Callable[[str], Any]] = {
-    "size": str, "num_clip": positive_int, "infer_frames": any_int, "sample_steps": any_int,
-    "sample_shift": number, "sample_guide_scale": number, "base_seed": any_int,
-    "enable_online_decode": boolean, "preset": _preset, "transcript": str,
+    name: value_parser(name)
+    for name in ("size", "num_clip", "infer_frames", "sample_steps", "sample_shift", "sample_guide_scale",
+                 "base_seed", "enable_online_decode", "preset", "transcript")
 }
 FIELDS = {"image", "audio", "prompt", "skip_checks", *OPTIONS}
 

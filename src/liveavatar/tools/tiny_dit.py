@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from liveavatar.engines.diffusion.dit_config import DiTConfig
-from liveavatar.engines.diffusion.layout import DIT_INDEX, LORA_FILENAME
+from liveavatar.engines.diffusion.layout import DIT_CONFIG, DIT_INDEX, LORA_FILENAME, dit_shard_name
 
 # text/audio widths follow the tiny umT5 (32) and wav2vec2 (32); text_len stays upstream's 512 so
 # that any prompt the tiny tokenizer encodes fits
@@ -18,7 +18,7 @@ TINY_LORA_ALPHA = 2.0
 NUM_SHARDS = 2
 _CONFIG_FIELDS = ("dim", "ffn_dim", "freq_dim", "num_heads", "num_layers", "patch_size", "in_dim", "out_dim",
                   "text_len", "text_dim", "eps", "qk_norm", "cross_attn_norm", "cond_dim", "audio_dim",
-                  "num_audio_token", "enable_adain", "adain_mode", "audio_inject_layers", "zero_timestep",
+                  "num_audio_token", "enable_adain", "adain_mode", "audio_inject_layers",
                   "add_last_motion", "enable_framepack", "framepack_drop_mode")
 
 
@@ -53,15 +53,15 @@ def write_tiny_dit(ckpt_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 0) 
     shards = [names[i::NUM_SHARDS] for i in range(NUM_SHARDS)]
     weight_map, written = {}, []
     for k, shard in enumerate(shards, start=1):
-        file = f"diffusion_pytorch_model-{k:05d}-of-{NUM_SHARDS:05d}.safetensors"
+        file = dit_shard_name(k, NUM_SHARDS)
         save_file({n: state[n].to(dtype=__import__("torch").bfloat16).contiguous() for n in shard}, str(ckpt_dir / file), metadata={"format": "pt"})
         weight_map.update({n: file for n in shard})
         written.append(ckpt_dir / file)
     total = sum(t.numel() * 2 for t in state.values())
     (ckpt_dir / DIT_INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
-    cfg = {"_class_name": "CausalWanModel_S2V", **{f: getattr(config, f) for f in _CONFIG_FIELDS}}
-    (ckpt_dir / "config.json").write_text(json.dumps(cfg, indent=1))
-    return [ckpt_dir / "config.json", ckpt_dir / DIT_INDEX, *written]
+    cfg = {"_class_name": "CausalWanModel_S2V", **{f: getattr(config, f) for f in _CONFIG_FIELDS}, "zero_timestep": True}
+    (ckpt_dir / DIT_CONFIG).write_text(json.dumps(cfg, indent=1))
+    return [ckpt_dir / DIT_CONFIG, ckpt_dir / DIT_INDEX, *written]
 
 
 def write_tiny_lora(lora_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 1) -> Path:

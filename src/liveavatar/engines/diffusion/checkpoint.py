@@ -17,14 +17,12 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import describe_mismatch
+from liveavatar.engines.diffusion.layout import DIT_CONFIG, dit_files, read_json
+from liveavatar.engines.diffusion.state_dicts import describe_mismatch
 from liveavatar.errors import UserError
 
 from .dit_config import DiTConfig
 
-INDEX_NAME = "diffusion_pytorch_model.safetensors.index.json"
-SINGLE_NAME = "diffusion_pytorch_model.safetensors"
-CONFIG_NAME = "config.json"
 _SHOW = 5
 
 
@@ -35,11 +33,6 @@ class LoadReport:
     num_bytes: int = 0
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
-
-
-def _first(names: list[str]) -> str:
-    more = f" (+{len(names) - _SHOW} more)" if len(names) > _SHOW else ""
-    return ", ".join(names[:_SHOW]) + more
 
 
 def key_report(missing: list[str], unexpected: list[str]) -> str:
@@ -61,49 +54,19 @@ def open_safetensors(path: Path, flag: str = "--ckpt_dir") -> Iterator:
         yield opened
 
 
-def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
-    """A JSON object from the checkpoint; a malformed file is one line naming it."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(flag, f"{path} is not valid JSON ({exc})", f"re-download {Path(path).name} from the release") from None
-    if not isinstance(value, dict):
-        raise UserError(flag, f"{path} does not hold a JSON object", f"re-download {Path(path).name} from the release")
-    return value
-
-
-def checkpoint_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint folder (index.json shards, or the single file), or a file."""
-    path = Path(path)
-    if path.is_file():
-        return [path]
-    index = path / INDEX_NAME
-    if index.is_file():
-        weight_map = read_json(index).get("weight_map")
-        if not isinstance(weight_map, dict):
-            raise UserError("--ckpt_dir", f"{index} has no weight_map", f"re-download {INDEX_NAME} from the release")
-        files = [path / name for name in sorted(set(weight_map.values()))]
-        absent = [f.name for f in files if not f.is_file()]
-        if absent:
-            raise UserError(str(path), f"{len(absent)} shard(s) listed in {INDEX_NAME} are missing: {_first(absent)}",
-                            "download the complete Wan2.2-S2V-14B release into this folder")
-        return files
-    if (path / SINGLE_NAME).is_file():
-        return [path / SINGLE_NAME]
-    raise UserError(str(path), f"no {INDEX_NAME} or {SINGLE_NAME} found",
-                    "point the checkpoint directory at the Wan2.2-S2V-14B release folder")
-
-
 def read_config(folder: Path) -> DiTConfig:
-    file = Path(folder) / CONFIG_NAME
+    """The DiT's config.json; a value we do not implement (e.g. zero_timestep false) is one UserError."""
+    file = Path(folder) / DIT_CONFIG
     if not file.is_file():
-        raise UserError(str(folder), f"{CONFIG_NAME} is missing", "download the complete Wan2.2-S2V-14B release")
+        raise UserError(str(folder), f"{DIT_CONFIG} is missing", "download the complete Wan2.2-S2V-14B release")
     fields = read_json(file)
     try:
         return DiTConfig.from_json(fields)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError) as exc:
         raise UserError("--ckpt_dir", f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
-                        f"re-download {CONFIG_NAME} from the release") from None
+                        f"re-download {DIT_CONFIG} from the release") from None
+    except ValueError as exc:  # a value we do not implement (e.g. zero_timestep false)
+        raise UserError(str(file), str(exc), "use the config.json of the Wan2.2-S2V-14B release") from None
 
 
 def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tensor]]:
@@ -160,7 +123,7 @@ def load_state_files(model: nn.Module, files: list[Path], device: torch.device |
 def load_dit_checkpoint(model: nn.Module, path: Path | str, device: torch.device | str | None = None,
                         dtype: torch.dtype | None = None) -> LoadReport:
     """Load a Wan2.2-S2V-14B DiT folder (sharded or single file) or one .safetensors file into `model`."""
-    files = checkpoint_files(Path(path))
+    files = dit_files(Path(path))
     return load_state_files(model, files, device=device, dtype=dtype, source=str(path))
 
 

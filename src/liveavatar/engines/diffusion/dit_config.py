@@ -8,9 +8,11 @@ from typing import Any
 
 # config.json keys whose names differ from ours (none so far, kept for clarity)
 _RENAMES: dict[str, str] = {}
-# upstream constructor arguments that do not change the inference network, with the values we support
-# (None: any value)
+# upstream constructor arguments that do not change the inference network, or that the released
+# model sets one way and we implement only that way, with the values we support (None: any value)
 _UPSTREAM_FIXED: dict[str, Any] = {
+    # the reference and motion tokens are always modulated at timestep 0 (the t=0 row of denoise_block)
+    "zero_timestep": True,
     "model_type": "s2v", "enable_motioner": False, "enable_tsm": False, "trainable_token_pos_emb": False,
     "window_size": (-1, -1), "local_attn_size": -1, "slide_motion_frames": False,
     "zero_init": None, "cross_attn_type": None, "motion_token_num": None,
@@ -45,7 +47,6 @@ class DiTConfig:
     enable_adain: bool = True
     adain_mode: str = "attn_norm"
     audio_inject_layers: tuple[int, ...] = (0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39)
-    zero_timestep: bool = True
     add_last_motion: bool = True
     enable_framepack: bool = True
     framepack_drop_mode: str = "padd"

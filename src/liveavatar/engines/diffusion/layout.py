@@ -1,4 +1,5 @@
-"""The checkpoint folder, laid out as upstream's release, and what is missing from it."""
+"""The checkpoint folder, laid out as upstream's release: every file name, the DiT's shards, and
+what is missing. The one place that knows the release's names (loaders ask it for paths)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ LORA_HUB_REPO = "models--Quark-Vision--Live-Avatar"
 CKPT_ENV = "LIVEAVATAR_CKPT_DIR"
 LORA_ENV = "LIVEAVATAR_LORA"
 
+DIT_CONFIG = "config.json"
 DIT_INDEX = "diffusion_pytorch_model.safetensors.index.json"
 DIT_SINGLE = "diffusion_pytorch_model.safetensors"
 VAE_FILE = "Wan2.1_VAE.pth"
@@ -29,6 +31,50 @@ SOURCES = {
 }
 
 
+def dit_shard_name(k: int, n: int) -> str:
+    """The release's name of shard k (1-based) of n."""
+    return f"diffusion_pytorch_model-{k:05d}-of-{n:05d}.safetensors"
+
+
+def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
+    """A JSON object from the release; a malformed file is one line naming it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(flag, f"{path} is not valid JSON ({exc})", f"re-download {Path(path).name} from the release") from None
+    if not isinstance(value, dict):
+        raise UserError(flag, f"{path} does not hold a JSON object", f"re-download {Path(path).name} from the release")
+    return value
+
+
+def dit_shard_paths(folder: Path) -> list[Path]:
+    """The DiT's safetensors files, from the index when there is one (they may not exist)."""
+    index = folder / DIT_INDEX
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise UserError("--ckpt_dir", f"{index} has no valid weight_map", f"re-download {DIT_INDEX} from the release")
+        return [folder / name for name in sorted(set(weight_map.values()))]
+    return [folder / DIT_SINGLE]
+
+
+def dit_files(path: Path) -> list[Path]:
+    """The DiT's safetensors files of a checkpoint folder (index shards or the single file), all present;
+    a file path is itself."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not (path / DIT_INDEX).is_file() and not (path / DIT_SINGLE).is_file():
+        raise UserError(str(path), f"no {DIT_INDEX} or {DIT_SINGLE} found",
+                        "point the checkpoint directory at the Wan2.2-S2V-14B release folder")
+    absent = [f.name for f in dit_shard_paths(path) if not f.is_file()]
+    if absent:
+        shown = ", ".join(absent[:5]) + (f" (+{len(absent) - 5} more)" if len(absent) > 5 else "")
+        raise UserError(str(path), f"{len(absent)} shard(s) listed in {DIT_INDEX} are missing: {shown}",
+                        "download the complete Wan2.2-S2V-14B release into this folder")
+    return dit_shard_paths(path)
+
+
 @dataclass(frozen=True)
 class CheckpointLayout:
     """Paths of every file the diffusion engine loads."""
@@ -39,7 +85,7 @@ class CheckpointLayout:
 
     @property
     def config(self) -> Path:
-        return self.root / "config.json"
+        return self.root / DIT_CONFIG
 
     @property
     def vae(self) -> Path:
@@ -57,14 +103,6 @@ class CheckpointLayout:
     def wav2vec(self) -> Path:
         return self.root / WAV2VEC_DIR
 
-    def dit_shards(self) -> list[Path]:
-        """The DiT's safetensors files, from the index when there is one."""
-        index = self.root / DIT_INDEX
-        if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            return [self.root / name for name in sorted(set(weight_map.values()))]
-        return [self.root / DIT_SINGLE]
-
     def missing(self) -> list[str]:
         """Human-readable list of what is absent; empty when everything is in place."""
         gaps: list[str] = []
@@ -73,8 +111,8 @@ class CheckpointLayout:
         if not self.config.is_file():
             gaps.append(str(self.config))
         try:
-            shards = self.dit_shards()
-        except (ValueError, KeyError, OSError, TypeError, AttributeError):
+            shards = dit_shard_paths(self.root)
+        except UserError:
             gaps.append(f"{self.root / DIT_INDEX} (unreadable index: re-download it)")
             shards = []
         gaps += [str(p) for p in shards if not p.is_file()]

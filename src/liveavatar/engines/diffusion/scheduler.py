@@ -17,12 +17,18 @@ def shift_sigma(sigma: np.ndarray | float, shift: float) -> np.ndarray:
     return shift * sigma / (1 + (shift - 1) * sigma)
 
 
+def _training_sigma(t: int, shift: float) -> float:
+    """The shifted sigma of training timestep ``t``, in float32 as diffusers builds its training table
+    (the inference grid's end points come from it; in float64 they would differ by one ulp at some shifts)."""
+    sigma = np.float32(t) / np.float32(NUM_TRAIN_TIMESTEPS)
+    return float(np.float32(shift) * sigma / (np.float32(1) + np.float32(shift - 1) * sigma))
+
+
 def sigmas(num_steps: int, shift: float = 3.0) -> np.ndarray:
     """Noise levels for ``num_steps`` Euler steps, plus the terminal 0: shape ``[num_steps + 1]``."""
     if num_steps < 1:
         raise ValueError("num_steps must be >= 1")
-    sigma_max = shift_sigma(1.0, shift)
-    sigma_min = shift_sigma(1.0 / NUM_TRAIN_TIMESTEPS, shift)
+    sigma_max, sigma_min = _training_sigma(NUM_TRAIN_TIMESTEPS, shift), _training_sigma(1, shift)
     grid = np.linspace(sigma_max * NUM_TRAIN_TIMESTEPS, sigma_min * NUM_TRAIN_TIMESTEPS, num_steps)
     levels = shift_sigma(grid / NUM_TRAIN_TIMESTEPS, shift).astype(np.float32)
     return np.concatenate([levels, np.zeros(1, dtype=np.float32)])
@@ -37,9 +43,10 @@ class EulerSampler:
     """Steps a latent from sigma_i to sigma_{i+1} along the model's flow velocity.
 
     ``x <- x + (sigma_{i+1} - sigma_i) * v``, accumulated in fp32 and cast back to ``v``'s dtype,
-    like diffusers' ``FlowMatchEulerDiscreteScheduler.step``. As there, the product ``dt * v`` is
-    formed in ``v``'s dtype (a 0-dim fp32 tensor does not promote a bf16 tensor), which keeps
-    bf16 runs bit-comparable with upstream. Works on torch tensors; no torch import here.
+    with the same operands as diffusers' ``FlowMatchEulerDiscreteScheduler.step`` (upstream's
+    scheduler): the step is a 0-dim fp32 CPU tensor, so ``dt * v`` follows PyTorch's rules for such
+    scalars (in bf16 the step is rounded to bf16 first; a Python float would not be, and ~8% of the
+    bf16 results would then differ by one unit). No torch import at module import time.
     """
 
     def __init__(self, num_steps: int, shift: float = 3.0) -> None:
@@ -52,7 +59,9 @@ class EulerSampler:
 
     def step(self, x, v, i: int):
         """The latent after step ``i`` (0-based) given the velocity ``v`` predicted at ``timesteps[i]``."""
+        import torch  # x and v are torch tensors: torch is loaded already
+
         if not 0 <= i < self.num_steps:
             raise IndexError(f"step {i} is outside 0..{self.num_steps - 1}")
-        dt = float(np.float32(self.sigmas[i + 1]) - np.float32(self.sigmas[i]))
-        return (x.float() + v * dt).to(v.dtype)
+        dt = torch.tensor(np.float32(self.sigmas[i + 1]) - np.float32(self.sigmas[i]), dtype=torch.float32)
+        return (x.float() + dt * v).to(v.dtype)

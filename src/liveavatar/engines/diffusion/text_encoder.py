@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import build_from_pth
+from liveavatar.engines.diffusion.state_dicts import build_from_pth
 from liveavatar.engines.diffusion.layout import T5_FILE, TOKENIZER_DIR
 from liveavatar.errors import UserError
 

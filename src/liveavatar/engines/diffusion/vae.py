@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.keycheck import build_from_pth
+from liveavatar.engines.diffusion.state_dicts import build_from_pth
 from liveavatar.engines.diffusion.vae_blocks import CausalConv3d, Decoder3d, Encoder3d, assign_cache_slots
 from liveavatar.errors import UserError
 

@@ -1,4 +1,5 @@
-"""Strict state-dict comparison with a report a person can read."""
+"""State dicts: reading a ``.pth``, comparing one strictly with a model's (a report a person can
+read), and building a model from one."""
 
 from __future__ import annotations
 
