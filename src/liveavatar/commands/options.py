@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Collection
-from pathlib import Path
 from typing import Any, Callable
 
 from liveavatar.commands.argtypes import boolean
 from liveavatar.config import GenerateConfig
 from liveavatar.media.text import prompt_text
-from liveavatar.errors import UserError
 
 
 def config_options() -> list[dataclasses.Field]:

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
+from liveavatar.commands.argtypes import boolean
 from liveavatar.commands.options import value_parser
-from liveavatar.media.image import IMAGE_SUFFIXES
 from liveavatar.serve.settings import Limits
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".webm"}

@@ -8,7 +8,6 @@ tensor batch so the mapped pages are released as we go.
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +134,8 @@ def load_dit(folder: Path | str, device: torch.device | str = "cpu", dtype: torc
     try:
         model = CausalS2VDiT(config, dtype=dtype, device="meta")
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
-        raise UserError("--ckpt_dir", f"{Path(folder) / CONFIG_NAME} does not describe a buildable DiT ({type(exc).__name__}: {exc})",
-                        f"re-download {CONFIG_NAME} from the Wan2.2-S2V-14B release") from None
+        raise UserError("--ckpt_dir", f"{Path(folder) / DIT_CONFIG} does not describe a buildable DiT ({type(exc).__name__}: {exc})",
+                        f"re-download {DIT_CONFIG} from the Wan2.2-S2V-14B release") from None
     load_dit_checkpoint(model, folder, device=device, dtype=dtype)
     model._rope = None
     return model.eval()
