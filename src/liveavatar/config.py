@@ -66,6 +66,7 @@ class GenerateConfig:
     overwrite: bool = False
     transcript: str | None = None
     skip_checks: bool = False
+    resume: bool = False  # continue the interrupted run of save_file (see liveavatar.resume)
     extra: dict = field(default_factory=dict)
 
     def resolve(self) -> "GenerateConfig":

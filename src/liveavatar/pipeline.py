@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from liveavatar import resume
 from liveavatar.config import DEFAULT_SAMPLE_STEPS as DISTILLED_STEPS, GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
 from liveavatar.media.audio import read_audio
 from liveavatar.media.image import read_image
-from liveavatar.media.writer import VideoWriter
+from liveavatar.media.writer import VideoWriter, partial_path
 from liveavatar.planning import make_plan
 from liveavatar.progress import frame_progress
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
@@ -89,7 +90,10 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
                "steps at shift 3; other counts run off the schedule it learned")
     if not dry_run:
         require_engine_files(engine_name, config)
-        output = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
+        # with --resume an existing output is not an error: there is nothing left to do
+        output = check_output_path(config.save_file or default_output_path(config), config.overwrite or config.resume,
+                                   default_folder=config.save_file is None)
+        resume.refuse_unfinished(config, output, notify)
     inputs = read_inputs(config)
     if not dry_run and not config.skip_checks:
         from liveavatar.checks import gate
@@ -99,32 +103,78 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     if dry_run:
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
+    start = resume.prepare(config, plan, output, notify)
+    if start is None:
+        return Outcome(plan=plan, path=output)
     say(f"engine: {engine_name} ({why})")
     engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
     if engine.name != engine_name:
         raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
-    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress, hooks))
+    return Outcome(plan=plan, path=_render(engine, inputs, plan, output, notify, progress, start, hooks))
 
 
-def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None, hooks: Hooks = Hooks()) -> Path:
+def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None,
+            start: resume.RunStart, hooks: Hooks = Hooks()) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
-    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
+    point, record = start.point, start.record
+    # a new run writes straight into <name>.partial.mp4, so a kill -9 leaves it playable; a resumed
+    # one copies the finished part to a new file that replaces the partial once it is on disk
+    work = resume.resume_work_path(output) if point.clips else partial_path(output)
+    work.unlink(missing_ok=True)
+    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work)
     clip_ends = list(accumulate(plan.clip_frame_counts()))
+    ends = [tuple(e) for e in record.segments if e[0] > point.clips]
+    record_file = resume.record_path(output)
     try:
+        if point.clips:
+            writer.copy_finished(point.source, [f for c, f in record.segments if c <= point.clips])
+        else:
+            resume.write_record(record_file, record)
+        blocks = engine.generate(inputs, plan, notify, start_clip=point.clips) if point.clips else engine.generate(inputs, plan, notify)
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
-            for block in engine.generate(inputs, plan, notify):
-                writer.write(block)
-                clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
-                advance(len(block), clip)
+            advance(point.frames, point.clips)
+            for i, block in enumerate(blocks):
+                if i == 0 and point.clips:
+                    resume.check_replay(point.expected_state, getattr(engine, "resume_state", None), notify)
+                while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
+                    part, block = block[: ends[0][1] - writer.frames_written], block[ends[0][1] - writer.frames_written :]
+                    writer.write(part)
+                    clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
+                    advance(len(part), clip)
+                    if writer.frames_written == ends[0][1]:
+                        _end_segment(writer, engine, record, record_file, ends.pop(0), output, last=not ends)
                 _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip, plan.num_clips, writer.growing_path))
         if writer.frames_written != plan.num_frames:
             raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
     except BaseException:
+        if record.clips_done == 0:
+            resume.remove_record(record_file)  # nothing worth resuming
+        if writer.frames_written < point.frames:  # stopped while copying: the old partial stays
+            writer.discard()
+            raise
         kept = writer.abort()
         if kept is not None:
-            notify(f"warning: stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}")
+            notify(f"warning: stopped after {writer.frames_written} of {plan.num_frames} frames; what was finished is in {kept}"
+                   f"{'' if record.clips_done == 0 else '; rerun with --resume to continue'}")
         raise
-    return writer.finish()
+    path = writer.finish()
+    resume.remove_record(record_file)
+    return path
+
+
+def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
+                 output: Path, last: bool) -> None:
+    """Close the writer's segment and, unless the video is complete, record that it is finished."""
+    writer.end_segment()
+    if last:
+        return
+    clips, frames = end
+    resume.fsync_file(writer.growing_path)
+    if writer.growing_path != partial_path(output):  # a resumed run: its file now holds a new segment
+        writer.move_work(partial_path(output))
+    state = getattr(engine, "resume_state", None)
+    record.finish_segment(clips, frames, state if state and state.get("clips") == clips else None)
+    resume.write_record(record_file, record)
 
 
 def _after_block(hooks: Hooks, done: BlockDone) -> None:

@@ -40,6 +40,7 @@ def register(subparsers) -> None:
     p.add_argument("--transcript", default=None, help="what the speech says (preview engine: exact lip timing by forced alignment)")
     p.add_argument("--skip_checks", action="store_true", help="do not stop on input-check errors")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run of --save_file (same arguments) where it stopped")
     p.add_argument("--dry_run", action="store_true", help="print the resolved plan as JSON and exit")
     p.set_defaults(func=run)
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         transcript=args.transcript,
         skip_checks=args.skip_checks,
+        resume=args.resume,
     )
     served = serve_torchrun_rank(config)  # under torchrun, a DiT rank that does not decode ends here
     if served is not None:

@@ -43,15 +43,24 @@ class PreviewEngine:
         )
         return Renderer(portrait, face, self.style), tracks
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+    resume_state: dict | None = None
+
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+        """Yield clips ``start_clip`` on. A frame is a pure function of its index (the tracks are
+        computed for the whole video from the seed and the audio; the renderer keeps no state
+        between frames), so a resumed run just skips the finished clips."""
         renderer, tracks = self.prepare(inputs, plan, notify)
+        digest = tracks.digest()
         start = 0
-        for count in plan.clip_frame_counts():
-            block = np.empty((count, plan.height, plan.width, 3), np.uint8)
-            for j in range(count):
-                block[j] = renderer.render(tracks.params(start + j))
+        for clip, count in enumerate(plan.clip_frame_counts()):
+            if clip >= start_clip:
+                block = np.empty((count, plan.height, plan.width, 3), np.uint8)
+                for j in range(count):
+                    block[j] = renderer.render(tracks.params(start + j))
             start += count
-            yield block
+            self.resume_state = {"clips": clip + 1, "frame": start, "tracks": digest}
+            if clip >= start_clip:
+                yield block
 
 
 class FrameTracks:
@@ -62,6 +71,15 @@ class FrameTracks:
 
     def __len__(self) -> int:
         return len(self.open)
+
+    def digest(self) -> str:
+        """A hash of every frame's parameters: a resumed run checks it rebuilt the same tracks."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.open, self.spread, self.blink, self.head):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
 
     def params(self, i: int):
         from liveavatar.engines.preview.render import FrameParams
