@@ -135,7 +135,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
             advance(point.frames, point.clips)
             for i, block in enumerate(blocks):
                 if i == 0 and point.clips:
-                    resume.check_replay(point.expected_state, getattr(engine, "resume_state", None), notify)
+                    resume.check_replay(point.expected_state, getattr(engine, "resume_states", {}).get(point.clips), notify)
                 while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
                     part, block = block[: ends[0][1] - writer.frames_written], block[ends[0][1] - writer.frames_written :]
                     writer.write(part)
@@ -172,8 +172,7 @@ def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, recor
     resume.fsync_file(writer.growing_path)
     if writer.growing_path != partial_path(output):  # a resumed run: its file now holds a new segment
         writer.move_work(partial_path(output))
-    state = getattr(engine, "resume_state", None)
-    record.finish_segment(clips, frames, state if state and state.get("clips") == clips else None)
+    record.finish_segment(clips, frames, getattr(engine, "resume_states", {}).get(clips))
     resume.write_record(record_file, record)
 
 

@@ -45,9 +45,27 @@ def finished_frames(path: Path, fps: int) -> int:
     return count
 
 
-def video_packets_before(path: Path, frames: int) -> Iterator:
-    """The packets of the first ``frames`` frames of ``path`` (each packet is one frame)."""
+def annexb_frames_before(path: Path, frames: int) -> Iterator[tuple[bytes, bool]]:
+    """``(H.264 access unit in Annex B form, is an IDR frame)`` for the first ``frames`` frames.
+
+    MP4 stores NAL units length-prefixed; the writer's stream is fed Annex B (what x264 emits,
+    which the muxer converts back), so the copied units go through the same path as new ones.
+    """
     for i, packet in enumerate(_video_packets(path)):
         if i >= frames:
             return
-        yield packet
+        yield avcc_to_annexb(bytes(packet))
+
+
+def avcc_to_annexb(data: bytes) -> tuple[bytes, bool]:
+    """4-byte length prefixes -> start codes; also whether the unit holds an IDR slice (type 5)."""
+    out, i, idr = bytearray(), 0, False
+    while i + 4 <= len(data):
+        size = int.from_bytes(data[i : i + 4], "big")
+        nal = data[i + 4 : i + 4 + size]
+        if len(nal) != size or not nal:
+            raise ValueError("a truncated H.264 unit")
+        idr |= (nal[0] & 0x1F) == 5
+        out += b"\x00\x00\x00\x01" + nal
+        i += 4 + size
+    return bytes(out), idr

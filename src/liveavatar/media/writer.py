@@ -146,13 +146,19 @@ class VideoWriter:
         Their packets are copied unchanged, segment by segment; the input audio is encoded from its
         start alongside, exactly as the interrupted run fed it, so the audio packets are the same too.
         """
-        from liveavatar.media.continuation import video_packets_before
+        import av
+
+        from liveavatar.media.continuation import annexb_frames_before
 
         if self.frames_written:
             raise RuntimeError("copy_finished must come before any frame is written")
         ends = iter(segment_ends)
         end = next(ends, None)
-        for packet in video_packets_before(source, segment_ends[-1] if segment_ends else 0):
+        for data, idr in annexb_frames_before(source, segment_ends[-1] if segment_ends else 0):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = self.frames_written
+            packet.time_base = Fraction(1, self.fps)
+            packet.is_keyframe = idr
             packet.stream = self._video
             self._container.mux(packet)
             self.frames_written += 1

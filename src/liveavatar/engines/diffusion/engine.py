@@ -63,7 +63,8 @@ class DiffusionEngine:
         self.dtype = dtype
         self.offload = offload
         self.load_message = notify_load
-        self.resume_state: dict | None = None  # runtime/resume.clip_fingerprint at the last clip end
+        # fingerprints (runtime/resume.clip_fingerprint) at the last clip ends, keyed by clips done
+        self.resume_states: dict[int, dict] = {}
 
     @classmethod
     def from_config(cls, config: GenerateConfig, layout: CheckpointLayout) -> "DiffusionEngine":
@@ -132,6 +133,7 @@ class DiffusionEngine:
         from liveavatar.engines.diffusion.conditioning import frames_to_uint8, motion_from_frames, reference_latents
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, denoise_blocks
         from liveavatar.engines.diffusion.runtime.resume import clip_fingerprint
+        from liveavatar.resume import remember_state
         from liveavatar.engines.diffusion.vae import StreamingDecoder
 
         for line in self.load_message.splitlines():
@@ -180,7 +182,8 @@ class DiffusionEngine:
             clip = block.clip
             pending.append(block.latents)
             if block.last_in_clip:
-                self.resume_state = clip_fingerprint(clip + 1, block.task.index + 1, state, block.latents)
+                remember_state(self.resume_states, clip + 1,
+                               clip_fingerprint(clip + 1, block.task.index + 1, state, block.latents))
             if not (plan.enable_online_decode or block.last_in_clip):
                 continue
             decoded = decoder.decode_next(torch.cat(pending, dim=2))

@@ -43,22 +43,26 @@ class PreviewEngine:
         )
         return Renderer(portrait, face, self.style), tracks
 
-    resume_state: dict | None = None
+    def __init__(self) -> None:
+        self.resume_states: dict[int, dict] = {}  # what a resumed run checks, keyed by clips done
 
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
         """Yield clips ``start_clip`` on. A frame is a pure function of its index (the tracks are
         computed for the whole video from the seed and the audio; the renderer keeps no state
         between frames), so a resumed run just skips the finished clips."""
+        from liveavatar.resume import remember_state
+
         renderer, tracks = self.prepare(inputs, plan, notify)
         digest = tracks.digest()
         start = 0
         for clip, count in enumerate(plan.clip_frame_counts()):
+            remember_state(self.resume_states, clip, {"clips": clip, "frame": start, "tracks": digest})
             if clip >= start_clip:
                 block = np.empty((count, plan.height, plan.width, 3), np.uint8)
                 for j in range(count):
                     block[j] = renderer.render(tracks.params(start + j))
             start += count
-            self.resume_state = {"clips": clip + 1, "frame": start, "tracks": digest}
+            remember_state(self.resume_states, clip + 1, {"clips": clip + 1, "frame": start, "tracks": digest})
             if clip >= start_clip:
                 yield block
 
