@@ -123,6 +123,7 @@ def test_preview_run_interrupted_then_resumed_equals_uninterrupted(preview_args,
     record = json.loads(resume.record_path(out).read_text())
     assert record["clips_done"] == 2 and record["segments"][0] == [2, 48]
     assert record["states"]["2"]["clips"] == 2  # what the resumed run checks its replay against
+    assert resume.status(out) == (2, 5)
     rendered = []
     monkeypatch.setattr(Renderer, "render", lambda self, p: rendered.append(1) or real(self, p))
     assert main([*preview_args, "--save_file", str(out), "--resume"]) == 0

@@ -169,7 +169,7 @@ def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, recor
     if last:
         return
     clips, frames = end
-    resume.fsync_file(writer.growing_path)
+    resume.fsync_path(writer.growing_path)
     if writer.growing_path != partial_path(output):  # a resumed run: its file now holds a new segment
         writer.move_work(partial_path(output))
     record.finish_segment(clips, frames, getattr(engine, "resume_states", {}).get(clips))

@@ -136,7 +136,7 @@ def write_record(path: Path, record: ResumeRecord) -> int:
         f.flush()
         os.fsync(f.fileno())
     _replace(tmp, path)
-    fsync_folder(path.parent)
+    fsync_path(path.parent)
     return len(data)
 
 
@@ -144,16 +144,8 @@ def _replace(src: Path, dst: Path) -> None:
     os.replace(src, dst)  # its own function: the crash tests pause here, between write and rename
 
 
-def fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
-    """Push a file's written pages to the disk (any descriptor of the file will do on Linux)."""
+def fsync_path(path: Path) -> None:
+    """Push a file's written pages, or a folder's entries, to the disk (any descriptor will do)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -274,3 +266,13 @@ def check_replay(expected: dict | None, actual: dict | None, notify) -> None:
         diff = sorted(k for k in expected if expected.get(k) != actual.get(k))
         notify(f"warning: the replay of the finished clips differs from the interrupted run in {', '.join(diff)} "
                "(non-deterministic kernels?); the video continues but is not bit-identical to an uninterrupted run")
+
+
+def status(output: Path) -> tuple[int, int] | None:
+    """``(clips finished, clips in all)`` of an interrupted run of ``output``, or None.
+
+    For front-ends (the server lists the jobs it can continue, then calls ``pipeline.run`` with
+    ``resume=True`` and the job's config).
+    """
+    record = read_record(record_path(output))
+    return None if record is None or record.clips_done == 0 else (record.clips_done, record.num_clips)
