@@ -171,6 +171,7 @@ class DiffusionEngine:
         def next_motion():
             return motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait)
 
+        self.resume_states = {}  # a resident engine (the server) runs many videos
         state: LoopState | None = None  # with K workers the loop's state lives in the workers
         if self.team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
             blocks = self.team.run(m.dit, text, audio, ref, motion, loop_plan, next_motion, notify)

@@ -54,6 +54,7 @@ class PreviewEngine:
 
         renderer, tracks = self.prepare(inputs, plan, notify)
         digest = tracks.digest()
+        self.resume_states = {}
         start = 0
         for clip, count in enumerate(plan.clip_frame_counts()):
             remember_state(self.resume_states, clip, {"clips": clip, "frame": start, "tracks": digest})
