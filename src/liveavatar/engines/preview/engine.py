@@ -16,6 +16,7 @@ class PreviewEngine:
 
     def __init__(self, style: PreviewStyle = DEFAULT_STYLE) -> None:
         self.style = style
+        self.resume_states: dict[int, dict] = {}  # what a resumed run checks, keyed by clips done
 
     def prepare(self, inputs: Inputs, plan: Plan, notify: Notify):
         """Set-up: face model, mouth and motion tracks, renderer. Returns (renderer, frame params)."""
@@ -42,9 +43,6 @@ class PreviewEngine:
             head=np.stack([motion.yaw, motion.pitch, motion.roll, motion.tx, motion.ty], axis=1),
         )
         return Renderer(portrait, face, self.style), tracks
-
-    def __init__(self) -> None:
-        self.resume_states: dict[int, dict] = {}  # what a resumed run checks, keyed by clips done
 
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
         """Yield clips ``start_clip`` on. A frame is a pure function of its index (the tracks are
