@@ -130,7 +130,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
             writer.copy_finished(point.source, [f for c, f in record.segments if c <= point.clips])
         else:
             resume.write_record(record_file, record)
-        blocks = engine.generate(inputs, plan, notify, start_clip=point.clips) if point.clips else engine.generate(inputs, plan, notify)
+        blocks = _generate_from(engine, inputs, plan, notify, point)
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
             advance(point.frames, point.clips)
             for i, block in enumerate(blocks):
@@ -160,6 +160,27 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
     path = writer.finish()
     resume.remove_record(record_file)
     return path
+
+
+def _generate_from(engine, inputs: Inputs, plan: Plan, notify: Say, point: resume.ResumePoint):
+    """The engine's blocks from clip ``point.clips`` on. An engine whose ``generate`` takes no
+    ``start_clip`` runs from the start and its first ``point.frames`` frames are dropped (exact
+    for any engine that is deterministic, as every engine must be)."""
+    import inspect
+
+    if not point.clips:
+        return engine.generate(inputs, plan, notify)
+    if "start_clip" in inspect.signature(engine.generate).parameters:
+        return engine.generate(inputs, plan, notify, start_clip=point.clips)
+
+    def skipping():
+        skip = point.frames
+        for block in engine.generate(inputs, plan, notify):
+            if skip < len(block):
+                yield block[skip:]
+            skip = max(0, skip - len(block))
+
+    return skipping()
 
 
 def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
