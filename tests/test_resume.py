@@ -152,3 +152,22 @@ def test_a_replay_that_differs_is_said_in_one_warning():
     resume.check_replay({"clips": 2, "rng": "a", "latents": "b"}, {"clips": 2, "rng": "a", "latents": "c"}, said.append)
     resume.check_replay({"clips": 2, "rng": "a"}, {"clips": 2, "rng": "a"}, said.append)
     assert len(said) == 1 and said[0].startswith("warning:") and "latents" in said[0] and "rng" not in said[0]
+
+
+def test_resumed_in_its_last_segment_leaves_only_the_video(preview_args, tmp_path, capsys, monkeypatch):
+    from liveavatar.engines.preview.render import Renderer
+
+    out, real, calls = tmp_path / "v.mp4", Renderer.render, [0]
+
+    def failing(self, p):
+        calls[0] += 1
+        if calls[0] > 100:  # inside clip 5 of 5: the last segment (clips 5-6 would be one)
+            raise KeyboardInterrupt
+        return real(self, p)
+
+    monkeypatch.setattr(Renderer, "render", failing)
+    assert main([*preview_args, "--save_file", str(out)]) != 0
+    monkeypatch.setattr(Renderer, "render", real)
+    assert main([*preview_args, "--save_file", str(out), "--resume"]) == 0
+    assert "from clip 4 of 5" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]

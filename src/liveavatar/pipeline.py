@@ -158,6 +158,8 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
                    f"{'' if record.clips_done == 0 else '; rerun with --resume to continue'}")
         raise
     path = writer.finish()
+    # a resumed run that finished within its first new segment never replaced the old partial
+    partial_path(output).unlink(missing_ok=True)
     resume.remove_record(record_file)
     return path
 
