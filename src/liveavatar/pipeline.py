@@ -123,6 +123,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
     work.unlink(missing_ok=True)
     writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work)
     clip_ends = list(accumulate(plan.clip_frame_counts()))
+    clip_of = lambda frames: next((i for i, end in enumerate(clip_ends) if frames <= end), plan.num_clips - 1)  # noqa: E731
     ends = [tuple(e) for e in record.segments if e[0] > point.clips]
     record_file = resume.record_path(output)
     try:
@@ -133,17 +134,19 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         blocks = _generate_from(engine, inputs, plan, notify, point)
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
             advance(point.frames, point.clips)
-            for i, block in enumerate(blocks):
-                if i == 0 and point.clips:
+            for n, block in enumerate(blocks):
+                if n == 0 and point.clips:
                     resume.check_replay(point.expected_state, getattr(engine, "resume_states", {}).get(point.clips), notify)
                 while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
+                    if not ends:
+                        raise RuntimeError(f"engine {plan.engine} produced more than {plan.num_frames} frames")
                     part, block = block[: ends[0][1] - writer.frames_written], block[ends[0][1] - writer.frames_written :]
                     writer.write(part)
-                    clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
-                    advance(len(part), clip)
+                    advance(len(part), clip_of(writer.frames_written))
                     if writer.frames_written == ends[0][1]:
                         _end_segment(writer, engine, record, record_file, ends.pop(0), output, last=not ends)
-                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip, plan.num_clips, writer.growing_path))
+                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip_of(writer.frames_written), plan.num_clips,
+                                              writer.growing_path))
         if writer.frames_written != plan.num_frames:
             raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
     except BaseException:
