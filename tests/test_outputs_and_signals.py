@@ -75,7 +75,9 @@ def test_termination_signals_keep_the_partial_like_ctrl_c(tmp_path, portrait_pat
     assert "Traceback" not in err
     partial = folder / "v.partial.mp4"
     assert f"what was finished is in {partial}" in err and err.strip().splitlines()[-1].startswith("error: interrupted")
-    assert sorted(p.name for p in folder.iterdir()) == ["v.partial.mp4"], "no hidden temp file or lock is left"
+    # no hidden temp file or lock is left; the resume record stays (four clips are finished)
+    assert sorted(p.name for p in folder.iterdir()) == ["v.partial.mp4", "v.resume.json"]
+    assert "rerun with --resume to continue" in err
     assert frames_in(partial) == 64
 
 
@@ -86,13 +88,15 @@ def test_killed_run_leftovers_are_tidied_by_the_next_run(tmp_path, portrait_path
     proc.kill()
     proc.wait(timeout=30)
     left = sorted(p.name for p in folder.iterdir())
-    assert left == sorted([".v.mp4.lock", f".v.{proc.pid}.tmp.mp4"]), left
-    # the dead run's claim does not block the name; its finished frames become a visible partial
-    assert main(args(portrait_path, speech_path, "--save_file", str(folder / "v.mp4"))) == 0
-    err = capsys.readouterr().err
-    assert f"pid {proc.pid}" in err and str(folder / "v.partial.mp4") in err
-    assert sorted(p.name for p in folder.iterdir()) == ["v.mp4", "v.partial.mp4"]
+    # a resumable run writes its partial in place, with its resume record beside it
+    assert left == [".v.mp4.lock", "v.partial.mp4", "v.resume.json"], left
     assert frames_in(folder / "v.partial.mp4") >= 16
+    # the dead run's claim does not block the name, but its finished work is not discarded unasked
+    assert main(args(portrait_path, speech_path, "--save_file", str(folder / "v.mp4"))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "rerun with --resume" in err[0], err
+    assert main(args(portrait_path, speech_path, "--save_file", str(folder / "v.mp4"), "--resume")) == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["v.mp4"]
 
 
 def test_name_being_written_by_a_live_run_is_refused(tmp_path, portrait_path, speech_path, flat_engine, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import av
@@ -128,5 +129,7 @@ def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path,
         assert sum(1 for _ in c.decode(video=0)) == 48
     seen.clear()
     hooks = Hooks(engine=engine, on_block=seen.append, should_stop=lambda: False)
-    out = pipeline.run(config, say=lambda _: None, notify=lambda _: None, hooks=hooks).path
+    # the server continues a stopped job with resume=True: the 48 kept frames are not made again
+    out = pipeline.run(dataclasses.replace(config, resume=True), say=lambda _: None, notify=lambda _: None, hooks=hooks).path
     assert out == tmp_path / "v.mp4" and seen[-1].frames_done == seen[-1].frames_total
+    assert seen[0].frames_done == 72

@@ -106,6 +106,8 @@ class GenerateConfig:
                                     help="what the speech says (exact lip timing by forced alignment)")
     skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
     overwrite: bool = option(False, kind="switch", help="replace an existing output file")
+    resume: bool = option(False, kind="switch",
+                          help="continue the interrupted run of --save_file (same arguments) where it stopped")
 
     def resolve(self) -> "GenerateConfig":
         """Fill unset values from the preset, then from each field's fallback, and validate."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from liveavatar import resume
 from liveavatar.config import DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan, inert_flag_notes
 from liveavatar.engines.base import Inputs
 from liveavatar.errors import UserError
@@ -19,7 +20,7 @@ from liveavatar.hooks import BlockDone, Hooks, Stopped
 from liveavatar.media.audio import read_audio
 from liveavatar.media.image import read_image
 from liveavatar.media.output import claim_output, tidy_stale
-from liveavatar.media.writer import VideoWriter
+from liveavatar.media.writer import VideoWriter, keep_as_partial, partial_path
 from liveavatar.planning import make_plan
 from liveavatar.progress import frame_progress
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
@@ -120,12 +121,16 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
         say(json.dumps(plan.summary()))
         return Outcome(plan=plan, path=None)
     require_engine_files(engine_name, config)
-    wanted = check_output_path(config.save_file or default_output_path(config), config.overwrite, default_folder=config.save_file is None)
+    # with --resume an existing output is not an error: there is nothing left to do
+    may_exist = config.overwrite or config.resume
+    wanted = check_output_path(config.save_file or default_output_path(config), may_exist, default_folder=config.save_file is None)
     made_folder = not wanted.parent.exists()
     wanted.parent.mkdir(parents=True, exist_ok=True)
     tidy_stale(wanted.parent, notify)
-    claim = claim_output(wanted, config.overwrite, unique=config.save_file is None)
+    claim = claim_output(wanted, may_exist, unique=config.save_file is None)
     try:
+        output = claim.path
+        resume.refuse_unfinished(config, output, notify)
         inputs = read_inputs(config)
         if not config.skip_checks:
             from liveavatar.checks import gate
@@ -133,13 +138,17 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
             gate(inputs, notify)
         plan = make_plan(config, inputs, engine_name)
         _note_coverage(clip_source, inputs, plan, notify)
-        say(f"engine: {engine_name} ({why})")
-        if random_seed:
-            say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
-        engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
-        if engine.name != engine_name:
-            raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
-        path = _render(engine, inputs, plan, claim.path, notify, progress, hooks)
+        start = resume.prepare(config, plan, output, notify)
+        if start is None:  # --resume of a finished video
+            path = output
+        else:
+            say(f"engine: {engine_name} ({why})")
+            if random_seed:
+                say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
+            engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
+            if engine.name != engine_name:
+                raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
+            path = _render(engine, inputs, plan, output, notify, progress, start, hooks)
     except BaseException:
         claim.release()
         if made_folder:
@@ -156,28 +165,103 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None, hooks: Hooks = Hooks()) -> Path:
-    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path)
+def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None,
+            start: resume.RunStart, hooks: Hooks = Hooks()) -> Path:
+    point, record = start.point, start.record
+    # a new run writes straight into <name>.partial.mp4, so a kill -9 leaves it playable (an older
+    # partial that no record can resume is kept under the next free .partial-N name); a resumed run
+    # copies the finished part to a new file that replaces the partial once it is on disk
+    if point.clips:
+        work = resume.resume_work_path(output)
+        work.unlink(missing_ok=True)
+    else:
+        work = partial_path(output)
+        if work.exists():
+            keep_as_partial(work, output)
+    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work)
     clip_ends = list(accumulate(plan.clip_frame_counts()))
+    clip_of = lambda frames: next((i for i, end in enumerate(clip_ends) if frames <= end), plan.num_clips - 1)  # noqa: E731
+    ends = [tuple(e) for e in record.segments if e[0] > point.clips]
+    record_file = resume.record_path(output)
     try:
+        if point.clips:
+            writer.copy_finished(point.source, [f for c, f in record.segments if c <= point.clips])
+        else:
+            resume.write_record(record_file, record)
+        blocks = _generate_from(engine, inputs, plan, notify, point)
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
-            for block in engine.generate(inputs, plan, notify):
-                writer.write(block)
-                clip = next((i for i, end in enumerate(clip_ends) if writer.frames_written <= end), plan.num_clips - 1)
-                advance(len(block), clip)
-                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip, plan.num_clips, writer.growing_path))
+            advance(point.frames, point.clips)
+            for n, block in enumerate(blocks):
+                if n == 0 and point.clips:
+                    resume.check_replay(point.expected_state, getattr(engine, "resume_states", {}).get(point.clips), notify)
+                while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
+                    if not ends:
+                        raise RuntimeError(f"engine {plan.engine} produced more than {plan.num_frames} frames")
+                    part, block = block[: ends[0][1] - writer.frames_written], block[ends[0][1] - writer.frames_written :]
+                    writer.write(part)
+                    advance(len(part), clip_of(writer.frames_written))
+                    if writer.frames_written == ends[0][1]:
+                        _end_segment(writer, engine, record, record_file, ends.pop(0), output, last=not ends)
+                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip_of(writer.frames_written), plan.num_clips,
+                                              writer.growing_path))
         if writer.frames_written != plan.num_frames:
             raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
-        return writer.finish()
     except BaseException as exc:
+        if record.clips_done == 0:
+            resume.remove_record(record_file)  # nothing worth resuming
+        if writer.frames_written < point.frames:  # stopped while copying: the old partial stays
+            writer.discard()
+            raise
         done = writer.frames_written
         kept = writer.abort()
         where = f"what was finished is in {kept}" if kept is not None else "no frame was finished"
+        if kept is not None and record.clips_done:
+            where += "; rerun with --resume to continue"
         if getattr(exc, "errno", None) in _DISK_FULL:
             raise UserError("--save_file", f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
                             f"free some space and run again; {where}") from None
         notify(f"warning: stopped after {done} of {plan.num_frames} frames; {where}")
         raise
+    path = writer.finish()
+    # a resumed run that finished within its first new segment never replaced the old partial
+    partial_path(output).unlink(missing_ok=True)
+    resume.remove_record(record_file)
+    return path
+
+
+def _generate_from(engine, inputs: Inputs, plan: Plan, notify: Say, point: resume.ResumePoint):
+    """The engine's blocks from clip ``point.clips`` on. An engine whose ``generate`` takes no
+    ``start_clip`` runs from the start and its first ``point.frames`` frames are dropped (exact
+    for any engine that is deterministic, as every engine must be)."""
+    import inspect
+
+    if not point.clips:
+        return engine.generate(inputs, plan, notify)
+    if "start_clip" in inspect.signature(engine.generate).parameters:
+        return engine.generate(inputs, plan, notify, start_clip=point.clips)
+
+    def skipping():
+        skip = point.frames
+        for block in engine.generate(inputs, plan, notify):
+            if skip < len(block):
+                yield block[skip:]
+            skip = max(0, skip - len(block))
+
+    return skipping()
+
+
+def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
+                 output: Path, last: bool) -> None:
+    """Close the writer's segment and, unless the video is complete, record that it is finished."""
+    writer.end_segment()
+    if last:
+        return
+    clips, frames = end
+    resume.fsync_path(writer.growing_path)
+    if writer.growing_path != partial_path(output):  # a resumed run: its file now holds a new segment
+        writer.move_work(partial_path(output))
+    record.finish_segment(clips, frames, getattr(engine, "resume_states", {}).get(clips))
+    resume.write_record(record_file, record)
 
 
 def _after_block(hooks: Hooks, done: BlockDone) -> None:

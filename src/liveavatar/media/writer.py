@@ -12,6 +12,11 @@ Sync: video frame ``i`` is stamped ``i / fps`` and input audio sample ``k`` is s
 stamped before 0 and the muxer writes an edit list that skips them (as for any MP4 ffmpeg makes),
 and the video has no B-frames so its first frame needs no decode delay. Players that honour edit
 lists (ffmpeg/PyAV, browsers) then show frame 0 with the input's first sample, at every rate.
+
+Video is encoded in segments (:meth:`VideoWriter.end_segment`), each by a fresh H.264 encoder
+starting with an IDR frame and without B-frames: a segment's packets depend on its own frames
+only, so a resumed run that copies the finished segments' packets and encodes the rest gives the
+same decoded frames as an uninterrupted run (see ``media/continuation.py``).
 """
 
 from __future__ import annotations
@@ -86,22 +91,25 @@ class VideoWriter:
         audio_path: Path | None,
         crf: int = 18,
         preset: str = "veryfast",
+        work_path: Path | None = None,
     ) -> None:
         import av
 
         self.path = path
         self.width, self.height, self.fps = width, height, fps
         self.frames_written = 0
-        self._tmp = temp_path(path)
+        self._tmp = work_path or temp_path(path)
         self._container = av.open(str(self._tmp), mode="w", format="mp4", options=container_options())
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = "yuv420p"
         self._video.codec_context.gop_size = fps * KEYFRAME_INTERVAL_S
-        # bf=0: with B-frames the first frame is stamped after a reorder delay that only an
-        # edit list can undo; without them frame 0 sits at 0 in every player
-        self._video.options = {"crf": str(crf), "preset": preset, "bf": "0"}
-        self._audio_source: Iterator[np.ndarray] | None = None
+        # no B-frames: dts == pts, so a fresh encoder per segment keeps the timestamps monotonic
+        self._x264 = {"crf": str(crf), "preset": preset, "x264-params": "bframes=0"}
+        # the stream's own encoder is never fed: it only gives the header the segments' SPS/PPS
+        self._video.options = dict(self._x264)
+        self._encoder = None  # the current segment's encoder
+        self._audio_source: Iterator | None = None
         self._audio_fifo = None
         self._audio_samples_written = 0
         if audio_path is not None:
@@ -136,10 +144,11 @@ class VideoWriter:
             frames = frames[None]
         if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
             raise ValueError(f"expected uint8 frames [n, {self.height}, {self.width}, 3], got {frames.dtype} {frames.shape}")
+        encoder = self._encoder or self._start_segment()
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             video_frame.pts = video_pts(self.frames_written)
-            self._container.mux(self._video.encode(video_frame))
+            self._mux_video(encoder.encode(video_frame))
             self.frames_written += 1
         self._mux_audio_until(audio_samples_for(self.frames_written, self.fps, self._audio_rate) if self._audio_fifo else 0)
 
@@ -154,6 +163,72 @@ class VideoWriter:
             frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout)
             frame.sample_rate = self._audio_rate
             self._audio_fifo.write(frame)
+
+    def _start_segment(self):
+        """A fresh encoder, set up as the stream's: the segment opens with an IDR frame."""
+        import av
+
+        encoder = av.CodecContext.create("libx264", "w")
+        encoder.width, encoder.height, encoder.pix_fmt = self.width, self.height, "yuv420p"
+        encoder.time_base, encoder.framerate = Fraction(1, self.fps), Fraction(self.fps)
+        encoder.gop_size = self._video.codec_context.gop_size
+        encoder.options = dict(self._x264)
+        self._encoder = encoder
+        return encoder
+
+    def _mux_video(self, packets) -> None:
+        for packet in packets:
+            packet.stream = self._video
+            self._container.mux(packet)
+
+    def end_segment(self) -> None:
+        """Flush the current segment's encoder; the next frame starts a new segment."""
+        if self._encoder is not None:
+            self._mux_video(self._encoder.encode(None))
+            self._encoder = None
+
+    # -- continuing an interrupted run (kept apart from the encoding above) -------------------
+
+    def copy_finished(self, source: Path, segment_ends: list[int]) -> None:
+        """Start with the first ``segment_ends[-1]`` frames of ``source`` (an interrupted run's file).
+
+        Their packets are copied unchanged, segment by segment; the input audio is encoded from its
+        start alongside, exactly as the interrupted run fed it, so the audio packets are the same too.
+        """
+        import av
+
+        from liveavatar.media.continuation import annexb_frames_before
+
+        if self.frames_written:
+            raise RuntimeError("copy_finished must come before any frame is written")
+        ends = iter(segment_ends)
+        end = next(ends, None)
+        for data, idr in annexb_frames_before(source, segment_ends[-1] if segment_ends else 0):
+            packet = av.Packet(data)
+            packet.pts = packet.dts = self.frames_written
+            packet.time_base = Fraction(1, self.fps)
+            packet.is_keyframe = idr
+            packet.stream = self._video
+            self._container.mux(packet)
+            self.frames_written += 1
+            if self.frames_written == end:
+                self._mux_audio_until(audio_samples_for(end, self.fps, self._audio_rate) if self._audio_fifo else 0)
+                end = next(ends, None)
+        if end is not None:
+            raise RuntimeError(f"{source} holds {self.frames_written} whole frames, {segment_ends[-1]} were expected")
+
+    def discard(self) -> None:
+        """Close and delete the file being written (a continuation that did not get far)."""
+        try:
+            self._close_container()
+        except Exception:
+            pass
+        self._tmp.unlink(missing_ok=True)
+
+    def move_work(self, path: Path) -> None:
+        """Give the file being written another name (it stays open; the rename is atomic)."""
+        os.replace(self._tmp, path)
+        self._tmp = path
 
     def _mux_audio_until(self, target: int, final: bool = False) -> None:
         """Encode the input audio up to sample ``target``; whole AAC frames only, unless ``final``."""
@@ -173,7 +248,7 @@ class VideoWriter:
     def _close_container(self) -> None:
         if self._audio_fifo is not None:
             self._mux_audio_until(audio_samples_for(self.frames_written, self.fps, self._audio_rate), final=True)
-        self._container.mux(self._video.encode(None))
+        self.end_segment()
         if self._audio_fifo is not None:
             self._container.mux(self._audio.encode(None))
             self._audio_source = None
@@ -194,6 +269,8 @@ class VideoWriter:
         if self.frames_written == 0:
             self._tmp.unlink(missing_ok=True)
             return None
+        if self._tmp == partial_path(self.path):  # written in place (a resumable run): it stays
+            return self._tmp
         return keep_as_partial(self._tmp, self.path)
 
     def __enter__(self) -> "VideoWriter":

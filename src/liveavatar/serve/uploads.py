@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from liveavatar.commands.argtypes import boolean
 from liveavatar.commands.options import value_parser
+from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".webm"}

@@ -63,6 +63,8 @@ class DiffusionEngine:
         self.dtype = dtype
         self.offload = offload
         self.load_message = notify_load
+        # fingerprints (runtime/resume.clip_fingerprint) at the last clip ends, keyed by clips done
+        self.resume_states: dict[int, dict] = {}
 
     @classmethod
     def from_config(cls, config: GenerateConfig, layout: CheckpointLayout) -> "DiffusionEngine":
@@ -123,11 +125,15 @@ class DiffusionEngine:
         free, _ = torch.cuda.mem_get_info(self.device)
         require_room(budget, free, (plan.height, plan.width), plan.frames_per_clip)
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+        """Yield the frames of clips ``start_clip`` on; earlier clips are replayed, not yielded
+        (the caches and the decoder's state come out exactly as in an uninterrupted run)."""
         import torch
 
         from liveavatar.engines.diffusion.conditioning import frames_to_uint8, motion_from_frames, reference_latents
-        from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
+        from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, denoise_blocks
+        from liveavatar.engines.diffusion.runtime.resume import clip_fingerprint
+        from liveavatar.resume import remember_state
         from liveavatar.engines.diffusion.vae import StreamingDecoder
 
         for line in self.load_message.splitlines():
@@ -165,21 +171,29 @@ class DiffusionEngine:
         def next_motion():
             return motion_from_frames(m.vae, torch.cat(first_clip, dim=2), portrait)
 
+        self.resume_states = {}  # a resident engine (the server) runs many videos
+        state: LoopState | None = None  # with K workers the loop's state lives in the workers
         if self.team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
             blocks = self.team.run(m.dit, text, audio, ref, motion, loop_plan, next_motion, notify)
         else:
+            state = LoopState.start(plan.seed)
             blocks = denoise_blocks(m.dit, m.dit.encode_text(text.to(self.device)), audio, ref, motion, loop_plan,
-                                    next_motion=next_motion)
+                                    next_motion=next_motion, state=state)
         for block in blocks:
             clip = block.clip
             pending.append(block.latents)
+            if block.last_in_clip:
+                remember_state(self.resume_states, clip + 1,
+                               clip_fingerprint(clip + 1, block.task.index + 1, state, block.latents))
             if not (plan.enable_online_decode or block.last_in_clip):
                 continue
             decoded = decoder.decode_next(torch.cat(pending, dim=2))
             if clip == 0 and plan.num_clips > 1:
                 first_clip.append(decoded)
-            frames = frames_to_uint8(decoded)
             pending.clear()
+            if clip < start_clip:
+                continue  # replayed for the caches and the decoder's state only
+            frames = frames_to_uint8(decoded)
             keep = frames[: remaining[clip]]
             remaining[clip] -= len(keep)
             if len(keep):

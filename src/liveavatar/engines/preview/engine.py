@@ -16,6 +16,7 @@ class PreviewEngine:
 
     def __init__(self, style: PreviewStyle = DEFAULT_STYLE) -> None:
         self.style = style
+        self.resume_states: dict[int, dict] = {}  # what a resumed run checks, keyed by clips done
 
     def prepare(self, inputs: Inputs, plan: Plan, notify: Notify):
         """Set-up: face model, mouth and motion tracks, renderer. Returns (renderer, frame params)."""
@@ -43,15 +44,26 @@ class PreviewEngine:
         )
         return Renderer(portrait, face, self.style), tracks
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+        """Yield clips ``start_clip`` on. A frame is a pure function of its index (the tracks are
+        computed for the whole video from the seed and the audio; the renderer keeps no state
+        between frames), so a resumed run just skips the finished clips."""
+        from liveavatar.resume import remember_state
+
         renderer, tracks = self.prepare(inputs, plan, notify)
+        digest = tracks.digest()
+        self.resume_states = {}
         start = 0
-        for count in plan.clip_frame_counts():
-            block = np.empty((count, plan.height, plan.width, 3), np.uint8)
-            for j in range(count):
-                block[j] = renderer.render(tracks.params(start + j))
+        for clip, count in enumerate(plan.clip_frame_counts()):
+            remember_state(self.resume_states, clip, {"clips": clip, "frame": start, "tracks": digest})
+            if clip >= start_clip:
+                block = np.empty((count, plan.height, plan.width, 3), np.uint8)
+                for j in range(count):
+                    block[j] = renderer.render(tracks.params(start + j))
             start += count
-            yield block
+            remember_state(self.resume_states, clip + 1, {"clips": clip + 1, "frame": start, "tracks": digest})
+            if clip >= start_clip:
+                yield block
 
 
 class FrameTracks:
@@ -62,6 +74,15 @@ class FrameTracks:
 
     def __len__(self) -> int:
         return len(self.open)
+
+    def digest(self) -> str:
+        """A hash of every frame's parameters: a resumed run checks it rebuilt the same tracks."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.open, self.spread, self.blink, self.head):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()[:16]
 
     def params(self, i: int):
         from liveavatar.engines.preview.render import FrameParams
