@@ -13,6 +13,7 @@ import httpx
 import pytest
 from serve_helpers import GatedEngine, frames_in, inputs, wait_for
 
+from liveavatar.serve.jobs import TERMINAL
 from liveavatar.serve.settings import Limits
 
 HERE = Path(__file__).parent
@@ -57,22 +58,34 @@ sys.path.insert(0, {here!r})
 from pathlib import Path
 from serve_helpers import GatedEngine, ServerThread
 from liveavatar.serve.settings import ServeSettings
-server = ServerThread(ServeSettings(data_dir=Path({data!r}), engine="preview"), GatedEngine(hold_at=4)).start()
+server = ServerThread(ServeSettings(data_dir=Path({data!r}), engine="preview"), GatedEngine(hold_at=7)).start()
 print(server.url, flush=True)
 time.sleep(600)
 """
 
 
-def test_restart_requeues_queued_jobs_and_fails_the_running_one_with_its_partial(start_server, tmp_path, portrait_path, speech_path):
+def decoded_hashes(data: bytes) -> list[str]:
+    import hashlib
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as container:
+        return [hashlib.sha256(f.to_ndarray(format="rgb24").tobytes()).hexdigest() for f in container.decode(video=0)]
+
+
+def test_restart_continues_the_running_job_and_requeues_the_queued_one(start_server, tmp_path, portrait_path, speech_path):
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     child = subprocess.Popen([sys.executable, "-c", CHILD.format(here=str(HERE), data=str(data))], stdout=subprocess.PIPE, text=True, env=env)
+    form = inputs(portrait_path, speech_path, infer_frames=12)  # 4 s: 10 clips of 12 frames, a writer segment every 4 clips
     try:
         url = child.stdout.readline().strip()
         with httpx.Client(base_url=url, timeout=60) as client:
-            running = client.post("/v1/videos", **inputs(portrait_path, speech_path, infer_frames=12)).json()
+            running = client.post("/v1/videos", **form).json()
             queued = client.post("/v1/videos", **inputs(portrait_path, speech_path, num_clip=2, infer_frames=12)).json()
-            wait_for(lambda: client.get(f"/v1/videos/{running['id']}").json()["frames_done"] == 48)
+            # held before its 8th clip: clips 0-3 are a whole segment on disk, clips 4-6 are not
+            wait_for(lambda: client.get(f"/v1/videos/{running['id']}").json()["frames_done"] == 84)
             assert client.get(f"/v1/videos/{queued['id']}").json()["status"] == "queued"
     finally:
         child.send_signal(signal.SIGKILL)  # a crash: no shutdown code runs
@@ -80,12 +93,37 @@ def test_restart_requeues_queued_jobs_and_fails_the_running_one_with_its_partial
 
     server = start_server(data_dir=data)
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        failed = client.get(f"/v1/videos/{running['id']}").json()
-        assert failed["status"] == "failed" and failed["error"]["code"] == "server_stopped" and failed["partial"] is True
-        partial = client.get(f"/v1/videos/{running['id']}/content")
-        assert partial.status_code == 200 and 25 <= frames_in(partial.content) <= 48
+        resumed = wait_for(lambda: (s := client.get(f"/v1/videos/{running['id']}").json())["status"] in TERMINAL and s)
+        assert resumed["status"] == "completed" and resumed["error"] is None and not resumed["partial"]
+        assert any("continues from its last complete clip" in w for w in resumed["warnings"])
+        assert any("resuming video.mp4 from clip 4 of 10 (48 frames kept)" in w for w in resumed["warnings"])  # not from 0
+        continued = decoded_hashes(client.get(f"/v1/videos/{running['id']}/content").content)
         done = wait_for(lambda: (s := client.get(f"/v1/videos/{queued['id']}").json())["status"] == "completed" and s)
         assert frames_in(client.get(f"/v1/videos/{queued['id']}/content").content) == done["frames_total"] == 24
+        again = client.post("/v1/videos", **form).json()  # the same job, uninterrupted
+        wait_for(lambda: client.get(f"/v1/videos/{again['id']}").json()["status"] == "completed")
+        assert continued == decoded_hashes(client.get(f"/v1/videos/{again['id']}/content").content)
+        assert len(continued) == resumed["frames_total"]
+
+
+def test_a_graceful_stop_leaves_the_running_job_to_be_continued_at_the_next_start(start_server, tmp_path, portrait_path, speech_path):
+    data = tmp_path / "data"
+    engine = GatedEngine(hold_at=7)
+    server = start_server(engine, data_dir=data)
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        job = client.post("/v1/videos", **inputs(portrait_path, speech_path, infer_frames=12)).json()
+        wait_for(lambda: client.get(f"/v1/videos/{job['id']}").json()["frames_done"] == 84)
+    stopping = threading.Thread(target=server.stop)
+    stopping.start()
+    wait_for(lambda: server.queue._stopping)
+    engine.gate.set()  # the job sees the stop after its next block
+    stopping.join(60)
+    assert server.queue.get(job["id"]).status == "in_progress"  # recorded as running: the next start continues it
+
+    with httpx.Client(base_url=start_server(data_dir=data).url, timeout=60) as client:
+        done = wait_for(lambda: (s := client.get(f"/v1/videos/{job['id']}").json())["status"] in TERMINAL and s)
+        assert done["status"] == "completed" and any("resuming video.mp4 from clip 8 of 10" in w for w in done["warnings"])  # its 8th clip ended a segment
+        assert frames_in(client.get(f"/v1/videos/{job['id']}/content").content) == done["frames_total"]
 
 
 def peak_rss_mb() -> float:

@@ -47,6 +47,8 @@ class Job:
     error: dict | None = None
     growing: str | None = None  # the file being written while in progress
     partial: bool = False  # a partial video was kept (failed or cancelled part-way)
+    resume: bool = False  # continue from the resume record in the job's folder (set on a restart)
+    resumed_from: int = 0  # frames already made when it was re-queued (for the ETA)
     # not persisted
     version: int = 0
     cancel_requested: bool = False
@@ -67,8 +69,9 @@ class Job:
         total = int(self.plan["num_frames"])
         done = total if self.status == "completed" else self.frames_done
         eta = None
-        if self.status == "in_progress" and self.started_at is not None and 0 < done < total:
-            eta = round((now - self.started_at) * (total - done) / done, 1)
+        made = done - self.resumed_from  # by this run (a resumed run copies the finished frames first)
+        if self.status == "in_progress" and self.started_at is not None and 0 < made and done < total:
+            eta = round((now - self.started_at) * (total - done) / made, 1)
         return {
             "id": self.id,
             "object": "video",
@@ -118,10 +121,12 @@ class JobQueue:
 
     # --- life cycle -------------------------------------------------------------------------
     def recover(self) -> None:
-        """Load the jobs of an earlier run: queued ones queue again; one that was running failed.
+        """Load the jobs of an earlier run: queued ones queue again; one that was running continues.
 
-        The running one keeps what it wrote (the growing fragmented MP4 is a playable prefix)
-        as its partial video.
+        A job that was running when the server died is re-queued to resume (as ``generate
+        --resume``) from the last clip that is whole in both its resume record and its partial
+        video, so it finishes as the video an uninterrupted job makes. Only when that is impossible
+        (no readable record, inputs gone) it is failed, keeping what it wrote as its partial video.
         """
         from liveavatar.media.writer import partial_path
 
@@ -129,14 +134,40 @@ class JobQueue:
             job = Job.from_record(record)
             self._seq = max(self._seq, job.seq)
             if job.status == "in_progress":
-                kept = self._keep_growing(job, partial_path(self.folder(job.id) / VIDEO))
-                job.status, job.finished_at, job.growing, job.partial = "failed", time.time(), None, kept
-                job.error = {"code": "server_stopped", "message": "the server stopped while this video was being made"
-                             + ("; the frames made so far are the partial video" if kept else "")}
+                why_not, done = self._resumable(job)
+                if why_not is None:
+                    job.status, job.growing, job.started_at, job.resume = "queued", None, None, True
+                    job.frames_done = job.resumed_from = done
+                    job.warnings = [*job.warnings, "note: the server restarted while this video was being made; "
+                                    "it continues from its last complete clip"]
+                else:
+                    kept = self._keep_growing(job, partial_path(self.folder(job.id) / VIDEO))
+                    job.status, job.finished_at, job.growing, job.partial = "failed", time.time(), None, kept
+                    job.error = {"code": "server_stopped", "message": "the server stopped while this video was being made"
+                                 + ("; the frames made so far are the partial video" if kept else "")
+                                 + f"; it could not be continued: {why_not}"}
                 self._store.save(job.id, job.seq, job.record())
             self._jobs[job.id] = job
             if job.status == "queued":
                 self._waiting.append(job.id)
+
+    def _resumable(self, job: Job) -> tuple[str | None, int]:
+        """``(None, frames kept)`` when ``job`` can continue where it stopped, else ``(why not, 0)``."""
+        from liveavatar import resume
+        from liveavatar.errors import UserError
+
+        folder = self.folder(job.id)
+        if not ((folder / job.image).is_file() and (folder / job.audio).is_file()):
+            return "its inputs are gone", 0
+        if (folder / VIDEO).is_file():  # finished just before the crash: the resumed run says so and completes
+            return None, int(job.plan["num_frames"])
+        try:
+            record = resume.read_record(resume.record_path(folder / VIDEO))
+        except UserError:
+            return "its resume record cannot be read", 0
+        if record is None:
+            return "it left no resume record", 0
+        return None, record.frames_done
 
     @staticmethod
     def _keep_growing(job: Job, partial: Path) -> bool:
@@ -157,7 +188,8 @@ class JobQueue:
             thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop taking jobs; a running job stops at its next block (failed, with its partial)."""
+        """Stop taking jobs; a running job stops at its next block and is continued at the next start
+        (or, when it cannot be, fails with its partial)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -282,7 +314,7 @@ class JobQueue:
         folder = self.folder(job.id)
         warnings = list(job.warnings)
         config = GenerateConfig(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
-                                overwrite=True, engine=self.engine.name, skip_checks=True,  # checked at submission
+                                overwrite=True, resume=job.resume, engine=self.engine.name, skip_checks=True,  # checked at submission
                                 **self.settings.engine_options(), **job.options)
         hooks = Hooks(
             engine=self.engine,
@@ -298,11 +330,14 @@ class JobQueue:
         except Stopped:
             if job.cancel_requested:
                 end.update(status="cancelled")
+            elif self._resumable(job)[0] is None:  # the next start continues it (see recover)
+                end.update(status="in_progress")
             else:
                 end.update(status="failed", error={"code": "server_stopped", "message": "the server stopped while this video was being made"})
         except UserError as exc:
             end.update(status="failed", error={"code": "invalid_input", "message": scrub(exc.one_line().removeprefix("error: "))})
         except Exception as exc:  # the engine's or the machine's failure: the job fails, the server goes on
             end.update(status="failed", error={"code": "generation_failed", "message": scrub(f"{type(exc).__name__}: {exc}")})
-        end.update(finished_at=time.time(), warnings=warnings, partial=partial_path(config.save_file).exists())
+        terminal = end["status"] in TERMINAL
+        end.update(finished_at=time.time() if terminal else None, warnings=warnings, partial=terminal and partial_path(config.save_file).exists())
         self._update(job, **end)
