@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 from serve_helpers import GatedEngine
 
+from liveavatar.engines.preview.engine import BLOCK_FRAMES
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
 def test_page_generates_and_plays_while_generating(start_server, tmp_path):
-    engine = GatedEngine(hold_at=6)  # the job holds after 6 of the sample's 7 clips until the test has looked
+    # the job holds after 6 of the sample's 7 clips (48 frames each) until the test has looked
+    engine = GatedEngine(hold_at=6 * 48 // BLOCK_FRAMES)
     server = start_server(engine, token="t0ken")
     shot = Path(os.environ.get("LIVEAVATAR_SERVE_SCREENSHOT", tmp_path / "serve.png"))
     with sync_api.sync_playwright() as p:

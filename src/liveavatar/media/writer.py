@@ -2,9 +2,10 @@
 
 The file is written as fragmented MP4 under a temporary name in the target folder: memory stays
 flat whatever the length, a run that is killed still leaves a playable prefix, and only a run that
-finishes renames it to the requested name. A fragment is cut at least every second (not only at
-keyframes, every 2 s), so the growing file can be played while it is written (`liveavatar serve`)
-and a killed run loses at most about a second. A run that fails part-way keeps what it finished as
+finishes renames it to the requested name. A fragment is cut at least every half second (not only
+at keyframes, every 2 s), so the growing file can be played while it is written (`liveavatar serve`:
+its first half second is on disk once about 24 frames went in, 13 and x264's look-ahead) and a killed run
+loses at most about half a second. A run that fails part-way keeps what it finished as
 ``<name>.partial.mp4``, so nothing that looks complete is ever left behind.
 
 Sync: video frame ``i`` is stamped ``i / fps`` and input audio sample ``k`` is stamped
@@ -30,7 +31,10 @@ import numpy as np
 
 AAC_FRAME = 1024
 KEYFRAME_INTERVAL_S = 2
-FRAGMENT_US = 1_000_000  # longest fragment: what a reader of the growing file waits for at most
+# longest fragment: what a reader of the growing file waits for at most. Half a second: the first
+# frame reaches a live viewer 13 frames sooner than with 1 s, for ~220 bytes of headers per fragment
+# (0.4 % of the sample's 512*512 video)
+FRAGMENT_US = 500_000
 
 
 def partial_path(path: Path) -> Path:
@@ -50,7 +54,7 @@ def container_options() -> dict[str, str]:
     ``delay_moov`` writes the header once the first fragment's timestamps are known, which is
     what lets ``use_editlist`` mark the AAC priming to be skipped. A fragment is cut at every
     keyframe and at least every FRAGMENT_US, and ``flush_packets`` writes each to the file when it
-    is cut, so a run killed with SIGKILL loses at most about a second (plus the encoder's look-ahead).
+    is cut, so a run killed with SIGKILL loses at most about FRAGMENT_US (plus the encoder's look-ahead).
     """
     return {
         "movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov",

@@ -1,6 +1,6 @@
 """The video of a job as an HTTP body: the finished file (with Range) or the growing one, live.
 
-While a job runs, the writer appends fragments (at least one per second) to a fragmented MP4;
+While a job runs, the writer appends fragments (at least two per second) to a fragmented MP4;
 the live body sends what exists and then follows the file until the job ends, so a browser's
 <video> or PyAV plays it as it is made. The writer's final rename does not disturb a reader that
 has the file open, and the job only turns terminal after the writer has closed the file, so

@@ -11,6 +11,11 @@ from liveavatar.engines.base import Inputs, Notify
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 
 
+# frames per yielded block: small, so the writer's first fragment (and a live viewer's first
+# frame) comes after a fraction of a clip; the diffusion engine's blocks are 12 frames too
+BLOCK_FRAMES = 12
+
+
 class PreviewEngine:
     name = "preview"
 
@@ -45,9 +50,12 @@ class PreviewEngine:
         return Renderer(portrait, face, self.style), tracks
 
     def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
-        """Yield clips ``start_clip`` on. A frame is a pure function of its index (the tracks are
-        computed for the whole video from the seed and the audio; the renderer keeps no state
-        between frames), so a resumed run just skips the finished clips."""
+        """Yield the frames of clips ``start_clip`` on, in blocks of at most BLOCK_FRAMES.
+
+        A frame is a pure function of its index (the tracks are computed for the whole video from
+        the seed and the audio; the renderer keeps no state between frames), so a resumed run just
+        skips the finished clips, and the block size changes when frames arrive, not what they are.
+        """
         from liveavatar.resume import remember_state
 
         renderer, tracks = self.prepare(inputs, plan, notify)
@@ -56,14 +64,15 @@ class PreviewEngine:
         start = 0
         for clip, count in enumerate(plan.clip_frame_counts()):
             remember_state(self.resume_states, clip, {"clips": clip, "frame": start, "tracks": digest})
+            # known before the clip's last block is yielded: the pipeline records it at segment ends
+            remember_state(self.resume_states, clip + 1, {"clips": clip + 1, "frame": start + count, "tracks": digest})
             if clip >= start_clip:
-                block = np.empty((count, plan.height, plan.width, 3), np.uint8)
-                for j in range(count):
-                    block[j] = renderer.render(tracks.params(start + j))
+                for lo in range(0, count, BLOCK_FRAMES):
+                    block = np.empty((min(BLOCK_FRAMES, count - lo), plan.height, plan.width, 3), np.uint8)
+                    for j in range(len(block)):
+                        block[j] = renderer.render(tracks.params(start + lo + j))
+                    yield block
             start += count
-            remember_state(self.resume_states, clip + 1, {"clips": clip + 1, "frame": start, "tracks": digest})
-            if clip >= start_clip:
-                yield block
 
 
 class FrameTracks:
