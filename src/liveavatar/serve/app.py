@@ -104,6 +104,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                 from liveavatar.engines.select import build_engine
 
                 state["engine"] = build_engine(engine_name, GenerateConfig(image=Path(), audio=Path(), **settings.engine_options()))
+            from liveavatar.serve.warmup import warm_up
+
+            warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
             queue.start(state["engine"])
         except Exception as exc:  # healthz reports it; jobs stay queued
             state["error"] = f"{type(exc).__name__}: {exc}"
