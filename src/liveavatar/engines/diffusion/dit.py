@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import KVCache, SinkCache, sdpa, sdpa_two
+from .attention import sdpa, sdpa_two
 from .audio_encoder import CausalAudioEncoder
 from .audio_injector import AudioInjector, inject
 from .blocks import DiTBlock
@@ -48,6 +48,7 @@ from .dit_config import DiTConfig
 from .embeddings import Head, time_modulation
 from .framepack import FramePackMotioner
 from .rope import GridGroup, RopeTables, apply_rope
+from .runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache
 
 SINK_REF_POSITION = 30  # temporal RoPE position of the reference tokens at prefill
 RELATIVE_DIST_RANGE = (4, 30)
@@ -149,11 +150,13 @@ class CausalS2VDiT(nn.Module):
     def _embed_frames(self, latents: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
         return conv(latents.to(device=self.device, dtype=self.dtype))
 
-    def new_caches(self, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1
-                   ) -> tuple[SinkCache, list[KVCache]]:
+    def new_caches(self, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1,
+                   form: CacheForm = RESIDENT) -> tuple[SinkCache, list[KVCache]]:
+        """The shared sink and `num_steps` KV rings, stored as `form` says (runtime/caches.py)."""
         c = self.config
-        sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, self.dtype, self.device)
-        return sink, [KVCache.allocate(sink, ring_tokens) for _ in range(num_steps)]
+        sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, self.dtype, self.device,
+                                  form)
+        return sink, [KVCache.allocate(sink, ring_tokens, form) for _ in range(num_steps)]
 
     # ----------------------------------------------------------------------------- text
     @torch.no_grad()
@@ -205,8 +208,7 @@ class CausalS2VDiT(nn.Module):
         e0 = e0[b:, :1].expand(b, 1, *e0.shape[2:])  # the t=0 row of frame 0: [B, 1, 6, C]
         for i, block in enumerate(self.blocks):
             def attend(q, k, v, i=i):
-                sink.k[i, :, :length] = k
-                sink.v[i, :, :length] = v
+                sink.store.write(i, 0, k, v)
                 return sdpa(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
             x = block(x, e0, attend, text.kv[i])
         sink.length = length
@@ -277,20 +279,22 @@ class CausalS2VDiT(nn.Module):
         rcos, rsin = tables.grid(SINK_REF_POSITION + rollout, 1, *sink.ref_hw)
         scos, ssin = torch.cat([rcos, sink.motion_cos]), torch.cat([rsin, sink.motion_sin])
         write, valid = cache.window(current_start, n)
-        lc = sink.length
 
+        # per layer the cache stores the block's K/V rows and hands back the readable ring; how it
+        # keeps them (resident, fp8, host-streamed) is its business (runtime/caches.py)
+        cache.begin(valid)
         for i, block in enumerate(self.blocks):
-            q, k, v, sink_k = self._pre(block, x, e0, cos, sin, sink.k[i, :, :lc], scos, ssin)
-            cache.k[i, :, write:write + n] = k
-            cache.v[i, :, write:write + n] = v
+            sink_k_raw, sink_v = sink.read(i)
+            q, k, v, sink_k = self._pre(block, x, e0, cos, sin, sink_k_raw, scos, ssin)
+            ring_k, ring_v = cache.exchange(i, write, k, v, valid)
             if self._split_sink:
-                y = sdpa_two(q, cache.k[i, :, :valid], cache.v[i, :, :valid], sink_k, sink.v[i, :, :lc])
+                y = sdpa_two(q, ring_k, ring_v, sink_k, sink_v)
             else:
-                y = sdpa(q, torch.cat([cache.k[i, :, :valid], sink_k], dim=1),
-                         torch.cat([cache.v[i, :, :valid], sink.v[i, :, :lc]], dim=1))
+                y = sdpa(q, torch.cat([ring_k, sink_k], dim=1), torch.cat([ring_v, sink_v], dim=1))
             x = self._post(block, x, e0, y, text.kv[i])
             if i in self.audio_injector.block_to_injector:
                 x = self._inject(*self.audio_injector.parts(i), x, audio_local, audio_global)
+        cache.end()
 
         out = self.head(x, e)  # [B, F*P, out*pt*ph*pw]
         pt, ph, pw = c.patch_size

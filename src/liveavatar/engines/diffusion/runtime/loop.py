@@ -33,6 +33,7 @@ from typing import Callable, Iterator, Protocol
 import torch
 
 from liveavatar.engines.diffusion.dit import draw_relative_dist
+from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes
 from liveavatar.engines.diffusion.scheduler import EulerSampler
 
 BLOCK_LATENT_FRAMES = 3
@@ -163,13 +164,28 @@ class LocalLink:
 class StepCaches:
     """The shared sink and one KV cache per denoising step this worker runs (keyed by step)."""
 
-    sink: object
-    by_step: dict[int, object]
+    sink: SinkCache
+    by_step: dict[int, KVCache]
 
     @classmethod
-    def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...]) -> "StepCaches":
-        sink, caches = dit.new_caches(num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens)
+    def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...], mode: CacheForm = RESIDENT) -> "StepCaches":
+        """Fresh caches in the form the memory planner chose (`mode`; resident model dtype by default)."""
+        sink, caches = dit.new_caches(num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
+                                      form=mode)
         return cls(sink, dict(zip(steps, caches)))
+
+    @property
+    def form(self) -> CacheForm:
+        return next(iter(self.by_step.values())).store.form if self.by_step else self.sink.store.form
+
+    def converted(self, mode: CacheForm) -> "StepCaches":
+        """The same contents in another form (the out-of-memory ladder); exact unless it turns to fp8."""
+        sink = self.sink.converted(mode)
+        by_step = {s: KVCache(c.store.converted(mode), sink, dict(c.extra)) for s, c in self.by_step.items()}
+        return StepCaches(sink, by_step)
+
+    def device_bytes(self) -> int:
+        return device_bytes(self.sink, list(self.by_step.values()))
 
 
 @dataclass
