@@ -33,7 +33,7 @@ class StripesEngine:
 @pytest.fixture
 def fake_engine(monkeypatch):
     holder = {"engine": StripesEngine()}
-    monkeypatch.setattr(select, "build_engine", lambda name, config: holder["engine"])
+    monkeypatch.setattr(select, "build_engine", lambda name, config, memory=None: holder["engine"])
     return holder
 
 

@@ -104,6 +104,8 @@ class GenerateConfig:
     preset: str | None = option(choices=tuple(sorted(PRESETS)), shown="none", help="the guide's presets (explicit flags win)")
     transcript: str | None = option(engines=("preview",), shown="none",
                                     help="what the speech says (exact lip timing by forced alignment)")
+    gpu_memory: float | None = option(type=number, engines=DIFFUSION, shown="what CUDA reports free",
+                                      help="GiB per GPU the memory planner fits the run into")
     skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
     overwrite: bool = option(False, kind="switch", help="replace an existing output file")
     resume: bool = option(False, kind="switch",
@@ -147,6 +149,8 @@ class GenerateConfig:
             raise UserError("--base_seed", f"{self.base_seed} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
         if self.sample_shift <= 0:
             raise UserError("--sample_shift", f"{self.sample_shift} is not positive", "give a positive shift, e.g. 3")
+        if self.gpu_memory is not None and not self.gpu_memory > 0:
+            raise UserError("--gpu_memory", f"{self.gpu_memory} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24")
         if self.num_gpus_dit <= 0:
             raise UserError("--num_gpus_dit", f"{self.num_gpus_dit} GPUs", "give a positive number of GPUs")
         if self.engine is not None and self.engine not in ENGINES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -117,8 +118,12 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     if dry_run:
         inputs = read_inputs(config)
         plan = make_plan(config, inputs, engine_name)
+        config, plan, memory = _fit_memory(asked, config, inputs, plan, engine_name, notify)
         _note_coverage(clip_source, inputs, plan, notify)
-        say(json.dumps(plan.summary()))
+        summary = plan.summary()
+        if memory is not None:
+            summary["memory"] = memory.summary()
+        say(json.dumps(summary))
         return Outcome(plan=plan, path=None)
     require_engine_files(engine_name, config)
     # with --resume an existing output is not an error: there is nothing left to do
@@ -137,6 +142,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
 
             gate(inputs, notify)
         plan = make_plan(config, inputs, engine_name)
+        config, plan, memory = _fit_memory(asked, config, inputs, plan, engine_name, notify)
         _note_coverage(clip_source, inputs, plan, notify)
         start = resume.prepare(config, plan, output, notify)
         if start is None:  # --resume of a finished video
@@ -145,7 +151,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
             say(f"engine: {engine_name} ({why})")
             if random_seed:
                 say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
-            engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config)
+            engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config, memory)
             if engine.name != engine_name:
                 raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
             path = _render(engine, inputs, plan, output, notify, progress, start, hooks)
@@ -156,6 +162,39 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
         raise
     claim.release()
     return Outcome(plan=plan, path=path)
+
+
+def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, plan: Plan, engine_name: str,
+                notify: Say):
+    """The memory planner's choice for the diffusion engine's shapes (or None where none applies),
+    with the config and plan a guide rung (smaller size, fewer frames) changes before the first frame.
+
+    The shapes come from the checkpoint's config.json alone (a folder holding just that file is
+    enough for a dry run); without one, the diffusion engine plans for the released 14B model.
+    Flags the user gave (``asked``, before resolve) are never overridden.
+    """
+    import importlib.util
+
+    from liveavatar.engines.diffusion.layout import resolve_layout
+
+    if importlib.util.find_spec("torch") is None:
+        return config, plan, None
+    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.planning.memory import plan_for_run, read_dit_config
+
+    dit = read_dit_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)
+    if dit is None and engine_name != "diffusion":
+        return config, plan, None
+    explicit = tuple(n for n in ("size", "infer_frames") if getattr(asked, n) is not None)
+    choice = plan_for_run(config, plan, dit or DiTConfig.wan_s2v_14b(), explicit)
+    if not choice.mode.keeps_shape:
+        config = dataclasses.replace(config, size=choice.mode.size or config.size,
+                                     infer_frames=choice.mode.infer_frames or config.infer_frames)
+        plan = make_plan(config, inputs, engine_name)
+        notify(f"note: the video shrinks to fit the GPU: {choice.mode.name}")
+    if choice.budget is not None:
+        notify(f"note: memory mode {choice.mode.name}: {choice.reason}")
+    return config, plan, choice
 
 
 def _remove_if_empty(folder: Path) -> None:

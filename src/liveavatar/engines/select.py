@@ -55,7 +55,8 @@ def require_engine_files(name: str, config: GenerateConfig) -> None:
         resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
 
 
-def build_engine(name: str, config: GenerateConfig) -> Engine:
+def build_engine(name: str, config: GenerateConfig, memory=None) -> Engine:
+    """`memory`: the planner's Choice (planning/memory.py) for the diffusion engine, or None."""
     if name == "preview":
         from liveavatar.engines.preview import PreviewEngine
 
@@ -64,4 +65,4 @@ def build_engine(name: str, config: GenerateConfig) -> Engine:
 
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
-    return DiffusionEngine.from_config(config, layout)
+    return DiffusionEngine.from_config(config, layout, memory)

@@ -177,6 +177,14 @@ class StreamingDecoder:
     def started(self) -> bool:
         return self._cache is not None
 
+    def save(self) -> list | None:
+        """The causal state as it is now (layers replace their entries, never change them in place)."""
+        return None if self._cache is None else list(self._cache)
+
+    def restore(self, saved: list | None) -> None:
+        """Back to a `save`d state (a decode pass that failed half-way left a mixed state)."""
+        self._cache = None if saved is None else list(saved)
+
     @torch.no_grad()
     def decode_next(self, latents: torch.Tensor) -> torch.Tensor:
         """Normalised latents ``[B, z, n, h, w]`` -> the next frames ``[B, 3, 4n (or 4n-3), 8h, 8w]``."""
