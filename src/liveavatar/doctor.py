@@ -137,9 +137,9 @@ def _dit_config(request: Request):
 
 
 def _memory_checks(torch, gpus: int, request: Request) -> list[Check]:
-    from liveavatar.engines.diffusion.memory import GIB, WORKING_MARGIN
     from liveavatar.engines.diffusion.runtime.loop import split_steps
-    from liveavatar.engines.diffusion.runtime.memory_notes import weight_bytes, worker_budget
+    from liveavatar.engines.diffusion.runtime.memory_notes import weight_bytes, worker_estimate
+    from liveavatar.planning.memory import GIB
 
     if request.num_gpus_dit > request.sample_steps:
         return [Check("memory", "fail", f"{request.num_gpus_dit} DiT workers cannot share {request.sample_steps} steps",
@@ -147,7 +147,7 @@ def _memory_checks(torch, gpus: int, request: Request) -> list[Check]:
     config, plan = _dit_config(request), _request_plan(request)
     weights = weight_bytes(config, 2, request.fp8)
     stages = split_steps(request.sample_steps, request.num_gpus_dit)
-    needs = [weights + worker_budget(config, plan, len(s.steps), 2).total + WORKING_MARGIN for s in stages]
+    needs = [worker_estimate(config, plan, len(s.steps), 2, request.fp8).peak for s in stages]
     what = f"{request.size}, {request.infer_frames} frames/clip, {request.sample_steps} steps{', fp8' if request.fp8 else ''}"
     if gpus == 0:
         return [Check("memory", "info", f"each DiT worker needs about {max(needs) / GIB:.1f} GiB of GPU memory for {what} "

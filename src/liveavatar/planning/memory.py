@@ -380,3 +380,24 @@ def plan_for_run(config, plan, dit: DiTConfig, explicit: tuple[str, ...] = ("siz
                     num_frames=plan.num_clips * plan.frames_per_clip, encoders_resident=config.offload_model is False)
     return choose(work, budget, fp8_weights=bool(config.fp8), size_fixed="size" in explicit,
                   frames_fixed="infer_frames" in explicit, budget_source=source)
+
+
+def finish_command(config, plan_width: int, plan_height: int) -> str:
+    """The one command that would make the whole video in less memory: the same run at the guide's
+    next smaller size (the finished part stays in the .partial.mp4 beside the output)."""
+    import shlex
+
+    from liveavatar.sizing import parse_size
+
+    area = plan_width * plan_height
+    smaller = [s for s in GUIDE_SIZES if parse_size(s)[0] * parse_size(s)[1] < area]
+    args = ["liveavatar", "generate", "--image", str(config.image), "--audio", str(config.audio)]
+    if config.prompt:
+        args += ["--prompt", config.prompt]
+    flags = {"--size": smaller[0] if smaller else config.size, "--infer_frames": config.infer_frames if smaller else 24,
+             "--sample_steps": config.sample_steps, "--num_clip": config.num_clip, "--base_seed": config.base_seed,
+             "--ckpt_dir": config.ckpt_dir, "--lora_path_dmd": config.lora_path_dmd, "--save_file": config.save_file}
+    for flag, value in flags.items():
+        if value is not None:
+            args += [flag, str(value)]
+    return shlex.join(args + ["--overwrite"])

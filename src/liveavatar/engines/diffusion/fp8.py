@@ -72,12 +72,18 @@ def excluded(name: str) -> bool:
 
 
 @torch.no_grad()
-def quantize_linears_fp8(model: nn.Module) -> int:
+def quantize_linears_fp8(model: nn.Module, device: torch.device | str | None = None) -> int:
     """Replace every nn.Linear not on the exclusion list by an FP8Linear, in place, one at a time
-    (the full-precision weight is dropped as soon as its module is replaced). Returns the count."""
+    (the full-precision weight is dropped as soon as its module is replaced). Returns the count.
+
+    ``device``: a model held in host memory is quantised one module at a time on that device and
+    the rest moved there, so the device never holds the full-precision weights (memory planner)."""
     targets = [name for name, mod in model.named_modules() if type(mod) is nn.Linear and not excluded(name)]
     for name in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, FP8Linear(getattr(parent, child)))
+        linear = getattr(parent, child)
+        setattr(parent, child, FP8Linear(linear.to(device) if device is not None else linear))
+    if device is not None:
+        model.to(device)
     return len(targets)

@@ -178,10 +178,17 @@ class StepCaches:
     def form(self) -> CacheForm:
         return next(iter(self.by_step.values())).store.form if self.by_step else self.sink.store.form
 
-    def converted(self, mode: CacheForm) -> "StepCaches":
-        """The same contents in another form (the out-of-memory ladder); exact unless it turns to fp8."""
+    def converted(self, mode: CacheForm, release: bool = False) -> "StepCaches":
+        """The same contents in another form (the out-of-memory ladder); exact unless it turns to fp8.
+
+        ``release``: empty this object as it goes, so only one step's old ring is alive beside the new ones.
+        """
         sink = self.sink.converted(mode)
-        by_step = {s: KVCache(c.store.converted(mode), sink, dict(c.extra)) for s, c in self.by_step.items()}
+        by_step = {}
+        for s in list(self.by_step):
+            c = self.by_step.pop(s) if release else self.by_step[s]
+            by_step[s] = KVCache(c.store.converted(mode), sink, dict(c.extra))
+            del c
         return StepCaches(sink, by_step)
 
     def device_bytes(self) -> int:

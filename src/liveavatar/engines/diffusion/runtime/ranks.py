@@ -149,13 +149,11 @@ def serve_dit(rank: int, roles: Roles, dit, backend: str) -> None:
 def _require_worker_room(dit, plan, steps: tuple[int, ...]) -> None:
     import torch
 
-    from liveavatar.engines.diffusion.memory import require_room
-    from liveavatar.engines.diffusion.runtime.memory_notes import worker_budget
+    from liveavatar.engines.diffusion.runtime.memory_notes import require_room, worker_estimate
 
     free, _ = torch.cuda.mem_get_info(dit.device)
-    h, w = plan.latent_hw
-    require_room(worker_budget(dit.config, plan, len(steps), torch.finfo(dit.dtype).bits // 8), free,
-                 (h * 8, w * 8), plan.frames_per_clip)
+    est = worker_estimate(dit.config, plan, len(steps), torch.finfo(dit.dtype).bits // 8, getattr(dit, "fp8", False))
+    require_room(est, free, f"the worker of steps {list(steps)}")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""The out-of-memory ladder: when the GPU runs out mid-video, step down and continue, losing nothing.
+
+On ``torch.OutOfMemoryError`` (``torch.cuda.OutOfMemoryError`` is the same class) anywhere in a
+block's denoising or decoding, the ladder drops what the failed call held, takes the planner's
+next mode that keeps the video's shape (fp8 weights, fp8 KV, KV streamed from host memory, the
+text encoder off the GPU, tiled decode passes), converts the step caches to that mode's form
+with their contents, restores the decoder to the last block boundary, says in one line what
+changed, and runs the loop again from `LoopState` as it was at that boundary. Frames reach the
+writer only after a block is decoded, so the video stays continuous. When no rung is left it
+raises what `exhausted` builds (the engine: a UserError naming the command that would finish).
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Callable, Iterator, Protocol
+
+import torch
+
+from liveavatar.engines.diffusion.runtime.caches import CacheForm
+from liveavatar.engines.diffusion.runtime.loop import DenoisedBlock, LoopState, StepCaches
+
+OOM = (torch.OutOfMemoryError,)
+
+
+class Consumer(Protocol):
+    """Turns denoised blocks into output (frames); transactional through save/restore."""
+
+    def __call__(self, block: DenoisedBlock): ...
+
+    def save(self): ...
+
+    def restore(self, saved) -> None: ...
+
+
+def free_device_memory() -> None:
+    """Drop the failed call's tensors (their frames are gone once the exception is) and hand back cache."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Ladder:
+    """Runs the block loop in `mode`; `later` are the rungs (planner modes) it may step down to.
+
+    ``step_down(old, new) -> str`` changes what the mode change touches outside the caches (weights,
+    encoders, decoder) and describes it; the caches are converted here.
+    """
+
+    def __init__(self, mode, later: list, step_down: Callable[[object, object], str], notify: Callable[[str], None],
+                 exhausted: Callable[[int, object], BaseException]) -> None:
+        self.mode, self.later = mode, list(later)
+        self.step_down, self.notify, self.exhausted = step_down, notify, exhausted
+        self.rungs_taken: list[str] = []
+        self.live: LoopState | None = None  # the loop's state while it runs (resume records read it)
+
+    def run(self, allocate: Callable[[CacheForm], StepCaches],
+            produce: Callable[[StepCaches, LoopState], Iterator[DenoisedBlock]], consume: Consumer,
+            state: LoopState) -> Iterator:
+        boundary = state.snapshot()
+        caches: StepCaches | None = None
+        while True:
+            failed = False
+            blocks = None
+            try:
+                if caches is None:
+                    caches = allocate(self.mode.kv)
+                live = self.live = boundary.snapshot()
+                blocks = produce(caches, live)
+                for block in blocks:
+                    saved = consume.save()
+                    try:
+                        out = consume(block)
+                    except OOM:
+                        consume.restore(saved)
+                        raise
+                    boundary = live.snapshot()
+                    if out is not None:
+                        yield out
+                return
+            except OOM:
+                failed = True  # step down outside the handler: its traceback pins the failed call's tensors
+            finally:
+                if blocks is not None:
+                    blocks.close()
+            if failed:
+                blocks = None
+                free_device_memory()
+                caches = self._next_rung(caches, boundary.next_task)
+
+    def _next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
+        if not self.later:
+            raise self.exhausted(block, self.mode)
+        new = self.later.pop(0)
+        what = [self.step_down(self.mode, new)]
+        if caches is not None and new.kv != caches.form:
+            caches = caches.converted(new.kv, release=True)
+            free_device_memory()
+            what.append(f"step caches now {new.kv.label}")
+        self.notify(f"note: out of GPU memory at block {block}: stepped down to \"{new.name}\" "
+                    f"({'; '.join(w for w in what if w)}); continuing from block {block}")
+        self.rungs_taken.append(new.name)
+        self.mode = new
+        return caches

@@ -1,0 +1,30 @@
+"""What a memory-mode change does to a running engine besides the caches (the ladder converts those)."""
+
+from __future__ import annotations
+
+
+def step_down(engine, old, new, frames) -> str:
+    """Apply the differences between planner modes `old` and `new` to `engine` in place; describe them.
+
+    `frames` is the engine's BlockFrames, whose decoder a tiled one replaces (taking over its state).
+    """
+    done: list[str] = []
+    m = engine.models
+    if new.weights == "fp8" and not getattr(m.dit, "fp8", False):
+        from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+
+        quantize_linears_fp8(m.dit)
+        m.dit.fp8 = True
+        done.append("DiT linears now fp8")
+    if not new.text_encoder_on_gpu and not engine.text_on_cpu:
+        m.text.model.to("cpu")  # already encoded; off the GPU for good
+        engine.text_on_cpu = True
+        done.append("text encoder moved to the CPU")
+    if new.decode_tiles > old.decode_tiles:
+        from liveavatar.engines.diffusion.vae_tiles import TiledStreamingDecoder
+
+        old_decoder = frames.decoder
+        frames.decoder = TiledStreamingDecoder(m.vae, new.decode_tiles, latents_per_pass=old_decoder.latents_per_pass,
+                                               compile=engine.compile_decoder, state_from=old_decoder)
+        done.append(f"decode in {new.decode_tiles} spatial tiles")
+    return "; ".join(done)
