@@ -27,9 +27,7 @@ from liveavatar.engines.diffusion.runtime.caches import CacheForm, bytes_per_val
 from liveavatar.errors import UserError
 
 GIB = 2**30
-BLOCK_LATENT_FRAMES = 3  # = runtime/loop.py (kept torch-free here)
-SINK_TOKENS_PER_FRAME = 2.5  # = runtime/loop.py
-MARGIN = 0.05  # share of the budget kept free for allocator slack and fragmentation
+MARGIN = 0.02  # share of the budget kept free for allocator slack (expandable segments: little)
 
 # ---------------------------------------------------------------------------------------------------
 # Calibration: the one place where measured figures enter the planner.
@@ -112,18 +110,11 @@ class Workload:
     def latent_hw(self) -> tuple[int, int]:
         return self.height // 8, self.width // 8
 
-    @property
-    def tokens_per_frame(self) -> int:
-        h, w = self.latent_hw
-        return (h // 2) * (w // 2)
+    def loop(self):
+        """The block loop's own plan for these shapes (token counts come from one place)."""
+        from liveavatar.engines.diffusion.runtime.loop import LoopPlan
 
-    @property
-    def ring_tokens(self) -> int:
-        return self.frames_per_clip // 4 * self.tokens_per_frame
-
-    @property
-    def sink_tokens(self) -> int:
-        return int(SINK_TOKENS_PER_FRAME * self.tokens_per_frame)
+        return LoopPlan(self.frames_per_clip, 1, self.latent_hw, self.steps, 1.0, 0)
 
 
 @dataclass(frozen=True)
@@ -205,16 +196,19 @@ def estimate(work: Workload, mode: Mode) -> Estimate:
     fp8 = mode.weights == "fp8"
     weights, largest_linear = dit_weight_bytes(c, vb, fp8)
     weights += rope_table_bytes(c)
+    from liveavatar.engines.diffusion.runtime.loop import BLOCK_LATENT_FRAMES
+
+    loop = work.loop()
     per_value = bytes_per_value(mode.kv, vb, c.head_dim)
     per_token = 2 * c.num_layers * c.dim  # K and V, every layer
-    ring = int(work.ring_tokens * per_token * per_value)
+    ring = int(loop.ring_tokens * per_token * per_value)
     streamed = mode.kv.placement == "host"
-    rings_gpu = int(2 * work.ring_tokens * 2 * c.dim * per_value) if streamed else ring * work.steps
-    sink = int(work.sink_tokens * per_token * per_value)
+    rings_gpu = int(2 * loop.ring_tokens * 2 * c.dim * per_value) if streamed else ring * work.steps
+    sink = int(loop.sink_tokens * per_token * per_value)
     text_ctx = c.text_len * c.dim * (1 + 2 * c.num_layers) * vb
     audio = 25 * c.audio_dim * work.num_frames * vb
-    n = BLOCK_LATENT_FRAMES * work.tokens_per_frame
-    window = work.ring_tokens + work.sink_tokens
+    n = BLOCK_LATENT_FRAMES * loop.tokens_per_frame
+    window = loop.ring_tokens + loop.sink_tokens
     act = vb * (n * (ACT_VALUES_PER_BLOCK_TOKEN_DIM * c.dim + 2 * c.ffn_dim)
                 + ACT_VALUES_PER_WINDOW_TOKEN_DIM * window * c.dim)
     if mode.kv.kv == "fp8":  # one layer's rows dequantised to the model dtype

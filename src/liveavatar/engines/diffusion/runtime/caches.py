@@ -219,8 +219,22 @@ class KVStore:
         return out
 
 
+class _Planes:
+    """``k`` / ``v``: a resident model-dtype store's planes (tests, benchmarks and tools fill them directly)."""
+
+    store: KVStore
+
+    @property
+    def k(self) -> torch.Tensor:
+        return self.store.planes["k"]
+
+    @property
+    def v(self) -> torch.Tensor:
+        return self.store.planes["v"]
+
+
 @dataclass
-class SinkCache:
+class SinkCache(_Planes):
     """Condition K/V shared by all step caches; filled by `CausalS2VDiT.prefill_sink`.
 
     K is stored **un-roped** (after norm_k): its RoPE is re-anchored on every call. Rows
@@ -243,14 +257,6 @@ class SinkCache:
         return cls(KVStore.allocate(num_layers, batch, capacity, num_heads, head_dim, dtype, device, form))
 
     @property
-    def k(self) -> torch.Tensor:
-        return self.store.planes["k"]
-
-    @property
-    def v(self) -> torch.Tensor:
-        return self.store.planes["v"]
-
-    @property
     def capacity(self) -> int:
         return self.store.tokens
 
@@ -263,7 +269,7 @@ class SinkCache:
 
 
 @dataclass
-class KVCache:
+class KVCache(_Planes):
     """The per-denoising-step ring of roped block K / raw V, plus the shared sink.
 
     A block at global token offset ``current_start`` is written at ``current_start % ring_tokens``.
@@ -280,14 +286,6 @@ class KVCache:
         form = form or sink.store.form
         s = sink.store
         return cls(KVStore.allocate(layers, batch, ring_tokens, heads, dim, s.dtype, s.device, form), sink)
-
-    @property
-    def k(self) -> torch.Tensor:
-        return self.store.planes["k"]
-
-    @property
-    def v(self) -> torch.Tensor:
-        return self.store.planes["v"]
 
     @property
     def ring_tokens(self) -> int:
