@@ -63,7 +63,7 @@ def test_persistent_terms_equal_what_the_engine_allocates(tiny_engine):
     }
     for mode in (MODES[0], MODES[2], MODES[3]):
         caches = StepCaches.allocate(dit, plan, (0, 1, 2), mode=mode.kv)
-        actual[f"kv_rings {mode.name}"] = sum(c.store.nbytes() for c in caches.by_step.values())
+        actual[f"kv_rings {mode.name}"] = caches.device_bytes() - caches.sink.store.nbytes()
         actual[f"sink {mode.name}"] = caches.sink.store.nbytes()
     predicted = {"dit_weights": estimate(work, MODES[0]).components["dit_weights"],
                  "vae_weights": estimate(work, MODES[0]).components["vae_weights"],
@@ -86,7 +86,8 @@ def test_modes_in_order_and_the_smallest_budget_in_the_error():
     assert choose(work, 80 * GIB).mode.name == "bf16 resident"
     assert choose(work, 70 * GIB).mode.name == "fp8 weights"
     assert choose(work, 48 * GIB).mode.name == "fp8 KV"
-    small = choose(work, 24 * GIB)
+    assert choose(work, 24 * GIB).mode.kv.placement == "host"
+    small = choose(work, 22 * GIB)  # a 24 GB card less the desktop's share
     assert small.mode.kv.placement == "host" and small.estimate.peak <= 22 * GIB
     assert [m.name for m in small.later] == [m.name for m in MODES[MODES.index(small.mode) + 1:]]
     assert choose(work, 80 * GIB, fp8_weights=True).mode.name == "fp8 weights"  # --fp8 wins
@@ -96,7 +97,7 @@ def test_modes_in_order_and_the_smallest_budget_in_the_error():
     line = err.value.one_line()
     assert "smallest" in line and "12.0 GiB" in line
     # without explicit --size the guide's smaller sizes come before giving up
-    assert not choose(work, 17 * GIB, size_fixed=False, frames_fixed=False).mode.keeps_shape
+    assert not choose(work, 19.5 * GIB, size_fixed=False, frames_fixed=False).mode.keeps_shape
 
 
 def test_gpu_table_rows():
@@ -114,11 +115,11 @@ def _config_only_ckpt(tmp_path: Path) -> Path:
 def test_dry_run_plans_memory_from_config_json_alone(tmp_path, capsys, portrait_path, speech_path):
     ckpt = _config_only_ckpt(tmp_path)
     args = ["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--ckpt_dir", str(ckpt),
-            "--size", "704*384", "--dry_run", "--gpu_memory", "24"]
+            "--size", "704*384", "--dry_run", "--gpu_memory", "22"]
     assert main(args) == 0
     out, err = capsys.readouterr()
     memory = json.loads(out)["memory"]
-    assert memory["peak_gib"] <= 22 and memory["budget_gib"] == 24
+    assert memory["peak_gib"] <= 22 and memory["budget_gib"] == 22
     assert {"dit_weights", "kv_rings", "sink", "vae_decode", "cuda_context"} <= set(memory["components"])
     assert f'memory mode {memory["mode"]}' in err
     assert main(args[:-1] + ["10"]) == 2

@@ -156,7 +156,10 @@ class CausalS2VDiT(nn.Module):
         c = self.config
         sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, self.dtype, self.device,
                                   form)
-        return sink, [KVCache.allocate(sink, ring_tokens, form) for _ in range(num_steps)]
+        rings: list[KVCache] = []
+        for _ in range(num_steps):
+            rings.append(KVCache.allocate(sink, ring_tokens, form, share=rings[0] if rings else None))
+        return sink, rings
 
     # ----------------------------------------------------------------------------- text
     @torch.no_grad()

@@ -74,7 +74,10 @@ class KVStore:
     # ------------------------------------------------------------------ building
     @classmethod
     def allocate(cls, layers: int, batch: int, tokens: int, heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device | str, form: CacheForm = RESIDENT) -> "KVStore":
+                 device: torch.device | str, form: CacheForm = RESIDENT, share: "KVStore | None" = None
+                 ) -> "KVStore":
+        """``share``: a host store of the same shape whose device slots and stream this one uses too
+        (the step rings are read one DiT call at a time, so one pair of slots serves them all)."""
         device = torch.device(device)
         host = form.placement == "host"
         where = torch.device("cpu") if host else device
@@ -92,7 +95,9 @@ class KVStore:
             else:
                 planes[name] = zeros(shape, dtype)
         store = cls(planes, form, dtype, device)
-        if host:
+        if host and share is not None and share._slots:
+            store._slots, store._stream, store._ready = share._slots, share._stream, share._ready
+        elif host:
             # two device slots of one layer each: layer i computes in one while layer i+1 arrives
             store._slots = [{n: torch.zeros(p.shape[1:], dtype=p.dtype, device=device) for n, p in planes.items()}
                             for _ in range(2)]
@@ -109,13 +114,11 @@ class KVStore:
     def layers(self) -> int:
         return self.planes["k"].shape[0]
 
-    def nbytes(self, device_only: bool = True) -> int:
-        """Bytes this store holds (on the device only, or everywhere)."""
-        own = sum(p.numel() * p.element_size() for p in self.planes.values())
-        slots = sum(p.numel() * p.element_size() for s in self._slots for p in s.values())
+    def nbytes(self) -> int:
+        """Bytes this store holds on the device (a host store: its slots, which others may share)."""
         if self.form.placement == "host":
-            return slots if device_only else own + slots
-        return own
+            return sum(p.numel() * p.element_size() for s in self._slots for p in s.values())
+        return sum(p.numel() * p.element_size() for p in self.planes.values())
 
     # ------------------------------------------------------------------ rows in, rows out
     def _encode(self, dst: dict[str, torch.Tensor], index, k: torch.Tensor, v: torch.Tensor) -> None:
@@ -201,11 +204,11 @@ class KVStore:
             self._stream.synchronize()
 
     # ------------------------------------------------------------------ changing form
-    def converted(self, form: CacheForm) -> "KVStore":
+    def converted(self, form: CacheForm, share: "KVStore | None" = None) -> "KVStore":
         """A store of another form holding the same rows (exactly, unless it is fp8 and this is not)."""
         self._sync()
         _, batch, tokens, heads, dim = self.planes["k"].shape
-        out = KVStore.allocate(self.layers, batch, tokens, heads, dim, self.dtype, self.device, form)
+        out = KVStore.allocate(self.layers, batch, tokens, heads, dim, self.dtype, self.device, form, share)
         for layer in range(self.layers):  # one layer at a time: the transient is one layer's rows
             index = (layer, slice(None), slice(None))
             src = {n: p[index] for n, p in self.planes.items()}
@@ -281,11 +284,13 @@ class KVCache(_Planes):
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def allocate(cls, sink: SinkCache, ring_tokens: int, form: CacheForm | None = None) -> "KVCache":
+    def allocate(cls, sink: SinkCache, ring_tokens: int, form: CacheForm | None = None,
+                 share: "KVCache | None" = None) -> "KVCache":
         layers, batch, _, heads, dim = sink.k.shape
         form = form or sink.store.form
         s = sink.store
-        return cls(KVStore.allocate(layers, batch, ring_tokens, heads, dim, s.dtype, s.device, form), sink)
+        return cls(KVStore.allocate(layers, batch, ring_tokens, heads, dim, s.dtype, s.device, form,
+                                    share.store if share is not None else None), sink)
 
     @property
     def ring_tokens(self) -> int:
@@ -315,5 +320,11 @@ class KVCache(_Planes):
 
 
 def device_bytes(sink: SinkCache, caches: list[KVCache]) -> int:
-    """What the sink and the rings hold on the device (host planes not counted)."""
-    return sink.store.nbytes() + sum(c.store.nbytes() for c in caches)
+    """What the sink and the rings hold on the device (host planes not counted, shared slots once)."""
+    seen, total = set(), sink.store.nbytes()
+    for c in caches:
+        key = id(c.store._slots) if c.store._slots else id(c.store)
+        if key not in seen:
+            seen.add(key)
+            total += c.store.nbytes()
+    return total

@@ -187,7 +187,8 @@ class StepCaches:
         by_step = {}
         for s in list(self.by_step):
             c = self.by_step.pop(s) if release else self.by_step[s]
-            by_step[s] = KVCache(c.store.converted(mode), sink, dict(c.extra))
+            first = next(iter(by_step.values()), None)
+            by_step[s] = KVCache(c.store.converted(mode, first.store if first else None), sink, dict(c.extra))
             del c
         return StepCaches(sink, by_step)
 
