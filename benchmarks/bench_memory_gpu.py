@@ -42,7 +42,7 @@ def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
     plan = LoopPlan(frames_per_clip=work.frames_per_clip, num_clips=clips, latent_hw=(h, w),
                     sample_steps=work.steps, sample_shift=3.0, seed=0)
     dtype = dit.dtype
-    text = dit.encode_text(torch.randn(120, dit.config.text_dim, device=device))
+    text = dit.encode_text(torch.randn(min(120, dit.config.text_len), dit.config.text_dim, device=device))
     audio = torch.randn(1, 25, dit.config.audio_dim, clips * plan.frames_per_clip, device=device, dtype=dtype)
     ref = torch.randn(1, 16, 1, h, w, device=device, dtype=dtype)
     motion = torch.randn(1, 16, 19, h, w, device=device, dtype=dtype)

@@ -20,9 +20,9 @@ HOST = CacheForm("model", "host")
 FP8 = CacheForm("fp8", "resident")
 FP8_HOST = CacheForm("fp8", "host")
 # fp8 KV error budget (e4m3: 3 mantissa bits, one fp32 scale per token and head):
-KV_ELEMENT_BUDGET = 0.03  # relative RMS error of a stored K or V
-ATTENTION_BUDGET = 0.08  # relative error of an attention output over fp8 vs model-dtype K/V
-LOOP_BUDGET = 0.05  # relative error of the tiny model's clean latents after a whole 2-clip run
+KV_ELEMENT_BUDGET = 0.03  # relative RMS error of a stored K or V (measured 0.026)
+ATTENTION_BUDGET = 0.05  # relative error of an attention output over fp8 vs bf16 K/V (measured 0.037)
+LOOP_BUDGET = 0.005  # relative error of the tiny model's clean latents after a 2-clip run (measured 4.2e-4)
 
 
 @pytest.fixture(scope="module")
