@@ -21,6 +21,9 @@ from liveavatar.planning import make_plan
 from liveavatar.planning.memory import MODES, Mode
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
+# each run crosses clip 1 (its sink re-prefill re-encodes clip 0's frames with the VAE: slow on a CPU)
+pytestmark = pytest.mark.slow
+
 HOST = Mode("KV in host memory (test rung)", kv=CacheForm("model", "host"))
 
 
