@@ -114,7 +114,7 @@ def _config_only_ckpt(tmp_path: Path) -> Path:
 
 def test_dry_run_plans_memory_from_config_json_alone(tmp_path, capsys, portrait_path, speech_path):
     ckpt = _config_only_ckpt(tmp_path)
-    args = ["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--ckpt_dir", str(ckpt),
+    args = ["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path), "--ckpt_dir", str(ckpt),
             "--size", "704*384", "--dry_run", "--gpu_memory", "22"]
     assert main(args) == 0
     out, err = capsys.readouterr()
