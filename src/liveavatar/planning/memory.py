@@ -351,17 +351,11 @@ def gpu_table(config: DiTConfig, height: int = 384, width: int = 704, frames: in
 
 def read_dit_config(ckpt_dir) -> DiTConfig | None:
     """The DiT's shapes from ``ckpt_dir/config.json`` (all the dry run needs), or None when absent."""
-    import json
     from pathlib import Path
 
-    path = Path(ckpt_dir) / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        return DiTConfig.from_json(json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise UserError("--ckpt_dir", f"{path} is not a Wan2.2-S2V config ({exc})",
-                        "point --ckpt_dir at the Wan2.2-S2V-14B folder") from None
+    from liveavatar.engines.diffusion.layout import DIT_CONFIG, read_config
+
+    return read_config(Path(ckpt_dir)) if (Path(ckpt_dir) / DIT_CONFIG).is_file() else None
 
 
 def plan_for_run(config, plan, dit: DiTConfig, explicit: tuple[str, ...] = ("size", "infer_frames")) -> Choice:

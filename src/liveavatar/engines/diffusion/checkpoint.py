@@ -16,11 +16,10 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.layout import DIT_CONFIG, dit_files, read_json
+from liveavatar.engines.diffusion.layout import DIT_CONFIG, dit_files, read_config  # noqa: F401  (read_config: re-exported)
 from liveavatar.engines.diffusion.state_dicts import describe_mismatch
 from liveavatar.errors import UserError
 
-from .dit_config import DiTConfig
 
 _SHOW = 5
 
@@ -51,21 +50,6 @@ def open_safetensors(path: Path, flag: str = "--ckpt_dir") -> Iterator:
                         f"re-download {Path(path).name}: an interrupted download leaves it truncated") from None
     with handle as opened:
         yield opened
-
-
-def read_config(folder: Path) -> DiTConfig:
-    """The DiT's config.json; a value we do not implement (e.g. zero_timestep false) is one UserError."""
-    file = Path(folder) / DIT_CONFIG
-    if not file.is_file():
-        raise UserError(str(folder), f"{DIT_CONFIG} is missing", "download the complete Wan2.2-S2V-14B release")
-    fields = read_json(file)
-    try:
-        return DiTConfig.from_json(fields)
-    except (KeyError, TypeError) as exc:
-        raise UserError("--ckpt_dir", f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
-                        f"re-download {DIT_CONFIG} from the release") from None
-    except ValueError as exc:  # a value we do not implement (e.g. zero_timestep false)
-        raise UserError(str(file), str(exc), "use the config.json of the Wan2.2-S2V-14B release") from None
 
 
 def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tensor]]:

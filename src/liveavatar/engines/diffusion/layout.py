@@ -47,6 +47,39 @@ def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
     return value
 
 
+def read_config(folder: Path):
+    """The DiT's config.json as a DiTConfig (torch-free: the planner reads it too); a value we do
+    not implement (e.g. zero_timestep false) or a damaged file is one UserError."""
+    from liveavatar.engines.diffusion.dit_config import DiTConfig
+
+    file = Path(folder) / DIT_CONFIG
+    if not file.is_file():
+        raise UserError(str(folder), f"{DIT_CONFIG} is missing", "download the complete Wan2.2-S2V-14B release")
+    fields = read_json(file)
+    try:
+        config = DiTConfig.from_json(fields)
+        _require_numbers(config)
+        return config
+    except (KeyError, TypeError) as exc:
+        raise UserError("--ckpt_dir", f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
+                        f"re-download {DIT_CONFIG} from the release") from None
+    except ValueError as exc:  # a value we do not implement (e.g. zero_timestep false)
+        raise UserError(str(file), str(exc), "use the config.json of the Wan2.2-S2V-14B release") from None
+
+
+def _require_numbers(config) -> None:
+    """Every field whose default is a number holds one (a string in config.json would only fail
+    later, deep inside the planner or the model's constructor)."""
+    import dataclasses
+
+    for f in dataclasses.fields(config):
+        default = f.default
+        value = getattr(config, f.name)
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"{f.name} is {value!r}, not a number")
+
+
 def dit_shard_paths(folder: Path) -> list[Path]:
     """The DiT's safetensors files, from the index when there is one (they may not exist)."""
     index = folder / DIT_INDEX
