@@ -54,4 +54,4 @@ def flat_engine(monkeypatch):
     """Make every `generate` in this test use :class:`FlatEngine`."""
     from liveavatar.engines import select
 
-    monkeypatch.setattr(select, "build_engine", lambda name, config: FlatEngine())
+    monkeypatch.setattr(select, "build_engine", lambda name, config, memory=None: FlatEngine())

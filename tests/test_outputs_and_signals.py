@@ -35,7 +35,7 @@ SLOW_RUN = textwrap.dedent('''
                 if clip == 3:
                     time.sleep(60)  # the test stops us here
 
-    select.build_engine = lambda name, config: Slow()
+    select.build_engine = lambda name, config, memory=None: Slow()
     sys.exit(main(sys.argv[1:]))
 ''')
 
