@@ -15,11 +15,13 @@ from liveavatar.engines.preview.engine import BLOCK_FRAMES
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
+HOLD_FRAMES = 48
 
 
 def test_page_generates_and_plays_while_generating(start_server, tmp_path):
-    # the job holds after 6 of the sample's 7 clips (48 frames each) until the test has looked
-    engine = GatedEngine(hold_at=6 * 48 // BLOCK_FRAMES)
+    # the job holds after its first 48 frames (1.9 s of the sample's 7 clips) until the test has
+    # looked: the page must play from the first fragments, not wait for the rest of the video
+    engine = GatedEngine(hold_at=HOLD_FRAMES // BLOCK_FRAMES)
     server = start_server(engine, token="t0ken")
     shot = Path(os.environ.get("LIVEAVATAR_SERVE_SCREENSHOT", tmp_path / "serve.png"))
     with sync_api.sync_playwright() as p:
@@ -40,10 +42,13 @@ def test_page_generates_and_plays_while_generating(start_server, tmp_path):
             page.fill("#size", "384*256")
             page.wait_for_function("document.getElementById('checkstate').textContent.includes('will make 256x256')", timeout=60_000)
             page.click("#go")
-            page.wait_for_function("document.getElementById('video').currentTime > 1.0", timeout=90_000)
             assert engine.held.wait(60)
+            # playing while held: everything it plays came from the first fragments
+            page.wait_for_function("document.getElementById('video').currentTime > 1.0", timeout=30_000)
+            assert page.evaluate("document.getElementById('video').src").startswith("blob:")  # fed through MSE
             status = page.inner_text("#status")
             assert status.startswith("in progress") and "%" in status
+            assert int(status.split(": ")[1].split("/")[0]) <= HOLD_FRAMES
             assert page.evaluate("document.getElementById('video').videoWidth") == 256
             page.wait_for_timeout(500)
             page.screenshot(path=str(shot))
@@ -52,6 +57,8 @@ def test_page_generates_and_plays_while_generating(start_server, tmp_path):
             assert page.inner_text("#status").startswith("completed")
             href = page.get_attribute("#download", "href")
             assert href.endswith("/content?download=1")
+            # the live feed ends (endOfStream), plays out, and the player switches to the finished file
+            page.wait_for_function("document.getElementById('video').src.endsWith('/content')", timeout=60_000)
             assert outside == []  # nothing loaded from anywhere else
         finally:
             browser.close()
