@@ -166,7 +166,7 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
 
 def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, plan: Plan, engine_name: str,
                 notify: Say):
-    """The memory planner's choice for the diffusion engine's shapes (or None where none applies),
+    """The memory planner's choice for the diffusion engine's shapes (None for other engines),
     with the config and plan a guide rung (smaller size, fewer frames) changes before the first frame.
 
     The shapes come from the checkpoint's config.json alone (a folder holding just that file is
@@ -177,14 +177,13 @@ def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, p
 
     from liveavatar.engines.diffusion.layout import resolve_layout
 
-    if importlib.util.find_spec("torch") is None:
+    # the planner is about the diffusion engine's GPU memory: a preview run is never reshaped by it
+    if engine_name != "diffusion" or importlib.util.find_spec("torch") is None:
         return config, plan, None
     from liveavatar.engines.diffusion.dit_config import DiTConfig
     from liveavatar.planning.memory import plan_for_run, read_dit_config
 
     dit = read_dit_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)
-    if dit is None and engine_name != "diffusion":
-        return config, plan, None
     explicit = tuple(n for n in ("size", "infer_frames") if getattr(asked, n) is not None)
     choice = plan_for_run(config, plan, dit or DiTConfig.wan_s2v_14b(), explicit)
     if not choice.mode.keeps_shape:

@@ -125,3 +125,13 @@ def test_dry_run_plans_memory_from_config_json_alone(tmp_path, capsys, portrait_
     assert main(args[:-1] + ["10"]) == 2
     _, err = capsys.readouterr()
     assert err.count("\n") == 1 and err.startswith("error:") and "smallest" in err
+
+
+def test_the_preview_engine_is_never_planned_for_gpu_memory(tmp_path, capsys, portrait_path, speech_path):
+    # a checkpoint beside a preview run, and a budget no diffusion mode fits: the preview is untouched
+    ckpt = _config_only_ckpt(tmp_path)
+    args = ["generate", "--engine", "preview", "--image", str(portrait_path), "--audio", str(speech_path),
+            "--ckpt_dir", str(ckpt), "--size", "704*384", "--dry_run", "--gpu_memory", "10"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert "memory" not in json.loads(out) and "memory mode" not in err
