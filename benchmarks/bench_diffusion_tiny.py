@@ -37,7 +37,7 @@ def main() -> None:
     from liveavatar.config import GenerateConfig
     from liveavatar.engines.base import Inputs
     from liveavatar.engines.diffusion.engine import DiffusionEngine
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.planning import make_plan
     from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 

@@ -45,7 +45,7 @@ def init_random(model, torch) -> None:
 
 
 def build(cfg, dtype, torch, seed=0):
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 
     torch.manual_seed(seed)
     model = CausalS2VDiT(cfg, dtype=dtype, device="meta")
@@ -58,7 +58,7 @@ def fp32_vs_bf16(torch, emit) -> None:
     """Sanity at 14B width with 2 layers: the same weights in fp32 and bf16, one call each."""
     import dataclasses
 
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -106,8 +106,8 @@ def run_one(model, torch, ring, num_steps=4):
 
 
 def bench_dit(args, torch, emit) -> None:
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
-    from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
 
     torch._dynamo.config.cache_size_limit = 64
     if args.sanity:
@@ -183,7 +183,7 @@ def bench_dit(args, torch, emit) -> None:
 
 
 def bench_vae(args, torch, emit) -> None:
-    from liveavatar.engines.diffusion.vae import StreamingDecoder, VAEConfig, build_vae
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, VAEConfig, build_vae
 
     vae = build_vae(VAEConfig(dim=96), "cuda", torch.bfloat16)
     g = torch.Generator(device="cuda").manual_seed(0)

@@ -22,8 +22,8 @@ from pathlib import Path
 CHILD = r"""
 import resource, sys, time, json
 import torch
-from liveavatar.engines.diffusion.checkpoint import load_dit_checkpoint, read_config
-from liveavatar.engines.diffusion.dit import CausalS2VDiT
+from liveavatar.engines.diffusion.loading.checkpoint import load_dit_checkpoint, read_config
+from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 folder, dtype = sys.argv[1], getattr(torch, sys.argv[2])
 model = CausalS2VDiT(read_config(folder), dtype=dtype, device="meta")
 def rss_kb():
@@ -46,8 +46,8 @@ def write_checkpoint(folder: Path, config: dict, shard_bytes: int) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     model = CausalS2VDiT(DiTConfig.from_json(config), dtype=torch.bfloat16, device="meta")
     items = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
@@ -79,8 +79,8 @@ def write_checkpoint(folder: Path, config: dict, shard_bytes: int) -> int:
 def meta_build_seconds() -> float:
     import torch
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     t = time.perf_counter()
     CausalS2VDiT(DiTConfig.wan_s2v_14b(), dtype=torch.bfloat16, device="meta")

@@ -29,7 +29,7 @@ def tiny_engine_checks() -> None:
     from liveavatar.config import GenerateConfig
     from liveavatar.engines.base import Inputs
     from liveavatar.engines.diffusion.engine import DiffusionEngine
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.planning import make_plan
     from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
@@ -62,12 +62,12 @@ def tiny_engine_checks() -> None:
 def loop_bench(variant: str, clips: int) -> None:
     from bench_dit_gpu import init_random
 
-    from liveavatar.engines.diffusion.conditioning import frames_to_uint8
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
-    from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+    from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
-    from liveavatar.engines.diffusion.vae import StreamingDecoder, VAEConfig, build_vae
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, VAEConfig, build_vae
 
     torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)

@@ -31,10 +31,10 @@ GIB = 2**30
 
 
 def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
-    from liveavatar.engines.diffusion.conditioning import frames_to_uint8
+    from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches, denoise_blocks
-    from liveavatar.engines.diffusion.vae import StreamingDecoder
-    from liveavatar.engines.diffusion.vae_tiles import TiledStreamingDecoder
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
+    from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
     from liveavatar.planning.memory import estimate
 
     cuda = device.type == "cuda"
@@ -75,10 +75,10 @@ def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
 def main() -> None:
     from bench_dit_gpu import init_random
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
-    from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
-    from liveavatar.engines.diffusion.vae import VAEConfig, build_vae
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
+    from liveavatar.engines.diffusion.vae.vae import VAEConfig, build_vae
     from liveavatar.planning.memory import MODES, Workload, choose
 
     ap = argparse.ArgumentParser()

@@ -62,8 +62,8 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
 
     import torch
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches
 
     base = DiTConfig.tiny()

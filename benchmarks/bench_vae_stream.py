@@ -19,7 +19,7 @@ import time
 def main() -> None:
     import torch
 
-    from liveavatar.engines.diffusion.vae import StreamingDecoder, VAEConfig, build_vae
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, VAEConfig, build_vae
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=16, help="VAE base width (96 in the release)")

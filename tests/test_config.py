@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from liveavatar.config import PRESETS, GenerateConfig
-from liveavatar.engines.diffusion.scheduler import timesteps
+from liveavatar.engines.diffusion.runtime.scheduler import timesteps
 from liveavatar.errors import UserError
 
 

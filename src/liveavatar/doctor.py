@@ -124,11 +124,11 @@ def _request_plan(request: Request):
 
 
 def _dit_config(request: Request):
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     if request.ckpt_dir:
         try:
-            from liveavatar.engines.diffusion.checkpoint import read_config
+            from liveavatar.engines.diffusion.loading.checkpoint import read_config
 
             return read_config(request.ckpt_dir)
         except Exception:

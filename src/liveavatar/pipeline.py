@@ -175,12 +175,12 @@ def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, p
     """
     import importlib.util
 
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
     # the planner is about the diffusion engine's GPU memory: a preview run is never reshaped by it
     if engine_name != "diffusion" or importlib.util.find_spec("torch") is None:
         return config, plan, None
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.planning.memory import plan_for_run, read_dit_config
 
     dit = read_dit_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)

@@ -74,7 +74,7 @@ def sha_text(text: str | None, limit: int = 16) -> str | None:
 
 def _checkpoint_identity(config: GenerateConfig) -> str:
     """Names and sizes of the weight files (hashing tens of GB would cost minutes)."""
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     files = sorted(p for p in layout.root.rglob("*") if p.suffix in (".safetensors", ".pth", ".bin") and p.is_file())

@@ -34,7 +34,7 @@ def _pause_at(kind: str):
 def main() -> int:
     from liveavatar import resume
     from liveavatar.cli import main as cli_main
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.media.writer import VideoWriter
 
     resume.SEGMENT_MIN_FRAMES = 1

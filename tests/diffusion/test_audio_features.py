@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liveavatar.engines.diffusion.audio_features import (  # noqa: E402
+from liveavatar.engines.diffusion.encoders.audio_features import (  # noqa: E402
     AudioFeatureEncoder,
     frame_indices,
     num_feature_frames,
@@ -17,7 +17,7 @@ from liveavatar.engines.diffusion.audio_features import (  # noqa: E402
     to_motion_rate,
     wav2vec2_hidden_states,
 )
-from liveavatar.engines.diffusion.layout import WAV2VEC_DIR  # noqa: E402
+from liveavatar.engines.diffusion.loading.layout import WAV2VEC_DIR  # noqa: E402
 from liveavatar.errors import UserError  # noqa: E402
 from liveavatar.sizing import audio_clip_count  # noqa: E402
 from liveavatar.tools.tiny_checkpoint import TINY_WAV2VEC2, write_tiny_wav2vec2  # noqa: E402

@@ -8,9 +8,9 @@ import dataclasses
 import pytest
 import torch
 
-from liveavatar.engines.diffusion.attention import sdpa
-from liveavatar.engines.diffusion.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.dit_config import DiTConfig
+from liveavatar.engines.diffusion.model.attention import sdpa
+from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.caches import (CacheForm, KVStore, dequantize_rows,
                                                           quantize_rows)
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks

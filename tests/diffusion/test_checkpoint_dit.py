@@ -18,8 +18,8 @@ TINY_JSON = {"_class_name": "CausalWanModel_S2V", "_diffusers_version": "0.35.1"
 
 
 def _random_state(seed: int = 0) -> dict:
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     meta = CausalS2VDiT(DiTConfig.from_json(TINY_JSON), device="meta")
     g = torch.Generator().manual_seed(seed)
@@ -41,7 +41,7 @@ def _write_sharded(folder, state: dict, shards: int = 3) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_sharded_folder_loads_every_tensor_cast(tmp_path, dtype):
-    from liveavatar.engines.diffusion.checkpoint import load_dit
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
 
     state = _random_state()
     _write_sharded(tmp_path, state)
@@ -55,9 +55,9 @@ def test_sharded_folder_loads_every_tensor_cast(tmp_path, dtype):
 
 
 def test_single_file_and_explicit_file(tmp_path):
-    from liveavatar.engines.diffusion.checkpoint import load_dit, load_dit_checkpoint
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit, load_dit_checkpoint
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     state = _random_state(1)
     save_file(state, str(tmp_path / "diffusion_pytorch_model.safetensors"))
@@ -70,7 +70,7 @@ def test_single_file_and_explicit_file(tmp_path):
 
 
 def test_missing_and_unexpected_keys_are_reported(tmp_path):
-    from liveavatar.engines.diffusion.checkpoint import load_dit
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
 
     state = _random_state()
     del state["head.modulation"], state["blocks.0.norm3.bias"]
@@ -85,7 +85,7 @@ def test_missing_and_unexpected_keys_are_reported(tmp_path):
 
 
 def test_shape_mismatch_and_missing_shard(tmp_path):
-    from liveavatar.engines.diffusion.checkpoint import load_dit
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
 
     state = _random_state()
     state["head.head.weight"] = torch.zeros(3, 3)
@@ -106,7 +106,7 @@ def test_shape_mismatch_and_missing_shard(tmp_path):
 
 def test_unsupported_config_value_is_one_user_error(tmp_path, capsys):
     """zero_timestep false (reference tokens at the noisy timestep) is not implemented: refused, not ignored."""
-    from liveavatar.engines.diffusion.checkpoint import load_dit
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
 
     _write_sharded(tmp_path, _random_state())
     (tmp_path / "config.json").write_text(json.dumps({**TINY_JSON, "zero_timestep": False}))

@@ -16,8 +16,8 @@ needs_manifests = pytest.mark.skipif(not (MANIFESTS / "dit_14b_manifest.json").i
 
 @pytest.fixture(scope="module")
 def model_14b():
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     return CausalS2VDiT(DiTConfig.wan_s2v_14b(), dtype=torch.bfloat16, device="meta")
 
@@ -35,7 +35,7 @@ def test_14b_state_dict_matches_upstream_manifest(model_14b):
 
 @needs_manifests
 def test_14b_lora_targets_match_upstream(model_14b):
-    from liveavatar.engines.diffusion.lora import lora_target_modules
+    from liveavatar.engines.diffusion.loading.lora import lora_target_modules
 
     targets = json.loads((MANIFESTS / "lora_targets.json").read_text())
     want = sorted(m["module"] for m in targets["lora_wrapped_modules"])
@@ -45,7 +45,7 @@ def test_14b_lora_targets_match_upstream(model_14b):
 
 @needs_manifests
 def test_config_from_upstream_json_is_the_14b_preset():
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     manifest = json.loads((MANIFESTS / "dit_14b_manifest.json").read_text())
     cfg = DiTConfig.from_json({**manifest["constructor_kwargs_passed"], "_diffusers_version": "0.31",
@@ -57,7 +57,7 @@ def test_config_from_upstream_json_is_the_14b_preset():
 
 
 def test_injector_mapping_reproduces_upstream_substring_match():
-    from liveavatar.engines.diffusion.audio_injector import injector_mapping
+    from liveavatar.engines.diffusion.model.audio_injector import injector_mapping
 
     assert injector_mapping(40, (0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39)) == (
         12, {k: i for i, k in enumerate((0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39))})

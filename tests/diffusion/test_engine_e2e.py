@@ -14,7 +14,7 @@ from liveavatar.cli import main
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Inputs
 from liveavatar.engines.diffusion.engine import DiffusionEngine
-from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
 from liveavatar.planning import make_plan
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
@@ -108,7 +108,7 @@ def test_same_seed_same_video_other_seed_differs(engine):
 
 
 def test_online_decode_rolls_the_sink_at_clip_1_per_clip_decode_keeps_it(engine, monkeypatch):
-    from liveavatar.engines.diffusion.vae import StreamingDecoder
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
 
     inputs = make_inputs(2.0)
     prefills: list = []

@@ -14,7 +14,7 @@ def _rel(a, b) -> float:
 
 
 def test_two_part_attention_matches_concatenated_keys():
-    from liveavatar.engines.diffusion.attention import sdpa, sdpa_two
+    from liveavatar.engines.diffusion.model.attention import sdpa, sdpa_two
 
     g = torch.Generator().manual_seed(1)
     q = torch.randn(2, 7, 3, 16, generator=g)
@@ -27,7 +27,7 @@ def test_two_part_attention_matches_concatenated_keys():
 
 
 def _tiny_streaming_run(model, split: bool):
-    from liveavatar.engines.diffusion.dit_config import DiTConfig  # noqa: F401
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig  # noqa: F401
 
     model.accelerate(split_sink=split)
     c = model.config
@@ -48,8 +48,8 @@ def _tiny_streaming_run(model, split: bool):
 
 
 def test_split_sink_denoise_matches_reference_path():
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     torch.manual_seed(0)
     model = CausalS2VDiT(DiTConfig.tiny())
@@ -63,7 +63,7 @@ def test_split_sink_denoise_matches_reference_path():
 
 
 def test_fp8_linear_error_on_gaussian_data():
-    from liveavatar.engines.diffusion.fp8 import FP8Linear
+    from liveavatar.engines.diffusion.model.fp8 import FP8Linear
 
     g = torch.Generator().manual_seed(0)
     lin = torch.nn.Linear(256, 128).to(torch.bfloat16)
@@ -85,7 +85,7 @@ def test_fp8_linear_error_on_gaussian_data():
 
 
 def test_fp8_weight_scale_is_capped_for_tiny_weights():
-    from liveavatar.engines.diffusion.fp8 import FP8Linear
+    from liveavatar.engines.diffusion.model.fp8 import FP8Linear
 
     lin = torch.nn.Linear(32, 16)
     with torch.no_grad():
@@ -94,9 +94,9 @@ def test_fp8_weight_scale_is_capped_for_tiny_weights():
 
 
 def test_fp8_quantizes_the_14b_model_except_upstreams_exclusions():
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
-    from liveavatar.engines.diffusion.fp8 import EXCLUDED, FP8Linear, quantize_linears_fp8
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.fp8 import EXCLUDED, FP8Linear, quantize_linears_fp8
 
     model = CausalS2VDiT(DiTConfig.wan_s2v_14b(), dtype=torch.bfloat16, device="meta")
     linears = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}

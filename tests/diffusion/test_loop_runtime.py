@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from liveavatar.engines.diffusion.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.dit_config import DiTConfig
+from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.loop import (LoopPlan, LoopState, StepCaches, denoise_blocks,
                                                          split_steps)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from liveavatar.engines.diffusion.layout import LORA_FILENAME, LORA_HUB_REPO, resolve_layout
+from liveavatar.engines.diffusion.loading.layout import LORA_FILENAME, LORA_HUB_REPO, resolve_layout
 
 
 def _snapshot(cache: Path, name: str, mtime: float) -> Path:

@@ -13,8 +13,8 @@ from liveavatar.errors import UserError  # noqa: E402
 
 
 def _model():
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     torch.manual_seed(0)
     model = CausalS2VDiT(DiTConfig.tiny())
@@ -33,7 +33,7 @@ def _pair(module: str, out_f: int, in_f: int, r: int, prefix: str = "", adapter:
 @pytest.mark.parametrize("prefix,adapter", [("", ".default"), ("base_model.model.", ".default"),
                                             ("base_model.model.", ""), ("", "")])
 def test_merge_rule_and_key_variants(tmp_path, prefix, adapter):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -55,7 +55,7 @@ def test_merge_rule_and_key_variants(tmp_path, prefix, adapter):
 
 
 def test_explicit_rank_alpha_override_metadata(tmp_path):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     model = _model()
     w = model.blocks[0].cross_attn.k.weight.detach().clone()
@@ -68,7 +68,7 @@ def test_explicit_rank_alpha_override_metadata(tmp_path):
 
 
 def test_unmatched_lora_key_is_an_error(tmp_path):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     path = tmp_path / "lora.safetensors"
     # a module that does not exist, and a Linear that upstream's peft config does not adapt
@@ -80,7 +80,7 @@ def test_unmatched_lora_key_is_an_error(tmp_path):
 
 
 def test_half_pair_and_unknown_plain_key_are_errors(tmp_path):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     one = _pair("blocks.0.self_attn.v", 64, 64, 4)
     path = tmp_path / "half.safetensors"
@@ -94,7 +94,7 @@ def test_half_pair_and_unknown_plain_key_are_errors(tmp_path):
 
 
 def test_plain_keys_overwrite_like_upstream(tmp_path):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     model = _model()
     q_before = model.blocks[0].self_attn.q.weight.detach().clone()
@@ -112,7 +112,7 @@ def test_plain_keys_overwrite_like_upstream(tmp_path):
 
 
 def test_defaults_reject_a_rank_that_does_not_fit(tmp_path):
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     path = tmp_path / "lora.safetensors"
     save_file(_pair("blocks.0.self_attn.q", 64, 64, 4), str(path))

@@ -12,9 +12,9 @@ import torch
 
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Inputs
-from liveavatar.engines.diffusion.dit import CausalS2VDiT
+from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 from liveavatar.engines.diffusion.engine import DiffusionEngine
-from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
 from liveavatar.errors import UserError
 from liveavatar.planning import make_plan
@@ -96,7 +96,7 @@ def test_oom_in_a_dit_call_continues_exactly_from_the_block_boundary(engine, uni
 
 
 def test_oom_in_a_decode_pass_restores_the_decoder(engine, uninterrupted, inject_oom, monkeypatch):
-    from liveavatar.engines.diffusion import vae
+    from liveavatar.engines.diffusion.vae import vae
 
     engine.mode, engine.later = MODES[0], [HOST]
     # pass 1 primes the decoder with the reference; pass 3 decodes block 1

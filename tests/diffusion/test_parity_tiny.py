@@ -32,9 +32,9 @@ def test_parity_tool_fails_with_a_tight_tolerance(capsys):
 
 
 def _tiny_model():
-    from liveavatar.engines.diffusion.checkpoint import load_dit_checkpoint
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit_checkpoint
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     model = CausalS2VDiT(DiTConfig.tiny(), device="meta")
     load_dit_checkpoint(model, REF / "tiny_dit.safetensors", device="cpu", dtype=torch.float32)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liveavatar.engines.diffusion.scheduler import EulerSampler, sigmas, timesteps
+from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler, sigmas, timesteps
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_euler_step_is_a_torch_free_import():
     import subprocess
     import sys
 
-    code = "import sys, liveavatar.engines.diffusion.scheduler as s; s.EulerSampler(4); print('torch' in sys.modules)"
+    code = "import sys, liveavatar.engines.diffusion.runtime.scheduler as s; s.EulerSampler(4); print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 

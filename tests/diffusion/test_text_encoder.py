@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liveavatar.engines.diffusion.layout import T5_FILE, TOKENIZER_DIR  # noqa: E402
-from liveavatar.engines.diffusion.text_encoder import T5Config, T5Encoder, TextEncoder, clean_prompt, load_t5  # noqa: E402
+from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR  # noqa: E402
+from liveavatar.engines.diffusion.encoders.text_encoder import T5Config, T5Encoder, TextEncoder, clean_prompt, load_t5  # noqa: E402
 from liveavatar.errors import UserError  # noqa: E402
 from liveavatar.tools.tiny_checkpoint import TINY_T5, write_tiny_t5, write_tiny_tokenizer  # noqa: E402
 

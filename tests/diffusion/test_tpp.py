@@ -20,7 +20,7 @@ import pytest
 from liveavatar.cli import main
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.diffusion.engine import DiffusionEngine
-from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.planning import make_plan
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 

@@ -9,14 +9,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liveavatar.engines.diffusion.vae import (  # noqa: E402
+from liveavatar.engines.diffusion.vae.vae import (  # noqa: E402
     WAN21_LATENT_MEAN,
     StreamingDecoder,
     VAEConfig,
     WanVAE,
     build_vae,
 )
-from liveavatar.engines.diffusion.vae_blocks import CausalConv3d, Resample  # noqa: E402
+from liveavatar.engines.diffusion.vae.blocks import CausalConv3d, Resample  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "manifests" / "vae_manifest.json"
 SMALL = VAEConfig(dim=4)

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liveavatar.engines.diffusion.layout import VAE_FILE  # noqa: E402
-from liveavatar.engines.diffusion.vae import StreamingDecoder, load_vae  # noqa: E402
+from liveavatar.engines.diffusion.loading.layout import VAE_FILE  # noqa: E402
+from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, load_vae  # noqa: E402
 from liveavatar.errors import UserError  # noqa: E402
 from liveavatar.tools.tiny_checkpoint import TINY_VAE, write_tiny_vae  # noqa: E402
 

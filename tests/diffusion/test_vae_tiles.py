@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from liveavatar.engines.diffusion.vae import StreamingDecoder, build_vae
-from liveavatar.engines.diffusion.vae_tiles import TiledStreamingDecoder, tile_spans
+from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, build_vae
+from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder, tile_spans
 from liveavatar.tools.tiny_checkpoint import TINY_VAE
 
 # frames in [-1, 1]. Tiles are approximate (the VAE's middle block attends over the whole frame):

@@ -9,7 +9,7 @@ import pytest
 def tiny_engine(tmp_path_factory):
     from liveavatar.config import GenerateConfig
     from liveavatar.engines.diffusion.engine import DiffusionEngine
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
     ckpt, lora = write_tiny_checkpoint(tmp_path_factory.mktemp("release"))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from liveavatar.cli import main
-from liveavatar.engines.diffusion.dit_config import DiTConfig
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.errors import UserError
 from liveavatar.planning.memory import (CALIBRATION, GIB, MODES, Workload, choose, estimate, gpu_table)
 
@@ -43,7 +43,7 @@ def _tensor_bytes(tensors) -> int:
 
 def test_persistent_terms_equal_what_the_engine_allocates(tiny_engine):
     """Tiny release on the CPU (fp32): weights, rings, sink, text context, VAE within 1 %."""
-    from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+    from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
     from liveavatar.engines.diffusion.runtime.caches import CacheForm
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches
     from liveavatar.tools.tiny_checkpoint import TINY_VAE

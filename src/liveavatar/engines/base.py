@@ -38,13 +38,72 @@ Notify = Callable[[str], None]
 
 
 class Engine(Protocol):
-    name: str
+    """What the pipeline, the server and live sessions use of an engine; nothing else is probed."""
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify) -> Iterator[np.ndarray]:
+    name: str
+    resume_states: dict[int, dict]
+    """After (or during) ``generate``: a small JSON-able fingerprint of the engine's state at each clip
+    boundary it passed, keyed by clips done. Resume records store them; a resumed run compares them."""
+
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
         """Yield uint8 RGB frame blocks ``[n, plan.height, plan.width, 3]``.
 
-        Exactly ``plan.num_frames`` frames in all; clip ``k`` contributes
-        ``plan.clip_frame_counts()[k]`` of them. Raise :class:`~liveavatar.errors.UserError`
+        Exactly ``plan.num_frames`` frames in all (from clip ``start_clip`` on: the frames of the
+        clips before it are not yielded, but the engine's state is as if they had been); clip ``k``
+        contributes ``plan.clip_frame_counts()[k]`` of them. Raise :class:`~liveavatar.errors.UserError`
         for problems with the inputs (no face, ...).
         """
         ...
+
+    def open_session(self, portrait: "SessionInputs", plan: Plan, notify: Notify) -> "LiveSession":
+        """A live session over this engine: audio pushed as it arrives, frames as they are made."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionInputs:
+    """What a live session starts from: the portrait and the prompt (the speech comes later, pushed)."""
+
+    prompt: str
+    image: np.ndarray  # uint8 RGB [H0, W0, 3], EXIF orientation applied
+    image_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class LiveBlock:
+    """Frames a live session made, with the audio they show (the same span of the one timeline)."""
+
+    frames: np.ndarray  # uint8 RGB [n, H, W, 3]
+    audio: np.ndarray  # float32 mono at the session's sample rate, exactly n / fps seconds of it
+    start_frame: int  # index of frames[0] on the session's timeline (0 = the session's first frame)
+    speaking: bool  # False: the avatar listens (idle) in this block
+
+
+class LiveSession(Protocol):
+    """One portrait, one continuous timeline at ``fps``; the transport moves audio in and frames out.
+
+    ``push_audio`` queues speech (float32 or int16 mono at ``sample_rate``); ``next_block`` makes the next
+    block as soon as it can be made (speech that has arrived plus ``lookahead_ms``, or idle frames when
+    no speech is queued, so the timeline never stops); ``clear`` drops queued speech (barge-in);
+    ``close`` frees the engine's resources.
+    """
+
+    fps: int
+    sample_rate: int
+    width: int
+    height: int
+    lookahead_ms: float
+
+    def push_audio(self, pcm: np.ndarray) -> None: ...
+
+    def end_of_speech(self) -> None: ...
+
+    def clear(self) -> float:
+        """Drop queued speech; returns the seconds of the current utterance already shown."""
+        ...
+
+    def next_block(self) -> LiveBlock:
+        """The next block on the timeline (speech if there is enough of it, else idle frames)."""
+        ...
+
+    def close(self) -> None: ...

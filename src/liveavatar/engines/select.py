@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
-from liveavatar.engines.diffusion.layout import resolve_layout
+from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.errors import UserError
 
 

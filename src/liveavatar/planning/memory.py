@@ -22,7 +22,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 
-from liveavatar.engines.diffusion.dit_config import DiTConfig
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.caches import CacheForm, bytes_per_value
 from liveavatar.errors import UserError
 
@@ -149,8 +149,8 @@ def dit_weight_bytes(config: DiTConfig, value_bytes: int, fp8: bool) -> tuple[in
     import torch
     from torch import nn
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.fp8 import excluded
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.fp8 import excluded
 
     model = CausalS2VDiT(config, dtype=torch.bfloat16, device="meta")
     total, largest = 0, 0
@@ -168,7 +168,7 @@ def dit_weight_bytes(config: DiTConfig, value_bytes: int, fp8: bool) -> tuple[in
 
 def rope_table_bytes(config: DiTConfig) -> int:
     """The cos/sin tables (fp32) of `rope.RopeTables`: temporal rows plus two 2048-row spatial axes."""
-    from liveavatar.engines.diffusion.rope import axis_pairs
+    from liveavatar.engines.diffusion.model.rope import axis_pairs
 
     pt, ph, pw = axis_pairs(config.head_dim)
     return 2 * 4 * (config.rope_max_positions * pt + 2048 * (ph + pw))
@@ -179,12 +179,12 @@ def _module_params(kind: str, shape: tuple) -> int:
     import torch
 
     if kind == "vae":
-        from liveavatar.engines.diffusion.vae import VAEConfig, WanVAE
+        from liveavatar.engines.diffusion.vae.vae import VAEConfig, WanVAE
 
         dim, mult = shape
         with torch.device("meta"):
             return sum(p.numel() for p in WanVAE(dataclasses.replace(VAEConfig.wan21(), dim=dim, dim_mult=mult)).parameters())
-    from liveavatar.engines.diffusion.text_encoder import T5Config, T5Encoder
+    from liveavatar.engines.diffusion.encoders.text_encoder import T5Config, T5Encoder
 
     with torch.device("meta"):
         return sum(p.numel() for p in T5Encoder(T5Config(*shape) if shape else T5Config.umt5_xxl()).parameters())
@@ -214,7 +214,7 @@ def estimate(work: Workload, mode: Mode) -> Estimate:
     if mode.kv.kv == "fp8":  # one layer's rows dequantised to the model dtype
         act += 2 * window * c.dim * vb
     vae = _module_params("vae", (work.vae_dim, work.vae_dim_mult)) * vb if work.holds_vae else 0
-    from liveavatar.engines.diffusion.vae_tiles import DEFAULT_OVERLAP
+    from liveavatar.engines.diffusion.vae.tiles import DEFAULT_OVERLAP
 
     tile_width = (work.width + (mode.decode_tiles - 1) * DEFAULT_OVERLAP * 8) / mode.decode_tiles
     pixels = work.height * tile_width
@@ -353,7 +353,7 @@ def read_dit_config(ckpt_dir) -> DiTConfig | None:
     """The DiT's shapes from ``ckpt_dir/config.json`` (all the dry run needs), or None when absent."""
     from pathlib import Path
 
-    from liveavatar.engines.diffusion.layout import DIT_CONFIG, read_config
+    from liveavatar.engines.diffusion.loading.layout import DIT_CONFIG, read_config
 
     return read_config(Path(ckpt_dir)) if (Path(ckpt_dir) / DIT_CONFIG).is_file() else None
 

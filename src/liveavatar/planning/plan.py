@@ -6,7 +6,7 @@ import math
 
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
-from liveavatar.engines.diffusion.scheduler import timesteps
+from liveavatar.engines.diffusion.runtime.scheduler import timesteps
 from liveavatar.sizing import FPS, audio_clip_count, output_size, parse_size, video_frame_count
 
 

@@ -41,7 +41,7 @@ def _block_slices(call: dict, inputs: dict, info: dict, common: dict) -> tuple[A
 
 
 def _rollout(call: dict, current_frame: int) -> tuple[int, str]:
-    from liveavatar.engines.diffusion.dit import draw_relative_dist, sink_rollout_frames
+    from liveavatar.engines.diffusion.model.dit import draw_relative_dist, sink_rollout_frames
 
     rd = call.get("relative_dist")
     if rd is None and call.get("python_random_seed") is not None:
@@ -71,7 +71,7 @@ def replay(model, ref: Path, info: dict, spec: dict, inputs: dict) -> dict:
         if sink is None:
             sink, _ = model.new_caches(0, int(info["kv_cache_size"]), int(info["cond_cache_capacity"]))
         if cache_id not in caches:
-            from liveavatar.engines.diffusion.attention import KVCache
+            from liveavatar.engines.diffusion.model.attention import KVCache
 
             caches[cache_id] = KVCache.allocate(sink, int(info["kv_cache_size"]))
         x = inputs[call["x"]]
@@ -106,7 +106,7 @@ def _compare(outputs: dict, expected: dict, label: str, tol: float) -> bool:
 
 
 def run(ref: Path, tol: float) -> bool:
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     info = json.loads((ref / "run_info.json").read_text())
     spec = json.loads((ref / "tiny_inputs.json").read_text())

@@ -45,9 +45,9 @@ def build_tiny_dit(config_dict: dict, weights: Path, motion_frames: Any = None):
 
     import torch
 
-    from liveavatar.engines.diffusion.checkpoint import load_dit_checkpoint
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit_checkpoint
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     config = DiTConfig.from_json(config_dict)
     if motion_frames is not None:
@@ -223,7 +223,7 @@ def replay_vae(ref: Path) -> dict:
     import torch
 
     from liveavatar.engines.diffusion.engine import DECODER_WARMUP_LATENTS
-    from liveavatar.engines.diffusion.vae import StreamingDecoder, VAEConfig, build_vae
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, VAEConfig, build_vae
 
     state = load_tensors(ref / "vae_weights.safetensors")
     vae = build_vae(VAEConfig.from_state_dict(state, ref / "vae_weights.safetensors"))
@@ -247,7 +247,7 @@ def run_loop_reference(ref: Path, verbose: bool = False, strict: bool = False) -
     import torch
 
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, clip_noise
-    from liveavatar.engines.diffusion.scheduler import EulerSampler
+    from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler
 
     info = json.loads((ref / "run_info.json").read_text())
     spec = json.loads((ref / "loop_inputs.json").read_text())

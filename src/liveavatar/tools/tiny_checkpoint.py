@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liveavatar.engines.diffusion.layout import T5_FILE, TOKENIZER_DIR, VAE_FILE, WAV2VEC_DIR
-from liveavatar.engines.diffusion.text_encoder import T5Config
-from liveavatar.engines.diffusion.vae import VAEConfig
+from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR, VAE_FILE, WAV2VEC_DIR
+from liveavatar.engines.diffusion.encoders.text_encoder import T5Config
+from liveavatar.engines.diffusion.vae.vae import VAEConfig
 
 TINY_VAE = VAEConfig(dim=4, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=2, temporal_downsample=(False, True, True))
 TINY_T5 = T5Config(vocab=128, dim=32, dim_attn=32, dim_ffn=64, num_heads=4, num_layers=2, num_buckets=32)
@@ -53,7 +53,7 @@ def write_tiny_vae(ckpt_dir: Path, seed: int = 0) -> Path:
     """``Wan2.1_VAE.pth``: a random :data:`TINY_VAE` state dict (fp32, as the real file)."""
     import torch
 
-    from liveavatar.engines.diffusion.vae import WanVAE
+    from liveavatar.engines.diffusion.vae.vae import WanVAE
 
     torch.manual_seed(seed)
     return _save_state_dict(WanVAE(TINY_VAE), Path(ckpt_dir) / VAE_FILE)
@@ -63,7 +63,7 @@ def write_tiny_t5(ckpt_dir: Path, seed: int = 0) -> Path:
     """``models_t5_umt5-xxl-enc-bf16.pth``: a random :data:`TINY_T5` encoder in Wan's key layout (bf16)."""
     import torch
 
-    from liveavatar.engines.diffusion.text_encoder import T5Encoder
+    from liveavatar.engines.diffusion.encoders.text_encoder import T5Encoder
 
     torch.manual_seed(seed)
     model = T5Encoder(TINY_T5)

@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from liveavatar.engines.diffusion.dit_config import DiTConfig
-from liveavatar.engines.diffusion.layout import DIT_CONFIG, DIT_INDEX, LORA_FILENAME, dit_shard_name
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+from liveavatar.engines.diffusion.loading.layout import DIT_CONFIG, DIT_INDEX, LORA_FILENAME, dit_shard_name
 
 # text/audio widths follow the tiny umT5 (32) and wav2vec2 (32); text_len stays upstream's 512 so
 # that any prompt the tiny tokenizer encodes fits
@@ -26,7 +26,7 @@ def _random_state(config: DiTConfig, seed: int) -> dict:
     """Every parameter drawn at a scale that keeps activations O(1) (zero-init layers made live)."""
     import torch
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 
     model = CausalS2VDiT(config)
     gen = torch.Generator().manual_seed(seed)
@@ -69,8 +69,8 @@ def write_tiny_lora(lora_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 1)
     import torch
     from safetensors.torch import save_file
 
-    from liveavatar.engines.diffusion.dit import CausalS2VDiT
-    from liveavatar.engines.diffusion.lora import lora_target_modules
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.loading.lora import lora_target_modules
 
     with torch.device("meta"):
         model = CausalS2VDiT(config)

@@ -12,7 +12,7 @@ import numpy as np
 
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs, Notify
-from liveavatar.engines.diffusion.layout import CheckpointLayout
+from liveavatar.engines.diffusion.loading.layout import CheckpointLayout
 from liveavatar.media.image import fit_to_size
 
 # the decoder is primed with this many still-reference latents so the first generated block
@@ -37,8 +37,8 @@ def build_dit(config: GenerateConfig, layout: CheckpointLayout, device, dtype, f
     """The DiT with the LoRA merged (fp8 and compiled as configured): ``(dit, merge report)``.
 
     ``fp8`` (default: ``--fp8`` on CUDA): the memory planner's mode may ask for it too."""
-    from liveavatar.engines.diffusion.checkpoint import load_dit
-    from liveavatar.engines.diffusion.lora import merge_lora
+    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
+    from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     fp8 = (bool(config.fp8) if fp8 is None else fp8) and device.type == "cuda"
     # weights go straight from the memory-mapped shards to their device and dtype (no second
@@ -48,7 +48,7 @@ def build_dit(config: GenerateConfig, layout: CheckpointLayout, device, dtype, f
     dit = load_dit(layout.root, device="cpu" if fp8 else device, dtype=dtype)
     merged = merge_lora(dit, layout.lora)
     if fp8:
-        from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+        from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
 
         quantize_linears_fp8(dit, device=device)
         dit._rope = None
@@ -89,10 +89,10 @@ class DiffusionEngine:
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         import torch
 
-        from liveavatar.engines.diffusion.audio_features import AudioFeatureEncoder
+        from liveavatar.engines.diffusion.encoders.audio_features import AudioFeatureEncoder
         from liveavatar.engines.diffusion.runtime.workers import Team
-        from liveavatar.engines.diffusion.text_encoder import TextEncoder
-        from liveavatar.engines.diffusion.vae import load_vae
+        from liveavatar.engines.diffusion.encoders.text_encoder import TextEncoder
+        from liveavatar.engines.diffusion.vae.vae import load_vae
 
         # K > 1 DiT workers: the others start loading now, in parallel with this process
         team = Team.launch(config, layout)
@@ -142,7 +142,7 @@ class DiffusionEngine:
         (the caches and the decoder's state come out exactly as in an uninterrupted run)."""
         import torch
 
-        from liveavatar.engines.diffusion.conditioning import motion_from_frames, reference_latents
+        from liveavatar.engines.diffusion.encoders.conditioning import motion_from_frames, reference_latents
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
         from liveavatar.engines.diffusion.runtime.ladder import Ladder
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
@@ -210,8 +210,8 @@ class DiffusionEngine:
             frames, LoopState.start(plan.seed))
 
     def _decoder(self, mode):
-        from liveavatar.engines.diffusion.vae import StreamingDecoder
-        from liveavatar.engines.diffusion.vae_tiles import TiledStreamingDecoder
+        from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
+        from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
 
         per_pass = 1 if self.device.type == "cuda" else 0
         if mode.decode_tiles > 1:

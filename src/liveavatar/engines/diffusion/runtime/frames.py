@@ -35,7 +35,7 @@ class BlockFrames:
         self.pending, self.first_clip, self.remaining = pending, first_clip, remaining
 
     def __call__(self, block: DenoisedBlock) -> np.ndarray | None:
-        from liveavatar.engines.diffusion.conditioning import frames_to_uint8
+        from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
 
         self.pending.append(block.latents)
         if block.last_in_clip and self.on_clip_end is not None:

@@ -32,9 +32,9 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
-from liveavatar.engines.diffusion.dit import draw_relative_dist
+from liveavatar.engines.diffusion.model.dit import draw_relative_dist
 from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes
-from liveavatar.engines.diffusion.scheduler import EulerSampler
+from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler
 
 BLOCK_LATENT_FRAMES = 3
 FRAMES_PER_LATENT = 4

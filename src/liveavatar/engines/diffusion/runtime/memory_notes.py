@@ -36,8 +36,8 @@ def worker_notes(config, plan, roles) -> list[str]:
     """One ``note:`` line per DiT worker: its steps and the memory they need (planner)."""
     import torch
 
-    from liveavatar.engines.diffusion.checkpoint import read_config
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.checkpoint import read_config
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.engines.diffusion.runtime.loop import split_steps
 
     on_gpu = torch.cuda.is_available()

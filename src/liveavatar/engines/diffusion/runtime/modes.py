@@ -11,7 +11,7 @@ def step_down(engine, old, new, frames) -> str:
     done: list[str] = []
     m = engine.models
     if new.weights == "fp8" and not getattr(m.dit, "fp8", False):
-        from liveavatar.engines.diffusion.fp8 import quantize_linears_fp8
+        from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
 
         quantize_linears_fp8(m.dit)
         m.dit.fp8 = True
@@ -21,7 +21,7 @@ def step_down(engine, old, new, frames) -> str:
         engine.text_on_cpu = True
         done.append("text encoder moved to the CPU")
     if new.decode_tiles > old.decode_tiles:
-        from liveavatar.engines.diffusion.vae_tiles import TiledStreamingDecoder
+        from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
 
         old_decoder = frames.decoder
         frames.decoder = TiledStreamingDecoder(m.vae, new.decode_tiles, latents_per_pass=old_decoder.latents_per_pass,

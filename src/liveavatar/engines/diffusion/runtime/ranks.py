@@ -173,7 +173,7 @@ def _child_main(spec: WorkerSpec) -> None:
     store = dist.TCPStore("127.0.0.1", spec.store_port, spec.roles.world, False, timeout=timedelta(seconds=timeout_s()))
     try:
         from liveavatar.engines.diffusion.engine import build_dit
-        from liveavatar.engines.diffusion.layout import resolve_layout
+        from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
         backend = _backend()
         if backend == "nccl":
@@ -208,7 +208,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     import torch.distributed as dist
 
     from liveavatar.engines.diffusion.engine import build_dit
-    from liveavatar.engines.diffusion.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
     backend = _backend()
     if backend == "nccl":

@@ -65,7 +65,7 @@ def _meta_number(metadata: dict[str, str] | None, names: tuple[str, ...]) -> flo
 
 def merge_lora(model: nn.Module, path: Path | str, rank: int | None = None, alpha: float | None = None) -> MergeResult:
     """Merge a LoRA safetensors file into `model` in place; returns what was merged."""
-    from liveavatar.engines.diffusion.checkpoint import open_safetensors
+    from liveavatar.engines.diffusion.loading.checkpoint import open_safetensors
 
     source = str(path)
     if not Path(path).is_file():

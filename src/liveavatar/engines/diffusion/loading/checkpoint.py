@@ -16,8 +16,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.layout import DIT_CONFIG, dit_files, read_config  # noqa: F401  (read_config: re-exported)
-from liveavatar.engines.diffusion.state_dicts import describe_mismatch
+from liveavatar.engines.diffusion.loading.layout import DIT_CONFIG, dit_files, read_config  # noqa: F401  (read_config: re-exported)
+from liveavatar.engines.diffusion.loading.state_dicts import describe_mismatch
 from liveavatar.errors import UserError
 
 
@@ -112,7 +112,7 @@ def load_dit_checkpoint(model: nn.Module, path: Path | str, device: torch.device
 
 def load_dit(folder: Path | str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """Build the DiT from the folder's config.json on the meta device and load its weights."""
-    from .dit import CausalS2VDiT
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 
     config = read_config(Path(folder))
     try:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from liveavatar.engines.diffusion.state_dicts import build_from_pth
-from liveavatar.engines.diffusion.vae_blocks import CausalConv3d, Decoder3d, Encoder3d, assign_cache_slots
+from liveavatar.engines.diffusion.loading.state_dicts import build_from_pth
+from liveavatar.engines.diffusion.vae.blocks import CausalConv3d, Decoder3d, Encoder3d, assign_cache_slots
 from liveavatar.errors import UserError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from liveavatar.engines.diffusion.layout import WAV2VEC_DIR
+from liveavatar.engines.diffusion.loading.layout import WAV2VEC_DIR
 from liveavatar.errors import UserError
 from liveavatar.sizing import AUDIO_SAMPLE_RATE, FPS
 

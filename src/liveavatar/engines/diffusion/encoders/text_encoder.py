@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liveavatar.engines.diffusion.state_dicts import build_from_pth
-from liveavatar.engines.diffusion.layout import T5_FILE, TOKENIZER_DIR
+from liveavatar.engines.diffusion.loading.state_dicts import build_from_pth
+from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR
 from liveavatar.errors import UserError
 
 if TYPE_CHECKING:

@@ -50,7 +50,7 @@ def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
 def read_config(folder: Path):
     """The DiT's config.json as a DiTConfig (torch-free: the planner reads it too); a value we do
     not implement (e.g. zero_timestep false) or a damaged file is one UserError."""
-    from liveavatar.engines.diffusion.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     file = Path(folder) / DIT_CONFIG
     if not file.is_file():

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Attention
+from liveavatar.engines.diffusion.model.blocks import Attention
 
 
 def injector_mapping(num_layers: int, inject_layers: tuple[int, ...]) -> tuple[int, dict[int, int]]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import layer_norm, modulate
+from liveavatar.engines.diffusion.model.blocks import layer_norm, modulate
 
 
 def linear_fp32(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:

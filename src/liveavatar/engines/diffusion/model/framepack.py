@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .rope import GridGroup
+from liveavatar.engines.diffusion.model.rope import GridGroup
 
 
 class FramePackMotioner(nn.Module):

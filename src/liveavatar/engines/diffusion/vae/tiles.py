@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from liveavatar.engines.diffusion.vae import StreamingDecoder, WanVAE
+from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, WanVAE
 
 SPATIAL = 8  # pixels per latent
 DEFAULT_OVERLAP = 8  # latent columns two neighbouring tiles share

@@ -40,15 +40,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .attention import sdpa, sdpa_two
-from .audio_encoder import CausalAudioEncoder
-from .audio_injector import AudioInjector, inject
-from .blocks import DiTBlock
-from .dit_config import DiTConfig
-from .embeddings import Head, time_modulation
-from .framepack import FramePackMotioner
-from .rope import GridGroup, RopeTables, apply_rope
-from .runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache
+from liveavatar.engines.diffusion.model.attention import sdpa, sdpa_two
+from liveavatar.engines.diffusion.model.audio_encoder import CausalAudioEncoder
+from liveavatar.engines.diffusion.model.audio_injector import AudioInjector, inject
+from liveavatar.engines.diffusion.model.blocks import DiTBlock
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+from liveavatar.engines.diffusion.model.embeddings import Head, time_modulation
+from liveavatar.engines.diffusion.model.framepack import FramePackMotioner
+from liveavatar.engines.diffusion.model.rope import GridGroup, RopeTables, apply_rope
+from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache
 
 SINK_REF_POSITION = 30  # temporal RoPE position of the reference tokens at prefill
 RELATIVE_DIST_RANGE = (4, 30)

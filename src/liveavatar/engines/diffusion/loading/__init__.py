@@ -1,0 +1,1 @@
+"""The checkpoint folder and its files: names, shards, state dicts, LoRA."""
