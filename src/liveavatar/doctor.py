@@ -138,7 +138,7 @@ def _dit_config(request: Request):
 
 def _memory_checks(torch, gpus: int, request: Request) -> list[Check]:
     from liveavatar.engines.diffusion.runtime.loop import split_steps
-    from liveavatar.engines.diffusion.runtime.memory_notes import weight_bytes, worker_estimate
+    from liveavatar.planning.workers import weight_bytes, worker_estimate
     from liveavatar.planning.memory import GIB
 
     if request.num_gpus_dit > request.sample_steps:

@@ -56,13 +56,15 @@ def require_engine_files(name: str, config: GenerateConfig) -> None:
 
 
 def build_engine(name: str, config: GenerateConfig, memory=None) -> Engine:
-    """`memory`: the planner's Choice (planning/memory.py) for the diffusion engine, or None."""
+    """`memory`: the planner's MemoryFit (planning/fit.py); the diffusion engine needs one."""
     if name == "preview":
         from liveavatar.engines.preview import PreviewEngine
 
         return PreviewEngine()
     from liveavatar.engines.diffusion.engine import DiffusionEngine
 
+    if memory is None:
+        raise ValueError("the diffusion engine is built for a memory choice: pass planning.fit's MemoryFit")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
     return DiffusionEngine.from_config(config, layout, memory)

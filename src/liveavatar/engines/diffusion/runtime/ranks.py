@@ -134,7 +134,7 @@ def serve_dit(rank: int, roles: Roles, dit, backend: str) -> None:
     plan, job = broadcast_job(rank, roles.decoder, device)
     stage = split_steps(plan.sample_steps, roles.num_dit)[rank]
     if dit.device.type == "cuda":
-        _require_worker_room(dit, plan, stage.steps)
+        _require_worker_room(dit, job.get("room"), rank, stage.steps)
     text_ctx = dit.encode_text(job["text"].to(dit.device))
     link = DistLink(rank, roles.decoder, device)
     next_motion = link.motion(None, job["motion"])
@@ -146,14 +146,21 @@ def serve_dit(rank: int, roles: Roles, dit, backend: str) -> None:
     dist.barrier()
 
 
-def _require_worker_room(dit, plan, steps: tuple[int, ...]) -> None:
+def _require_worker_room(dit, room, rank: int, steps: tuple[int, ...]) -> None:
+    """UserError with the ways out when the planner's need for this worker (``room``: the job's
+    ``[rank, (peak, free bytes needed)]``, from the decoding rank) exceeds its GPU's free memory."""
     import torch
 
-    from liveavatar.engines.diffusion.runtime.memory_notes import require_room, worker_estimate
-
+    if room is None:
+        return
+    peak, needed = (int(x) for x in room[rank].tolist())
     free, _ = torch.cuda.mem_get_info(dit.device)
-    est = worker_estimate(dit.config, plan, len(steps), torch.finfo(dit.dtype).bits // 8, getattr(dit, "fp8", False))
-    require_room(est, free, f"the worker of steps {list(steps)}")
+    if free >= needed:
+        return
+    gib = 2**30
+    raise UserError("--num_gpus_dit", f"the worker of steps {list(steps)} needs {peak / gib:.1f} GiB on its GPU (planner) "
+                    f"but {free / gib:.1f} GiB are free",
+                    "use --fp8, more --num_gpus_dit, fewer --sample_steps, a smaller --size or --infer_frames")
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ def _child_main(spec: WorkerSpec) -> None:
 
     store = dist.TCPStore("127.0.0.1", spec.store_port, spec.roles.world, False, timeout=timedelta(seconds=timeout_s()))
     try:
-        from liveavatar.engines.diffusion.engine import build_dit
+        from liveavatar.engines.diffusion.loading.build import build_dit
         from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
         backend = _backend()
@@ -207,7 +214,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     import torch
     import torch.distributed as dist
 
-    from liveavatar.engines.diffusion.engine import build_dit
+    from liveavatar.engines.diffusion.loading.build import build_dit
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
 
     backend = _backend()

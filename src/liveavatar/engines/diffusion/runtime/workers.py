@@ -192,26 +192,31 @@ class Team:
                 time.sleep(0.05)
         _init_group(self.backend, self.roles.decoder, self.roles.world, self._store)
 
-    def run(self, dit, text, audio, ref, motion, plan, next_motion, notify) -> Iterator:
-        """Yield each block's clean latents on this (decoding) rank; the workers run the other steps."""
+    def run(self, dit, text, audio, ref, motion, plan, next_motion, notify, memory) -> Iterator:
+        """Yield each block's clean latents on this (decoding) rank; the workers run the other steps.
+
+        ``memory``: the run's MemoryFit (planning/fit.py): each worker's note line and the free memory
+        it needs (sent with the job; each worker checks its own GPU before it allocates)."""
         import torch
         import torch.distributed as dist
 
         from liveavatar.engines.diffusion.runtime.dist_link import (DistLink, broadcast_job, comm_device,
                                                                       receive_blocks)
         from liveavatar.engines.diffusion.runtime.loop import denoise_blocks, split_steps
-        from liveavatar.engines.diffusion.runtime.memory_notes import worker_notes
 
         if self.backend == "gloo" and not self.torchrun:
             notify(f"note: no CUDA device: {self.roles.num_dit} DiT workers{' + 1 decode worker' if self.decode_worker else ''} "
                    "run as CPU processes over gloo (a correctness mode: slow)")
-        for line in worker_notes(self.config, plan, self.roles):
+        for line in memory.worker_notes(self.config, plan, self.roles):
             notify(line)
+        needs = memory.worker_needs(self.config, plan, self.roles)
         finished = False
         try:
             self._join_group()
             rank, device = self.roles.decoder, comm_device(self.backend)
             tensors = {"text": text, "audio": audio, "ref": ref, "motion": motion}
+            if needs:
+                tensors["room"] = torch.tensor(needs, dtype=torch.int64)
             broadcast_job(rank, rank, device, plan, tensors)
             link = DistLink(rank, rank, device)
 

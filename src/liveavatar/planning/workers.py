@@ -1,13 +1,15 @@
 """Per-worker memory of a K-worker run, from the memory planner (planning/memory.py): one estimator.
 
-Printed as ``note:`` lines and checked against the free memory on each GPU before the worker
-allocates its caches.
+Printed as ``note:`` lines, and each worker checks its need against the free memory on its GPU
+before it allocates its caches. The runtime gets both through the run's MemoryFit (planning/fit.py):
+it never imports the planner.
 """
 
 from __future__ import annotations
 
-from liveavatar.errors import UserError
-from liveavatar.planning.memory import GIB, MODES, Estimate, Workload, dit_weight_bytes, estimate, fits
+import math
+
+from liveavatar.planning.memory import GIB, MARGIN, MODES, Estimate, Workload, dit_weight_bytes, estimate
 
 
 def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, fp8: bool = False,
@@ -21,15 +23,6 @@ def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, fp8: boo
 
 def weight_bytes(dit_config, bytes_per_value: int, fp8: bool) -> int:
     return dit_weight_bytes(dit_config, bytes_per_value, fp8)[0]
-
-
-def require_room(est: Estimate, free_bytes: int, what: str) -> None:
-    """UserError with the ways out when a worker's predicted peak exceeds its GPU's free memory."""
-    if fits(est, free_bytes):
-        return
-    raise UserError("--num_gpus_dit", f"{what} needs {est.peak / GIB:.1f} GiB on its GPU (planner) but "
-                    f"{free_bytes / GIB:.1f} GiB are free",
-                    "use --fp8, more --num_gpus_dit, fewer --sample_steps, a smaller --size or --infer_frames")
 
 
 def worker_notes(config, plan, roles) -> list[str]:
@@ -51,6 +44,22 @@ def worker_notes(config, plan, roles) -> list[str]:
                      f"{_size(c['dit_weights'])} + {len(stage.steps)} step caches {_size(c['kv_rings'])} + sink "
                      f"{_size(c['sink'])} + activations; planner)")
     return lines
+
+
+def worker_needs(config, plan, roles) -> list[tuple[int, int]]:
+    """``(predicted peak, free bytes it needs)`` of each DiT worker's GPU, by rank; [] without CUDA."""
+    import torch
+
+    from liveavatar.engines.diffusion.loading.checkpoint import read_config
+    from liveavatar.engines.diffusion.loading.layout import resolve_layout
+    from liveavatar.engines.diffusion.runtime.loop import split_steps
+
+    if not torch.cuda.is_available():
+        return []
+    dit_config = read_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)
+    peaks = [worker_estimate(dit_config, plan, len(stage.steps), 2, bool(config.fp8)).peak
+             for stage in split_steps(plan.sample_steps, roles.num_dit)]
+    return [(peak, math.ceil(peak / (1 - MARGIN))) for peak in peaks]
 
 
 def _size(n: int) -> str:
