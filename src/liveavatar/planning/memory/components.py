@@ -11,8 +11,12 @@ import functools
 
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.caches import bytes_per_value
-from liveavatar.planning.memory.calibration import (ACT_VALUES_PER_BLOCK_TOKEN_DIM, ACT_VALUES_PER_WINDOW_TOKEN_DIM,
-                                                    DECODE_BYTES_PER_PIXEL_FRAME, WAV2VEC2_LARGE_PARAMS)
+from liveavatar.planning.memory.calibration import (
+    ACT_VALUES_PER_BLOCK_TOKEN_DIM,
+    ACT_VALUES_PER_WINDOW_TOKEN_DIM,
+    DECODE_BYTES_PER_PIXEL_FRAME,
+    WAV2VEC2_LARGE_PARAMS,
+)
 from liveavatar.planning.memory.modes import Mode
 from liveavatar.planning.memory.workload import Workload
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from liveavatar.engines.diffusion.runtime.caches import CacheForm
+from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class Mode:
 
     name: str
     weights: str = "bf16"  # "bf16" (the model dtype) or "fp8" (upstream's exclusions kept in bf16)
-    kv: CacheForm = CacheForm()
+    kv: CacheForm = RESIDENT
     text_encoder_on_gpu: bool = True  # False: umT5 encodes on the CPU, never beside the DiT
     decode_tiles: int = 1  # spatial tiles per decode pass (1 = the whole frame)
     size: str | None = None  # the guide's rungs: a smaller --size ...
