@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from liveavatar.commands.argtypes import number, positive_int
+from liveavatar.argtypes import number, positive_int
 from liveavatar.commands.options import add_generate_options
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
