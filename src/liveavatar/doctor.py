@@ -15,6 +15,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
+from liveavatar.config import doctor_defaults
+
 UPSTREAM_PORT = 29103  # upstream's scripts rendezvous here (torchrun --master_port 29103)
 NCCL_VARIABLES = {
     "NCCL_P2P_DISABLE": "1 routes GPU-to-GPU sends through host memory (slower); unset it unless peer access fails",
@@ -27,6 +29,7 @@ NCCL_VARIABLES = {
     "CUDA_VISIBLE_DEVICES": "which GPUs this process sees",
 }
 COLLECTIVE_TIMEOUT_S = 60
+PLANNED = doctor_defaults()  # the run doctor assumes, declared with GenerateConfig's DOCTOR options
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,14 @@ class Check:
 
 @dataclass(frozen=True)
 class Request:
-    """The run the user plans: memory is checked against it."""
+    """The run the user plans (GenerateConfig's DOCTOR options): memory is checked against it."""
 
-    num_gpus_dit: int = 4
-    sample_steps: int = 4
-    size: str = "704*384"
-    infer_frames: int = 48
-    fp8: bool = False
-    ckpt_dir: str | None = None
+    num_gpus_dit: int = PLANNED["num_gpus_dit"]
+    sample_steps: int = PLANNED["sample_steps"]
+    size: str = PLANNED["size"]
+    infer_frames: int = PLANNED["infer_frames"]
+    fp8: bool = PLANNED["fp8"]
+    ckpt_dir: str | None = PLANNED["ckpt_dir"]
 
 
 def run_checks(request: Request, collective: bool = True) -> list[Check]:

@@ -186,7 +186,8 @@ class DiffusionEngine:
         frames = BlockFrames(decoder, plan.enable_online_decode, plan.clip_frame_counts(), plan.num_clips > 1,
                              start_clip=start_clip, on_clip_end=clip_end)
         steps = tuple(range(plan.sample_steps))
-        finish = finish_command(self.config, plan.width, plan.height) if self.config else "a smaller --size"
+        # a resident engine (the server) was built from EngineOptions: no run to repeat in a command
+        finish = finish_command(self.config, plan.width, plan.height) if isinstance(self.config, GenerateConfig) else "a smaller --size"
         ladder = Ladder(self.mode, self.later, lambda old, new: step_down(self, old, new, frames), notify,
                         lambda block, mode: UserError(
                             "--gpu_memory", f"out of GPU memory at block {block} even in the last memory mode ({mode.name})",

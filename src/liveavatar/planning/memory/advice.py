@@ -33,13 +33,12 @@ def finish_command(config, plan_width: int, plan_height: int) -> str:
 
     area = plan_width * plan_height
     smaller = [s for s in GUIDE_SIZES if parse_size(s)[0] * parse_size(s)[1] < area]
-    args = ["liveavatar", "generate", "--image", str(config.image), "--audio", str(config.audio)]
-    if config.prompt:
-        args += ["--prompt", config.prompt]
-    flags = {"--size": smaller[0] if smaller else config.size, "--infer_frames": config.infer_frames if smaller else 24,
-             "--sample_steps": config.sample_steps, "--num_clip": config.num_clip, "--base_seed": config.base_seed,
-             "--ckpt_dir": config.ckpt_dir, "--lora_path_dmd": config.lora_path_dmd, "--save_file": config.save_file}
-    for flag, value in flags.items():
-        if value is not None:
-            args += [flag, str(value)]
+    from liveavatar.config import IDENTITY, in_group
+
+    args = ["liveavatar", "generate"]
+    shape = {"size": smaller[0] if smaller else config.size, "infer_frames": config.infer_frames if smaller else 24}
+    for name in (*in_group(IDENTITY), "save_file"):  # everything that makes the video, at the smaller shape
+        value = shape[name] if name in shape else getattr(config, name)
+        if value is not None and value != "":
+            args += [f"--{name}", str(value)]
     return shlex.join(args + ["--overwrite"])
