@@ -191,8 +191,8 @@ def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, p
                                      infer_frames=choice.mode.infer_frames or config.infer_frames)
         plan = make_plan(config, inputs, engine_name)
         notify(f"note: the video shrinks to fit the GPU: {choice.mode.name}")
-    if choice.budget is not None:
-        notify(f"note: memory mode {choice.mode.name}: {choice.reason}")
+    for line in choice.notes():
+        notify(line)
     return config, plan, choice
 
 

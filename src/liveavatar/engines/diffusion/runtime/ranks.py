@@ -47,6 +47,13 @@ class Roles:
         span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
         return f"worker {rank} (DiT {span})" + (" + decode" if rank == self.decoder else "")
 
+    def gpu(self, rank: int, torchrun: bool = False) -> int:
+        """The CUDA device of `rank`: torchrun's local rank; spawned, the launching (decoding) process
+        keeps GPU 0 and DiT rank r takes GPU r + 1."""
+        if torchrun:
+            return rank
+        return 0 if rank == self.decoder else rank + 1
+
 
 class WorkerFailed(RuntimeError):
     """A worker of a multi-worker run failed; the message names it and the cause."""
@@ -82,13 +89,19 @@ def plan_roles(config: GenerateConfig) -> Roles:
                             f"use torchrun --nproc_per_node {k} (the last DiT rank decodes) or {k + 1} (plus a decode worker)")
         return Roles(k, world == k + 1)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus == 0:
-        return Roles(k, bool(want))  # CPU processes: a decode worker only when asked for
-    if gpus < k + int(bool(want)):
+    if gpus and gpus < k + int(bool(want)):
         need = k + int(bool(want))
         raise UserError("--num_gpus_dit", f"{need} GPUs needed ({k} DiT workers{' + 1 decode' if want else ''}) but {gpus} are visible",
                         "use fewer workers, or make more GPUs visible (CUDA_VISIBLE_DEVICES; run `liveavatar doctor`)")
-    return Roles(k, gpus > k if want is None else bool(want))
+    return roles_for(k, want, gpus)
+
+
+def roles_for(num_dit: int, want_decode_worker: bool | None, gpus: int) -> Roles:
+    """The roles without a launcher's word: a decode worker when asked for, or (not said) when a GPU
+    is left over; CPU processes (no GPU) get one only when asked for."""
+    if gpus == 0 or want_decode_worker is not None:
+        return Roles(num_dit, bool(want_decode_worker))
+    return Roles(num_dit, gpus > num_dit)
 
 
 def _backend() -> str:
@@ -177,7 +190,7 @@ def _child_main(spec: WorkerSpec) -> None:
 
         backend = _backend()
         if backend == "nccl":
-            torch.cuda.set_device(spec.rank + 1)  # the launching process keeps GPU 0 (it decodes)
+            torch.cuda.set_device(spec.roles.gpu(spec.rank))  # the launching process keeps GPU 0 (it decodes)
         device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
         dtype = torch.bfloat16 if backend == "nccl" else torch.float32
         dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype)
