@@ -149,6 +149,7 @@ def serve_dit(rank: int, roles: Roles, dit, backend: str, memory=None) -> None:
 
     device = comm_device(backend)
     plan, job = broadcast_job(rank, roles.decoder, device)
+    job = {k: v.to(dit.device) for k, v in job.items()}  # a link staged through host memory (gloo) with CUDA workers
     stage = split_steps(plan.sample_steps, roles.num_dit)[rank]
     mode = memory.choice.mode if memory is not None else default_mode(getattr(dit, "fp8", False))
     later = memory.choice.later if memory is not None else modes_after(mode)
