@@ -122,7 +122,7 @@ class GenerateConfig:
     # doctor checks a multi-GPU machine: it plans for the guide's 4 workers unless told otherwise
     num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION, groups=(ENGINE_OPTION, DOCTOR), doctor_default=4,
                                help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)")
-    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION,),
+    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION, DOCTOR),
                                               help="with --num_gpus_dit > 1: one more worker only decodes")
     save_file: Path | None = option(type=Path, shown="output/<date>_<steps>step_<prompt>.mp4", help="output .mp4")
     engine: str | None = option(choices=ENGINES, shown="diffusion when a complete checkpoint is configured, else preview",
