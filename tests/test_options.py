@@ -96,10 +96,10 @@ def test_dry_run_diffusion_keeps_the_sampling_settings(capsys, portrait_path, sp
 
 
 def test_serve_takes_generates_engine_flags():
-    from liveavatar.commands.serve import ENGINE_OPTIONS
+    from liveavatar.config import ENGINE_OPTION, in_group
 
     sub = build_parser()._subparsers._group_actions[0].choices
-    for name in ENGINE_OPTIONS:
+    for name in in_group(ENGINE_OPTION):
         serve_help = next(a.help for a in sub["serve"]._actions if f"--{name}" in a.option_strings)
         generate_help = next(a.help for a in sub["generate"]._actions if f"--{name}" in a.option_strings)
         assert serve_help == generate_help

@@ -68,11 +68,13 @@ def _hash(frames: np.ndarray) -> str:
 
 @pytest.mark.slow
 def test_k_workers_give_the_single_process_frames(tiny_release):
-    """K = 2 (last rank decodes), 3 (uneven 2+1+1, decode worker, static sink) and 5 (6 steps: 2+1+1+1+1)."""
+    """K = 2 (last rank decodes), 3 (uneven 2+1+1, decode worker, static sink), 5 (6 steps: 2+1+1+1+1)
+    and 4 + a decode worker (the guide's five-card layout: one step per DiT worker)."""
     cases = [
         (2, dict(enable_vae_parallel=False)),
         (3, dict(enable_vae_parallel=True, enable_online_decode=False)),
         (5, dict(enable_vae_parallel=False, sample_steps=6)),
+        (4, dict(enable_vae_parallel=True)),
     ]
     for workers, kw in cases:
         single = _frames(tiny_release, 1, **kw)

@@ -4,7 +4,7 @@
 public functions) and, when the choice is one of the guide's rungs, the smaller config and plan it
 asks for. The result, a :class:`MemoryFit`, is all the engine learns of the planner: the mode it
 starts in, the rungs its out-of-memory ladder may take, the command it names when none is left, and
-(K > 1 workers) each worker's note and need. The engine and its runtime never import the planner.
+(K > 1 workers) every worker's plan. The engine never imports the planner.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from typing import Callable
 
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
-from liveavatar.planning.memory import MODES, Choice, Mode, finish_command, plan_for_run, read_dit_config
+from liveavatar.planning.memory import (
+    Mode,
+    RunMemory,
+    default_mode,
+    finish_command,
+    modes_after,
+    plan_for_run,
+    read_dit_config,
+)
 from liveavatar.planning.plan import make_plan
 
 UNPLANNED_FINISH = "a smaller --size"
@@ -28,32 +36,20 @@ class MemoryFit:
     mode: Mode
     later: tuple[Mode, ...]  # the shape-keeping modes after it: the out-of-memory ladder's rungs
     finish: str = UNPLANNED_FINISH  # the command that would make the whole video in less memory
-    choice: Choice | None = None  # the planner's answer (budget, reason, estimate); None: not planned
+    choice: RunMemory | None = None  # the planner's answer (every worker's plan); None: not planned
 
     def summary(self) -> dict | None:
         return self.choice.summary() if self.choice is not None else None
-
-    def worker_notes(self, config: GenerateConfig, loop_plan, roles) -> list[str]:
-        """K > 1 workers: one ``note:`` line per DiT worker (its steps and the memory they need)."""
-        from liveavatar.planning.workers import worker_notes
-
-        return worker_notes(config, loop_plan, roles)
-
-    def worker_needs(self, config: GenerateConfig, loop_plan, roles) -> list[tuple[int, int]]:
-        """K > 1 workers on CUDA: ``(peak, free bytes needed)`` by rank, checked by each worker."""
-        from liveavatar.planning.workers import worker_needs
-
-        return worker_needs(config, loop_plan, roles)
 
 
 def unplanned(fp8_weights: bool = False) -> MemoryFit:
     """No estimate (no shapes yet: a resident engine before its first run, tests): the fastest mode
     the weights allow, every later mode as a rung."""
-    first = MODES[1] if fp8_weights else MODES[0]
-    return MemoryFit(first, MODES[MODES.index(first) + 1:])
+    first = default_mode(fp8_weights)
+    return MemoryFit(first, modes_after(first))
 
 
-def from_choice(choice: Choice, config: GenerateConfig, plan: Plan) -> MemoryFit:
+def from_choice(choice: RunMemory, config: GenerateConfig, plan: Plan) -> MemoryFit:
     return MemoryFit(choice.mode, tuple(choice.later), finish_command(config, plan.width, plan.height), choice)
 
 
@@ -83,6 +79,6 @@ def fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, pl
                                      infer_frames=choice.mode.infer_frames or config.infer_frames)
         plan = make_plan(config, inputs, engine_name)
         notify(f"note: the video shrinks to fit the GPU: {choice.mode.name}")
-    if choice.budget is not None:
-        notify(f"note: memory mode {choice.mode.name}: {choice.reason}")
+    for line in choice.notes():
+        notify(line)
     return config, plan, from_choice(choice, config, plan)

@@ -7,6 +7,7 @@ Imported only by `liveavatar serve` (fastapi is the `serve` extra). Every route 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import shutil
@@ -93,6 +94,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     from liveavatar.serve.stream import finished_file, live_body
 
     engine_name = resolve_engine_name(settings)
+    engine_options = dataclasses.replace(settings.engine_options(), engine=engine_name)  # every job's
     queue = JobQueue(settings)
     state = {"engine": engine, "error": None}
     inspect_lock = threading.Lock()  # one submission inspected at a time: acceptance order is queue order
@@ -100,10 +102,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     def load_engine() -> None:
         try:
             if state["engine"] is None:
-                from liveavatar.config import GenerateConfig
                 from liveavatar.engines.select import build_engine
 
-                state["engine"] = build_engine(engine_name, GenerateConfig(image=Path(), audio=Path(), **settings.engine_options()))
+                state["engine"] = build_engine(engine_name, engine_options)
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
@@ -152,11 +153,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                     names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
-    def inspect(folder: Path, names: dict, prompt: str, options: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
+    def inspect(folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
         """Limits, the plan (a dry run of the same pipeline) and the input checks."""
         from liveavatar import pipeline
         from liveavatar.checks import run_checks
-        from liveavatar.config import GenerateConfig
 
         image = folder / names["image"] if "image" in names else None
         audio = folder / names["audio"] if "audio" in names else None
@@ -165,7 +165,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         plan, notes = None, []
         if image is not None and audio is not None:
             said: list[str] = []
-            config = GenerateConfig(image=image, audio=audio, prompt=prompt, engine=engine_name, **settings.engine_options(), **options)
+            config = engine_options.config(image=image, audio=audio, prompt=prompt, **request)
             try:
                 pipeline.run(config, say=said.append, notify=notes.append, dry_run=True)
             except UserError as exc:
@@ -288,10 +288,9 @@ async def form_closing(form):
 
 def resolve_engine_name(settings: ServeSettings) -> str:
     """The engine every job of this server uses; refuses (UserError) when its files are missing."""
-    from liveavatar.config import GenerateConfig
     from liveavatar.engines.select import choose_engine, require_engine_files
 
-    config = GenerateConfig(image=Path(), audio=Path(), engine=settings.engine, **settings.engine_options())
-    name, _ = choose_engine(config)
-    require_engine_files(name, config)
+    options = settings.engine_options()
+    name, _ = choose_engine(options)
+    require_engine_files(name, options)
     return name

@@ -70,7 +70,7 @@ class DiffusionEngine:
         from liveavatar.engines.diffusion.vae.vae import load_vae
 
         # K > 1 DiT workers: the others start loading now, in parallel with this process
-        team = Team.launch(config, layout)
+        team = Team.launch(config, layout, memory.choice)  # the workers follow the planner's per-rank plans
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
         # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the

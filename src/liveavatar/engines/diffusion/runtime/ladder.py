@@ -100,6 +100,10 @@ class Ladder:
                 caches = self._next_rung(caches, boundary.next_task)
 
     def _next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
+        return self.next_rung(caches, block)
+
+    def next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
+        """Step down one rung (converting `caches`), or raise what `exhausted` builds when none is left."""
         if not self.later:
             raise self.target.exhausted(block, self.mode)
         new = self.later.pop(0)

@@ -91,7 +91,7 @@ class DiffusionRun:
         team = self.engine.team
         if team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
             for block in team.run(self.models.dit, self.text, self.audio, self.ref, self.motion, self.loop_plan,
-                                  self.next_motion, self.notify, self.engine.memory):
+                                  self.next_motion, self.notify):
                 out = self.frames(block)
                 if out is not None:
                     yield out
