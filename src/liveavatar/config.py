@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from liveavatar.argtypes import any_int, number, positive_int
 from liveavatar.errors import UserError
@@ -138,7 +139,7 @@ class GenerateConfig:
     resume: bool = option(False, kind="switch",
                           help="continue the interrupted run of --save_file (same arguments) where it stopped")
 
-    def resolve(self) -> "GenerateConfig":
+    def resolve(self) -> GenerateConfig:
         """Fill unset values from the preset, then from each field's fallback, and validate."""
         preset = PRESETS[self.preset] if self.preset else None
         filled = {}
