@@ -122,8 +122,7 @@ def _request_plan(request: Request):
     from liveavatar.sizing import parse_size
 
     width, height = parse_size(request.size)
-    return LoopPlan(frames_per_clip=request.infer_frames, num_clips=1, latent_hw=(height // 8, width // 8),
-                    sample_steps=request.sample_steps, sample_shift=3.0, seed=0)
+    return LoopPlan.for_size(height, width, request.infer_frames, request.sample_steps)
 
 
 def _dit_config(request: Request):

@@ -13,6 +13,7 @@ import numpy as np
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs, Notify
 from liveavatar.engines.diffusion.loading.layout import CheckpointLayout
+from liveavatar.engines.diffusion.loading.precision import model_dtype
 from liveavatar.media.image import fit_to_size
 
 # the decoder is primed with this many still-reference latents so the first generated block
@@ -64,7 +65,7 @@ class DiffusionEngine:
 
     def __init__(self, models: Models, device, dtype, offload: bool, compile_decoder: bool = False,
                  notify_load: str = "", memory=None) -> None:
-        from liveavatar.planning.memory import MODES
+        from liveavatar.planning.memory import default_mode, modes_after
 
         self.compile_decoder = compile_decoder
         self.models = models
@@ -76,8 +77,8 @@ class DiffusionEngine:
         self.resume_states: dict[int, dict] = {}
         # the memory planner's mode and the shape-keeping modes after it (the out-of-memory ladder)
         fp8 = getattr(models.dit, "fp8", False)
-        self.mode = memory.mode if memory is not None else MODES[1 if fp8 else 0]
-        self.later = list(memory.later) if memory is not None else list(MODES[MODES.index(self.mode) + 1:])
+        self.mode = memory.mode if memory is not None else default_mode(fp8)
+        self.later = list(memory.later) if memory is not None else list(modes_after(self.mode))
         self.config: GenerateConfig | None = None
 
     @classmethod
@@ -97,7 +98,7 @@ class DiffusionEngine:
         # K > 1 DiT workers: the others start loading now, in parallel with this process
         team = Team.launch(config, layout)
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = model_dtype(device)
         # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the
         # GPU only to encode, leaving the room to the DiT's step caches
         offload = (config.offload_model is not False) and device.type == "cuda"
@@ -161,17 +162,7 @@ class DiffusionEngine:
             audio = m.audio.encode(inputs.audio, plan.num_clips * plan.frames_per_clip).to(self.device)
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
         ref, motion = reference_latents(m.vae, portrait)
-        loop_plan = LoopPlan(
-            frames_per_clip=plan.frames_per_clip,
-            num_clips=plan.num_clips,
-            latent_hw=(plan.height // 8, plan.width // 8),
-            sample_steps=plan.sample_steps,
-            sample_shift=plan.sample_shift,
-            seed=plan.seed,
-            last_clip_frames=plan.clip_frame_counts()[-1],
-            # upstream: the online-decode path rolls the sink at clip 1, the default script does not
-            rolling_sink=plan.enable_online_decode,
-        )
+        loop_plan = LoopPlan.of(plan)
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = self._decoder(self.mode)

@@ -6,17 +6,18 @@ allocates its caches.
 
 from __future__ import annotations
 
+from liveavatar.engines.diffusion.latents import VAE_STRIDE
 from liveavatar.errors import UserError
-from liveavatar.planning.memory import GIB, MODES, Estimate, Workload, dit_weight_bytes, estimate, fits
+from liveavatar.planning.memory import GIB, Estimate, Workload, default_mode, dit_weight_bytes, estimate, fits
 
 
 def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, fp8: bool = False,
                     holds_vae: bool = False) -> Estimate:
     """What one DiT worker holds: the weights, ``steps`` KV rings, the sink and one call's activations."""
     h, w = plan.latent_hw
-    work = Workload(dit_config, h * 8, w * 8, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
+    work = Workload(dit_config, h * VAE_STRIDE, w * VAE_STRIDE, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
                     holds_vae=holds_vae)
-    return estimate(work, MODES[1] if fp8 else MODES[0])
+    return estimate(work, default_mode(fp8))
 
 
 def weight_bytes(dit_config, bytes_per_value: int, fp8: bool) -> int:

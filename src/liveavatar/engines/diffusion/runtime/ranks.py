@@ -174,13 +174,13 @@ def _child_main(spec: WorkerSpec) -> None:
     try:
         from liveavatar.engines.diffusion.engine import build_dit
         from liveavatar.engines.diffusion.loading.layout import resolve_layout
+        from liveavatar.engines.diffusion.loading.precision import model_dtype
 
         backend = _backend()
         if backend == "nccl":
             torch.cuda.set_device(spec.rank + 1)  # the launching process keeps GPU 0 (it decodes)
         device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        dtype = torch.bfloat16 if backend == "nccl" else torch.float32
-        dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype)
+        dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, model_dtype(device))
         store.set(f"{READY_KEY}{spec.rank}", "1")
         _init_group(backend, spec.rank, spec.roles.world, store)
         serve_dit(spec.rank, spec.roles, dit, backend)
@@ -209,6 +209,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
 
     from liveavatar.engines.diffusion.engine import build_dit
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.precision import model_dtype
 
     backend = _backend()
     if backend == "nccl":
@@ -216,7 +217,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
-    dit, _ = build_dit(config, layout, device, torch.bfloat16 if backend == "nccl" else torch.float32)
+    dit, _ = build_dit(config, layout, device, model_dtype(device))
     _init_group(backend, rank, roles.world)
     try:
         serve_dit(rank, roles, dit, backend)
