@@ -50,7 +50,7 @@ class ServerThread:
         self.app = create_app(settings, engine)
         self.queue = self.app.state.queue
         self._sock = free_socket()
-        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

@@ -7,8 +7,9 @@ job's private folder: nothing a client sends becomes a path.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from liveavatar.argtypes import boolean
 from liveavatar.options import value_parser

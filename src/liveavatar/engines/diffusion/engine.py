@@ -14,6 +14,7 @@ from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs, Notify
 from liveavatar.engines.diffusion.loading.build import build_dit, compile_enabled
 from liveavatar.engines.diffusion.loading.layout import CheckpointLayout
+from liveavatar.engines.diffusion.loading.precision import model_dtype
 from liveavatar.media.image import fit_to_size
 
 
@@ -72,7 +73,7 @@ class DiffusionEngine:
         # K > 1 DiT workers: the others start loading now, in parallel with this process
         team = Team.launch(config, layout, memory.choice)  # the workers follow the planner's per-rank plans
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = model_dtype(device)
         # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the
         # GPU only to encode, leaving the room to the DiT's step caches
         offload = (config.offload_model is not False) and device.type == "cuda"

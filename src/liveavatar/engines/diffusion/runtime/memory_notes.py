@@ -6,6 +6,7 @@ allocates its caches.
 
 from __future__ import annotations
 
+from liveavatar.engines.diffusion.latents import VAE_STRIDE
 from liveavatar.errors import UserError
 from liveavatar.planning.memory import GIB, Estimate, Workload, default_mode, dit_weight_bytes, estimate, fits
 
@@ -17,7 +18,7 @@ def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, mode=Non
     if mode is None or isinstance(mode, bool):
         mode = default_mode(bool(mode))
     h, w = plan.latent_hw
-    work = Workload(dit_config, h * 8, w * 8, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
+    work = Workload(dit_config, h * VAE_STRIDE, w * VAE_STRIDE, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
                     holds_vae=holds_vae, encodes=holds_vae)
     return estimate(work, mode)
 

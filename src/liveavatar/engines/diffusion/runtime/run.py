@@ -68,17 +68,7 @@ class DiffusionRun:
         self.models, self.portrait = engine.models, portrait
         self.text, self.audio = text, audio
         self.ref, self.motion = reference_latents(self.models.vae, portrait)
-        self.loop_plan = LoopPlan(
-            frames_per_clip=plan.frames_per_clip,
-            num_clips=plan.num_clips,
-            latent_hw=(plan.height // 8, plan.width // 8),
-            sample_steps=plan.sample_steps,
-            sample_shift=plan.sample_shift,
-            seed=plan.seed,
-            last_clip_frames=plan.clip_frame_counts()[-1],
-            # upstream: the online-decode path rolls the sink at clip 1, the default script does not
-            rolling_sink=plan.enable_online_decode,
-        )
+        self.loop_plan = LoopPlan.of(plan)
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = engine.decoder(engine.mode)
