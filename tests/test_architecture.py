@@ -30,7 +30,6 @@ KNOWN_BACK_EDGES = {
 }
 KNOWN_LONG_FUNCTIONS = {
     "serve/app.py::create_app",  # the routes are closures over the app's state: split with the server's rework
-    "engines/preview/mouth_paint.py::lip_base",  # one numeric recipe; splitting it needs the preview's frame tests
 }
 
 
