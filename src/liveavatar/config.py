@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from liveavatar.argtypes import any_int, number, positive_int
+from liveavatar.argtypes import any_int, gib_list, number, positive_int
 from liveavatar.errors import UserError
 from liveavatar.sizing import DEFAULT_SIZE, parse_size
 
@@ -123,7 +123,7 @@ class GenerateConfig:
     # doctor checks a multi-GPU machine: it plans for the guide's 4 workers unless told otherwise
     num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION, groups=(ENGINE_OPTION, DOCTOR), doctor_default=4,
                                help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)")
-    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION,),
+    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION, DOCTOR),
                                               help="with --num_gpus_dit > 1: one more worker only decodes")
     save_file: Path | None = option(type=Path, shown="output/<date>_<steps>step_<prompt>.mp4", help="output .mp4")
     engine: str | None = option(choices=ENGINES, shown="diffusion when a complete checkpoint is configured, else preview",
@@ -132,8 +132,11 @@ class GenerateConfig:
                                 help="the guide's presets (explicit flags win)")
     transcript: str | None = option(engines=("preview",), shown="none", groups=(PER_REQUEST, IDENTITY),
                                     help="what the speech says (exact lip timing by forced alignment)")
-    gpu_memory: float | None = option(type=number, engines=DIFFUSION, shown="what CUDA reports free", groups=(ENGINE_OPTION,),
-                                      help="GiB per GPU the memory planner fits the run into")
+    # several GPUs of different sizes: one budget per GPU (a multi-GPU run plans each worker for its own)
+    gpu_memory: tuple[float, ...] | None = option(type=gib_list, engines=DIFFUSION, shown="what CUDA reports free on each",
+                                                  groups=(ENGINE_OPTION,), metavar="GIB[,GIB...]",
+                                                  help="GiB per GPU the memory planner fits the run into: one number for "
+                                                       "every GPU, or one per GPU in device order")
     skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
     overwrite: bool = option(False, kind="switch", help="replace an existing output file")
     resume: bool = option(False, kind="switch",
@@ -187,8 +190,8 @@ def check_value(name: str, value: Any) -> None:
         raise UserError("--base_seed", f"{value} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
     elif name == "sample_shift" and value <= 0:
         raise UserError("--sample_shift", f"{value} is not positive", "give a positive shift, e.g. 3")
-    elif name == "gpu_memory" and not value > 0:
-        raise UserError("--gpu_memory", f"{value} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24")
+    elif name == "gpu_memory" and not all(v > 0 for v in (value if isinstance(value, (tuple, list)) else (value,))):
+        raise UserError("--gpu_memory", f"{value} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24 or 24,24,80")
     elif name == "num_gpus_dit" and value <= 0:
         raise UserError("--num_gpus_dit", f"{value} GPUs", "give a positive number of GPUs")
     elif name == "engine" and value not in ENGINES:

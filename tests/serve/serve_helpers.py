@@ -24,8 +24,8 @@ class GatedEngine(PreviewEngine):
         self.gate = threading.Event()
         self.held = threading.Event()  # set once the engine waits at the gate
 
-    def generate(self, inputs, plan, notify):
-        for i, block in enumerate(super().generate(inputs, plan, notify)):
+    def generate(self, inputs, plan, notify, start_clip=0, memory=None):
+        for i, block in enumerate(super().generate(inputs, plan, notify, start_clip, memory)):
             if self.hold_at is not None and i == self.hold_at:
                 self.held.set()
                 self.gate.wait()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.commands.options import value_parser
+from liveavatar.options import value_parser
 from liveavatar.config import PER_REQUEST, in_group
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits

@@ -10,8 +10,14 @@ from liveavatar.planning.memory.select import choose
 from liveavatar.planning.memory.workload import Workload
 
 
-def gpu_table(config: DiTConfig, height: int = 384, width: int = 704, frames: int = 48, steps: int = 4,
-              cards_gib: tuple[int, ...] = (80, 48, 24)) -> list[tuple[int, str, float]]:
+def gpu_table(
+    config: DiTConfig,
+    height: int = 384,
+    width: int = 704,
+    frames: int = 48,
+    steps: int = 4,
+    cards_gib: tuple[int, ...] = (80, 48, 24),
+) -> list[tuple[int, str, float]]:
     """(card GiB, chosen mode, predicted peak GiB) for the README's "Which GPU do I need?" table."""
     work = Workload(config, height, width, frames, steps, num_frames=1250)
     rows = []

@@ -39,11 +39,18 @@ WAV2VEC2_LARGE_PARAMS = 317_000_000  # wav2vec2-large-xlsr-53 (release constant,
 # seconds per 12-frame block (4 steps + the decode) by memory mode, H200, 2026-12-04; "bf16 resident"
 # (bf16 weights) was not run there: the fp8-weights DiT time times the H100's compiled bf16/fp8 DiT
 # ratio (0.911 / 0.739 s, benchmarks/RESULTS.md)
-SECONDS_PER_BLOCK = {"bf16 resident": 0.115 + (0.834 - 0.115) * 0.911 / 0.739, "fp8 weights": 0.834, "fp8 KV": 1.068,
-                     "KV streamed from pinned host memory": 1.133, "text encoder on the CPU": 1.081,
-                     "smaller decode passes": 1.095}
+SECONDS_PER_BLOCK = {
+    "bf16 resident": 0.115 + (0.834 - 0.115) * 0.911 / 0.739,
+    "fp8 weights": 0.834,
+    "fp8 KV": 1.068,
+    "KV streamed from pinned host memory": 1.133,
+    "text encoder on the CPU": 1.081,
+    "smaller decode passes": 1.095,
+}
 # the compiled streaming decode of one block (H100, benchmarks/RESULTS.md, issue 6): taken out of
 # the block times above to get a step's time
 DECODE_SECONDS_PER_BLOCK = 0.115
-SPEED_SOURCE = ("one-GPU block times of 2026-12-04 (H200, ../shared/reference/gpu-baseline.md) less the "
-                "0.115 s compiled decode (H100, benchmarks/RESULTS.md)")
+SPEED_SOURCE = (
+    "one-GPU block times of 2026-12-04 (H200, ../shared/reference/gpu-baseline.md) less the "
+    "0.115 s compiled decode (H100, benchmarks/RESULTS.md)"
+)

@@ -62,7 +62,9 @@ def module_params(kind: str, shape: tuple) -> int:
 
         dim, mult = shape
         with torch.device("meta"):
-            return sum(p.numel() for p in WanVAE(dataclasses.replace(VAEConfig.wan21(), dim=dim, dim_mult=mult)).parameters())
+            return sum(
+                p.numel() for p in WanVAE(dataclasses.replace(VAEConfig.wan21(), dim=dim, dim_mult=mult)).parameters()
+            )
     from liveavatar.engines.diffusion.encoders.text_encoder import T5Config, T5Encoder
 
     with torch.device("meta"):
@@ -121,7 +123,9 @@ def dit_activation_bytes(work: Workload, mode: Mode) -> int:
     c, vb, loop = work.dit, work.value_bytes, work.loop()
     n = BLOCK_LATENT_FRAMES * loop.tokens_per_frame
     window = loop.ring_tokens + loop.sink_tokens
-    act = vb * (n * (ACT_VALUES_PER_BLOCK_TOKEN_DIM * c.dim + 2 * c.ffn_dim) + ACT_VALUES_PER_WINDOW_TOKEN_DIM * window * c.dim)
+    act = vb * (
+        n * (ACT_VALUES_PER_BLOCK_TOKEN_DIM * c.dim + 2 * c.ffn_dim) + ACT_VALUES_PER_WINDOW_TOKEN_DIM * window * c.dim
+    )
     if mode.kv.kv == "fp8":  # one layer's rows dequantised to the model dtype
         act += 2 * window * c.dim * vb
     return int(act)
@@ -140,8 +144,15 @@ def vae_decode_bytes(work: Workload, mode: Mode) -> int:
 
     tile_width = (work.width + (mode.decode_tiles - 1) * DEFAULT_OVERLAP * VAE_STRIDE) / mode.decode_tiles
     pixels = work.height * tile_width
-    return int(DECODE_BYTES_PER_PIXEL_FRAME * (work.vae_dim / 96) * pixels * 4 * work.decode_latents_per_pass
-               * work.value_bytes / 2)
+    return int(
+        DECODE_BYTES_PER_PIXEL_FRAME
+        * (work.vae_dim / 96)
+        * pixels
+        * 4
+        * work.decode_latents_per_pass
+        * work.value_bytes
+        / 2
+    )
 
 
 def umt5_bytes(work: Workload) -> int:

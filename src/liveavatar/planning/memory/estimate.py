@@ -38,9 +38,12 @@ class Estimate:
         return max(self.phases, key=self.phases.get)
 
     def summary(self) -> dict:
-        out = {"mode": self.mode.name, "peak_gib": round(self.peak / GIB, 2),
-               "components": {k: round(v / GIB, 3) for k, v in self.components.items()},
-               "peak_phase": self.peak_phase}
+        out = {
+            "mode": self.mode.name,
+            "peak_gib": round(self.peak / GIB, 2),
+            "components": {k: round(v / GIB, 3) for k, v in self.components.items()},
+            "peak_phase": self.peak_phase,
+        }
         if self.host_bytes:
             out["host_pinned_gib"] = round(self.host_bytes / GIB, 2)
         return out
@@ -50,16 +53,33 @@ def estimate(work: Workload, mode: Mode) -> Estimate:
     """Every term in bytes, for one mode."""
     weights, largest_linear = parts.dit_weights(work, mode)
     rings = parts.kv_rings_on_gpu(work, mode)
-    sink, text_ctx, audio = parts.sink_bytes(work, mode), parts.text_context_bytes(work), parts.audio_feature_bytes(work)
-    act, vae, decode = parts.dit_activation_bytes(work, mode), parts.vae_weight_bytes(work), parts.vae_decode_bytes(work, mode)
+    sink, text_ctx, audio = (
+        parts.sink_bytes(work, mode),
+        parts.text_context_bytes(work),
+        parts.audio_feature_bytes(work),
+    )
+    act, vae, decode = (
+        parts.dit_activation_bytes(work, mode),
+        parts.vae_weight_bytes(work),
+        parts.vae_decode_bytes(work, mode),
+    )
     t5, w2v = parts.umt5_bytes(work), parts.wav2vec2_bytes(work)
     lora = parts.lora_transient_bytes(work, mode, largest_linear)
     resident_encoders = (t5 + w2v) if work.encoders_resident else 0
     umt5 = t5 if (mode.text_encoder_on_gpu or work.encoders_resident) else 0
     components = {
-        "dit_weights": weights, "lora_merge_transient": lora, "kv_rings": rings, "sink": sink,
-        "text_context": text_ctx, "audio_features": audio, "dit_activations": act, "vae_weights": vae,
-        "vae_decode": decode, "umt5": umt5, "wav2vec2": w2v, "cuda_context": CUDA_CONTEXT_BYTES,
+        "dit_weights": weights,
+        "lora_merge_transient": lora,
+        "kv_rings": rings,
+        "sink": sink,
+        "text_context": text_ctx,
+        "audio_features": audio,
+        "dit_activations": act,
+        "vae_weights": vae,
+        "vae_decode": decode,
+        "umt5": umt5,
+        "wav2vec2": w2v,
+        "cuda_context": CUDA_CONTEXT_BYTES,
     }
     encoding = ENCODER_WORKING_BYTES if work.encodes else 0
     phases = {

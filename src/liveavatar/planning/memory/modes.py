@@ -57,7 +57,7 @@ def default_mode(fp8_weights: bool) -> Mode:
 
 def modes_after(mode: Mode) -> tuple[Mode, ...]:
     """The shape-keeping modes after `mode` (the out-of-memory ladder's rungs)."""
-    return MODES[MODES.index(mode) + 1:] if mode in MODES else ()
+    return MODES[MODES.index(mode) + 1 :] if mode in MODES else ()
 
 
 def _guide_modes(work, base: Mode, size_fixed: bool, frames_fixed: bool) -> list[Mode]:
@@ -73,8 +73,11 @@ def _guide_modes(work, base: Mode, size_fixed: bool, frames_fixed: bool) -> list
     if not frames_fixed:
         for frames in GUIDE_FRAMES:
             if frames < work.frames_per_clip:
-                out.append(dataclasses.replace(base, name=f"{frames} frames per clip", infer_frames=frames,
-                                               size=out[-1].size if out else None))
+                out.append(
+                    dataclasses.replace(
+                        base, name=f"{frames} frames per clip", infer_frames=frames, size=out[-1].size if out else None
+                    )
+                )
     return out
 
 

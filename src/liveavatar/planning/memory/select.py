@@ -38,22 +38,39 @@ def needed_budget(est: Estimate) -> float:
     return est.peak / (1 - MARGIN)
 
 
-def choose(work: Workload, budget: int | None, fp8_weights: bool = False, size_fixed: bool = True,
-           frames_fixed: bool = True, budget_source: str = "--gpu_memory") -> Choice:
+def choose(
+    work: Workload,
+    budget: int | None,
+    fp8_weights: bool = False,
+    size_fixed: bool = True,
+    frames_fixed: bool = True,
+    budget_source: str = "--gpu_memory",
+) -> Choice:
     """The first mode that fits `budget` (bytes per GPU; None: no limit known), or a UserError."""
     modes = candidate_modes(work, fp8_weights, size_fixed, frames_fixed)
     estimates = [estimate(resize(work, m), m) for m in modes]
     first = estimates[0]
     if budget is None:
-        return Choice(first, None, f"no GPU memory budget known ({budget_source}); predicted peak "
-                      f"{first.peak / GIB:.1f} GiB", tuple(m for m in modes[1:] if m.keeps_shape))
+        return Choice(
+            first,
+            None,
+            f"no GPU memory budget known ({budget_source}); predicted peak {first.peak / GIB:.1f} GiB",
+            tuple(m for m in modes[1:] if m.keeps_shape),
+        )
     for i, est in enumerate(estimates):
         if fits(est, budget):
-            why = "the fastest mode" if i == 0 else f"{estimates[i - 1].mode.name} needs {estimates[i - 1].peak / GIB:.1f} GiB"
-            reason = (f"{est.peak / GIB:.1f} GiB predicted of {budget / GIB:.1f} GiB ({budget_source}); {why}")
-            return Choice(est, budget, reason, tuple(m for m in modes[i + 1:] if m.keeps_shape))
+            why = (
+                "the fastest mode"
+                if i == 0
+                else f"{estimates[i - 1].mode.name} needs {estimates[i - 1].peak / GIB:.1f} GiB"
+            )
+            reason = f"{est.peak / GIB:.1f} GiB predicted of {budget / GIB:.1f} GiB ({budget_source}); {why}"
+            return Choice(est, budget, reason, tuple(m for m in modes[i + 1 :] if m.keeps_shape))
     need = min(needed_budget(e) for e in estimates)
-    raise UserError("--gpu_memory", f"no memory mode fits {budget / GIB:.1f} GiB per GPU for "
-                    f"{work.width}x{work.height}, {work.frames_per_clip} frames per clip, {work.steps} steps "
-                    f"(smallest: {need / GIB:.1f} GiB)",
-                    f"use a GPU with at least {need / GIB:.1f} GiB free, or fewer --sample_steps")
+    raise UserError(
+        "--gpu_memory",
+        f"no memory mode fits {budget / GIB:.1f} GiB per GPU for "
+        f"{work.width}x{work.height}, {work.frames_per_clip} frames per clip, {work.steps} steps "
+        f"(smallest: {need / GIB:.1f} GiB)",
+        f"use a GPU with at least {need / GIB:.1f} GiB free, or fewer --sample_steps",
+    )

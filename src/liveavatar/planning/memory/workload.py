@@ -41,15 +41,29 @@ class Workload:
         return LoopPlan.for_size(self.height, self.width, self.frames_per_clip, self.steps)
 
 
-def workload_for(config, plan, dit: DiTConfig, steps: int | None = None, holds_vae: bool = True,
-                 holds_dit: bool = True, encodes: bool = True) -> Workload:
+def workload_for(
+    config,
+    plan,
+    dit: DiTConfig,
+    steps: int | None = None,
+    holds_vae: bool = True,
+    holds_dit: bool = True,
+    encodes: bool = True,
+) -> Workload:
     """The Workload of a resolved GenerateConfig and its Plan (`steps`: the steps this GPU holds;
     default all of them)."""
-    return Workload(dit, plan.height, plan.width, plan.frames_per_clip,
-                    plan.sample_steps if steps is None else steps,
-                    num_frames=plan.num_clips * plan.frames_per_clip,
-                    encoders_resident=config.offload_model is False and encodes,
-                    holds_vae=holds_vae, holds_dit=holds_dit, encodes=encodes)
+    return Workload(
+        dit,
+        plan.height,
+        plan.width,
+        plan.frames_per_clip,
+        plan.sample_steps if steps is None else steps,
+        num_frames=plan.num_clips * plan.frames_per_clip,
+        encoders_resident=config.offload_model is False and encodes,
+        holds_vae=holds_vae,
+        holds_dit=holds_dit,
+        encodes=encodes,
+    )
 
 
 def resize(work: Workload, mode) -> Workload:
@@ -63,4 +77,6 @@ def resize(work: Workload, mode) -> Workload:
         w, h = parse_size(mode.size)
         scale = (w * h / (width * height)) ** 0.5
         height, width = int(height * scale) // 16 * 16, int(width * scale) // 16 * 16
-    return dataclasses.replace(work, height=height, width=width, frames_per_clip=mode.infer_frames or work.frames_per_clip)
+    return dataclasses.replace(
+        work, height=height, width=width, frames_per_clip=mode.infer_frames or work.frames_per_clip
+    )

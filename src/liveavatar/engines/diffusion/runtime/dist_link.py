@@ -32,10 +32,18 @@ class DistLink:
     def __init__(self, rank: int, source: int, device: torch.device) -> None:
         self.rank, self.source, self.device = rank, source, device
         self._sends: list[tuple[object, torch.Tensor]] = []
+        # a worker that steps down after running out of memory runs its current block again: the
+        # block's input and the clip-1 broadcasts it already took part in are kept, not asked for twice
+        self._received: tuple[int, torch.Tensor] | None = None
+        self._shared: dict[str, torch.Tensor] = {}
+        self.sent_through = -1  # the last block index handed to the next rank
 
     def receive(self, task: BlockTask, like: torch.Tensor) -> torch.Tensor:
+        if self._received is not None and self._received[0] == task.index:
+            return self._received[1].to(like.device)
         buf = torch.empty(like.shape, dtype=like.dtype, device=self.device)
         dist.recv(buf, src=self.rank - 1)
+        self._received = (task.index, buf)
         return buf.to(like.device)
 
     def send(self, task: BlockTask, latents: torch.Tensor) -> None:
@@ -43,6 +51,7 @@ class DistLink:
             self._sends.pop(0)[0].wait()
         x = latents.to(self.device).contiguous()  # kept alive until the send completes
         self._sends.append((dist.isend(x, dst=self.rank + 1), x))
+        self.sent_through = task.index
 
     def flush(self) -> None:
         while self._sends:
@@ -58,14 +67,20 @@ class DistLink:
         dist.broadcast(buf, src=self.source)
         return buf.to(like.device)
 
+    def _once(self, key: str, make) -> torch.Tensor:
+        """Each broadcast happens once per video (clip 1); a block run again gets the same tensor."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
     def share_reference(self, reference: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """The first clean latent, from the decoding rank (the rolling-sink reference at clip 1)."""
         shape = (*like.shape[:2], 1, *like.shape[3:])
-        return self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device))
+        return self._once("reference", lambda: self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device)))
 
     def motion(self, compute, like: torch.Tensor):
         """``next_motion`` for the loop: the decoding rank computes it, every rank gets it."""
-        return lambda: self._broadcast(compute() if self.rank == self.source else None, like)
+        return lambda: self._once("motion", lambda: self._broadcast(compute() if self.rank == self.source else None, like))
 
 
 def comm_device(backend: str) -> torch.device:

@@ -35,7 +35,7 @@ import torch
 from liveavatar.config import DISTILLED_SHIFT, Plan
 from liveavatar.engines.diffusion.latents import FRAMES_PER_LATENT, LATENT_CHANNELS, latent_hw
 from liveavatar.engines.diffusion.model.dit import draw_relative_dist
-from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes
+from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes, new_caches
 from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler
 
 BLOCK_LATENT_FRAMES = 3
@@ -187,7 +187,7 @@ class StepCaches:
     @classmethod
     def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...], mode: CacheForm = RESIDENT) -> "StepCaches":
         """Fresh caches in the form the memory planner chose (`mode`; resident model dtype by default)."""
-        sink, caches = dit.new_caches(num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
+        sink, caches = new_caches(dit, num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
                                       form=mode)
         return cls(sink, dict(zip(steps, caches)))
 
