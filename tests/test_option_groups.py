@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from liveavatar import config as config_module
+from liveavatar import options as options_module
 from liveavatar.argtypes import positive_int
 from liveavatar.cli import build_parser
-from liveavatar.commands import options as options_module
 from liveavatar.config import (
     DOCTOR,
     ENGINE_OPTION,
