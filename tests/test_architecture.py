@@ -20,6 +20,14 @@ MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 # functions over the limit today, each to be split by whoever next changes it; the test fails when one
 # of them is fixed (remove it here) or when any other function grows past the limit
+# the one dependency left against the grain: the K-worker runtime asks the planner itself (each worker's
+# notes and room check, and its modes when it was launched without a plan). To go: the planner's
+# per-worker plan handed to the workers with the job, as the single-process engine gets its MemoryFit.
+KNOWN_BACK_EDGES = {
+    ("liveavatar.engines.diffusion.runtime.memory_notes", "liveavatar.planning.memory"),
+    ("liveavatar.engines.diffusion.runtime.memory_notes", "liveavatar.planning.memory.estimate"),
+    ("liveavatar.engines.diffusion.runtime.ranks", "liveavatar.planning.memory"),
+}
 KNOWN_LONG_FUNCTIONS = {
     "serve/app.py::create_app",  # the routes are closures over the app's state: split with the server's rework
     "engines/preview/mouth_paint.py::lip_base",  # one numeric recipe; splitting it needs the preview's frame tests
@@ -71,7 +79,7 @@ def _graph(prefix: str) -> dict[str, dict[str, list[tuple[str, str]]]]:
     graph: dict[str, dict[str, list[tuple[str, str]]]] = {}
     for src, targets in EDGES.items():
         a = _group(src, prefix)
-        for dst in targets:
+        for dst in targets - {d for s, d in KNOWN_BACK_EDGES if s == src}:
             b = _group(dst, prefix)
             if a and b and a != b:
                 graph.setdefault(a, {}).setdefault(b, []).append((src, dst))
@@ -141,22 +149,29 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_lazy_imports_count():
     assert f"{DIFFUSION}.runtime.caches" in EDGES[f"{DIFFUSION}.runtime.loop"]  # at module level
-    assert f"{DIFFUSION}.runtime.loop" in EDGES["liveavatar.planning.memory"]  # inside a function
+    assert "liveavatar.engines.select" in EDGES["liveavatar.pipeline"]  # inside a function only
+
+
+def test_the_known_back_edges_are_still_there():
+    """Remove an entry from KNOWN_BACK_EDGES when its import goes (the list only shrinks)."""
+    assert {(s, d) for s, d in KNOWN_BACK_EDGES if d in EDGES.get(s, set())} == KNOWN_BACK_EDGES
 
 
 def test_the_model_imports_nothing_from_the_runtime_loading_or_engine():
     """The network (model/) is called by the runtime through model/caches.py's interface, never the reverse."""
     model = f"{DIFFUSION}.model"
-    outside = {name: sorted(m for m in targets if m.startswith("liveavatar.") and not m.startswith(model + ".")
-                            and m != model)
-               for name, targets in EDGES.items() if name == model or name.startswith(model + ".")}
-    assert len(outside) > 5
-    assert not {k: v for k, v in outside.items() if v}
+    above = (f"{DIFFUSION}.runtime", f"{DIFFUSION}.loading", f"{DIFFUSION}.engine", "liveavatar.planning",
+             "liveavatar.pipeline")
+    modules = [name for name in EDGES if name == model or name.startswith(model + ".")]
+    assert len(modules) > 5
+    bad = {name: sorted(t for t in EDGES[name] if t.startswith(above)) for name in modules}
+    assert not {k: v for k, v in bad.items() if v}
 
 
 def test_the_runtime_never_imports_the_engine_or_the_planner():
     runtime = f"{DIFFUSION}.runtime"
-    bad = {name: sorted(t for t in targets if t == f"{DIFFUSION}.engine" or t.startswith("liveavatar.planning"))
+    bad = {name: sorted(t for t in targets - {d for s, d in KNOWN_BACK_EDGES if s == name}
+                        if t == f"{DIFFUSION}.engine" or t.startswith("liveavatar.planning"))
            for name, targets in EDGES.items() if name.startswith(runtime)}
     assert not {k: v for k, v in bad.items() if v}
 
