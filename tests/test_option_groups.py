@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from liveavatar import config as config_module
+from liveavatar import options as options_module
 from liveavatar.argtypes import positive_int
 from liveavatar.cli import build_parser
-from liveavatar import options as options_module
 from liveavatar.config import (
     DOCTOR,
     ENGINE_OPTION,
@@ -74,10 +74,11 @@ def test_the_server_resident_engine_takes_every_engine_option():
 
     options = config_module.EngineOptions.of(args)
     settings = ServeSettings(options=options)
-    assert settings.engine_options().gpu_memory == (24.0,) and settings.engine_options().enable_vae_parallel is False
+    budget = args.gpu_memory  # as generate parses it (one GiB figure, or one per GPU)
+    assert budget and settings.engine_options().gpu_memory == budget and settings.engine_options().enable_vae_parallel is False
     assert ServeSettings(options=options, engine="preview").engine_options().engine == "preview"
     job = settings.engine_options().config(image=Path("i.png"), audio=Path("a.wav"), sample_steps=2)
-    assert (job.gpu_memory, job.fp8, job.sample_steps) == ((24.0,), True, 2)
+    assert (job.gpu_memory, job.fp8, job.sample_steps) == (budget, True, 2)
     with pytest.raises(TypeError):  # a request cannot override the server's engine options
         settings.engine_options().config(image=Path("i.png"), audio=Path("a.wav"), fp8=False)
 

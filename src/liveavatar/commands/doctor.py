@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from liveavatar.options import add_generate_options
 from liveavatar.config import DOCTOR, doctor_defaults, in_group
+from liveavatar.options import add_generate_options
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
 

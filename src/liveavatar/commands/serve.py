@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from liveavatar.argtypes import number, positive_int
-from liveavatar.options import add_generate_options
 from liveavatar.config import ENGINE_OPTION, in_group
+from liveavatar.options import add_generate_options
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
 

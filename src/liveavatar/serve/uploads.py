@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.options import value_parser
 from liveavatar.config import PER_REQUEST, in_group
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
+from liveavatar.options import value_parser
 from liveavatar.serve.settings import Limits
 
 AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".webm"}

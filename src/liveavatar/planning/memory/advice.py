@@ -48,3 +48,54 @@ def finish_command(config, plan_width: int, plan_height: int) -> str:
         if value is not None and value != "":
             args += [f"--{name}", str(value)]
     return shlex.join(args + ["--overwrite"])
+
+
+# the cards of the README's multi-GPU rows: nominal size -> the budget planned for (as the one-GPU
+# table: 80 GB cards report 79.2 GiB, 48 GB 44.5 GiB; 24 and 32 GB cards keep ~2 GiB for a desktop)
+CARD_BUDGET_GIB = {24: 22.0, 32: 30.0, 48: 44.5, 80: 79.2}
+# (cards, DiT workers, a decode worker): 2 and 4 cards, the last DiT worker decodes; 3 and 4+1, one decodes
+LAYOUTS = ((2, 2, False), (3, 2, True), (4, 4, False), (5, 4, True))
+
+
+def projected_seconds_per_block(memory) -> float:
+    """A pipeline's seconds per 12-frame block, projected from one-GPU block times (calibration's
+    SECONDS_PER_BLOCK less the decode, per step): the slowest worker sets the pace."""
+    from liveavatar.planning.memory.calibration import DECODE_SECONDS_PER_BLOCK, SECONDS_PER_BLOCK
+    from liveavatar.planning.memory.modes import MODES
+
+    # a later mode keeps every earlier one's savings, so it is taken as no faster than the one before
+    # it (the measured 1.081 / 1.095 s under 1.133 s are run-to-run noise, not a speed-up)
+    seconds, slowest = {}, 0.0
+    for m in MODES[1:]:  # from fp8 weights on; bf16 weights are slower than fp8 (their own figure)
+        slowest = seconds[m.name] = max(slowest, SECONDS_PER_BLOCK[m.name])
+    seconds[MODES[0].name] = SECONDS_PER_BLOCK[MODES[0].name]
+
+    stages = []
+    for w in memory.workers:
+        steps = len(w.share.steps)
+        per_step = (seconds[w.choice.mode.name.split(", ")[0]] - DECODE_SECONDS_PER_BLOCK) / 4  # a rung: "<mode>, <shape>"
+        stages.append(steps * per_step + (DECODE_SECONDS_PER_BLOCK if w.share.decodes else 0.0))
+    return max(stages)
+
+
+def multi_gpu_rows(config: DiTConfig, height: int = 384, width: int = 704, frames: int = 48, steps: int = 4,
+                   fp8_weights: bool = True) -> list[dict]:
+    """The README's multi-GPU rows: per layout and card, each worker's mode and the projected fps
+    (with ``--fp8``, the guide's real-time setting, by default)."""
+    from liveavatar.planning.memory.workers import plan_workers, worker_shares
+
+    work = Workload(config, height, width, frames, steps, num_frames=1250)
+    rows = []
+    for cards, k, decode_worker in LAYOUTS:
+        shares = worker_shares(k, decode_worker, steps)
+        for card, budget in CARD_BUDGET_GIB.items():
+            try:
+                memory = plan_workers(work, shares, [int(budget * GIB)] * len(shares), fp8_weights=fp8_weights)
+            except UserError:
+                rows.append({"cards": cards, "card_gb": card, "fits": False})
+                continue
+            seconds = projected_seconds_per_block(memory)
+            rows.append({"cards": cards, "card_gb": card, "fits": True, "seconds_per_block": seconds,
+                         "fps": 12 / seconds, "workers": [(w.share.label, w.choice.mode.name,
+                                                           w.choice.estimate.peak / GIB) for w in memory.workers]})
+    return rows
