@@ -12,7 +12,8 @@ one: no VAE re-encode), streaming decode to uint8 frames on the decode worker.
 Reported per worker: the plan (mode, predicted peak, loop phase) and the measured
 torch.cuda.max_memory_allocated / max_memory_reserved; then whether the frames equal one process
 running all four steps in the same mode (bit for bit expected: same kernels, same inputs).
-The speed is not the point (five processes share one GPU); the memory is.
+The speed is not the point (five processes share one GPU); the memory is. stdout: one JSON line
+per figure (as benchmarks/gpu_check.sh collects them); stderr: the same in words.
 
     PYTHONPATH=src python benchmarks/gpu_emulate_tpp.py                  # one big GPU (H200: 139 GiB)
     PYTHONPATH=src python benchmarks/gpu_emulate_tpp.py --cpu-smoke      # tiny model, gloo CPU processes
@@ -270,6 +271,13 @@ def _bf16_peer(tmp: str, rank: int) -> None:
     dist.destroy_process_group()
 
 
+def emit(figure: str, text: str, **values) -> None:
+    """One JSON line on stdout (gpu_check.sh's log), the words on stderr."""
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+    print(json.dumps({"figure": f"emulate_tpp {figure}", **rounded}), flush=True)
+    print(text, file=sys.stderr, flush=True)
+
+
 def main() -> int:
     import numpy as np
     import torch
@@ -289,35 +297,37 @@ def main() -> int:
     store = dist.TCPStore("127.0.0.1", 0, 5, True, wait_for_workers=False, timeout=timedelta(seconds=600))
     setup = Setup(tiny=args.cpu_smoke, cap_gib=args.cap_gib, clips=args.clips, num_dit=4, out=out, port=store.port)
     device = "CPU (gloo processes)" if setup.tiny else f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    print(f"device {device}; 4 DiT workers + 1 decode worker, each capped at {setup.cap_gib} GiB", flush=True)
     memory = memory_plan(setup)
-    print("plan: " + memory.reason, flush=True)
+    emit("setup", f"device {device}; 4 DiT workers + 1 decode worker, each capped at {setup.cap_gib} GiB; plan: "
+         + memory.reason, device=device, cap_gib=setup.cap_gib, clips=setup.clips)
     t0 = time.perf_counter()
     mp.start_processes(worker, args=(setup,), nprocs=setup.world, start_method="spawn", join=True)
-    print(f"five workers done in {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = time.perf_counter() - t0
     reports = [json.loads((Path(out) / f"worker{r}.json").read_text()) for r in range(setup.world)]
     ok = True
     for r in reports:
-        line = (f"WORKER {r['label']}: mode {r['mode']!r}, planned peak {r['planned_peak_gib']:.2f} GiB "
+        text = (f"{r['label']}: mode {r['mode']!r}, planned peak {r['planned_peak_gib']:.2f} GiB "
                 f"(loop {r['planned_loop_gib']:.2f})")
         if "max_allocated_gib" in r:
-            line += f", measured max allocated {r['max_allocated_gib']:.2f} GiB, reserved {r['max_reserved_gib']:.2f} GiB"
-            ok &= r["max_allocated_gib"] <= args.limit_gib
-        print(line, flush=True)
+            text += f", measured max allocated {r['max_allocated_gib']:.2f} GiB, reserved {r['max_reserved_gib']:.2f} GiB"
+            r["within_limit"] = r["max_allocated_gib"] <= args.limit_gib
+            ok &= r["within_limit"]
+        emit("worker", text, **r)
     multi = np.load(Path(out) / "frames_multi.npy")
-    dit_mode = memory.for_rank(0).choice.mode
     if not setup.tiny:
         torch.cuda.empty_cache()
-    single = single_process(setup, dit_mode)
+    single = single_process(setup, memory.for_rank(0).choice.mode)
     diff = np.abs(multi.astype(int) - single.astype(int)) if multi.shape == single.shape else None
     same = diff is not None and not diff.any()
-    print(f"FRAMES {multi.shape} vs one process {single.shape}: "
-          + ("equal bit for bit" if same else f"max |diff| {diff.max() if diff is not None else 'shape differs'}"
-             f", mean {diff.mean() if diff is not None else float('nan'):.3f} uint8 levels"), flush=True)
+    max_diff = None if diff is None else int(diff.max())
+    emit("frames", f"frames {multi.shape} vs one process {single.shape}: "
+         + ("equal bit for bit" if same else f"max |diff| {max_diff}"), equal=bool(same), max_abs_diff=max_diff,
+         frames=int(multi.shape[0]), workers_s=seconds)
     if setup.tiny:
-        print(bf16_over_gloo_check(), flush=True)
+        text = bf16_over_gloo_check()
+        emit("bf16 over gloo", text, exact=text.count("True") == 2)
     ok &= same
-    print("PASS" if ok else "FAIL", flush=True)
+    emit("result", "PASS" if ok else "FAIL", ok=bool(ok), limit_gib=args.limit_gib)
     return 0 if ok else 1
 
 

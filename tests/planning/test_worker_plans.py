@@ -14,8 +14,17 @@ import pytest
 from liveavatar.cli import main
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.errors import UserError
-from liveavatar.planning.memory import (GIB, MARGIN, MODES, Workload, candidate_modes, estimate, plan_workers,
-                                        share_workload, worker_shares)
+from liveavatar.planning.memory import (
+    GIB,
+    MARGIN,
+    MODES,
+    Workload,
+    candidate_modes,
+    estimate,
+    plan_workers,
+    share_workload,
+    worker_shares,
+)
 from liveavatar.planning.memory.components import ring_bytes
 
 C14 = DiTConfig.wan_s2v_14b()
@@ -132,3 +141,13 @@ def test_a_worker_that_cannot_fit_is_refused_before_any_weight_loads(tmp_path, c
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "worker 2 (decode) on GPU 0" in errors[0], err
     assert not loads and not launches and not out.exists()
+
+
+def test_the_readme_multi_gpu_table_is_the_planners_and_more_cards_are_not_slower():
+    from liveavatar.planning.memory.advice import multi_gpu_markdown, multi_gpu_rows
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert multi_gpu_markdown(C14) in readme
+    fps = {(r["cards"], r["card_gb"]): r["fps"] for r in multi_gpu_rows(C14)}
+    for card in (24, 32, 48, 80):
+        assert fps[(2, card)] <= fps[(3, card)] and fps[(4, card)] <= fps[(5, card)] and fps[(2, card)] <= fps[(4, card)]

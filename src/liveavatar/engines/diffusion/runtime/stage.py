@@ -11,7 +11,7 @@ finished part of the video is kept.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from liveavatar.engines.diffusion.runtime.ladder import OOM, Ladder, free_device_memory
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, Stage, StepCaches, denoise_blocks
