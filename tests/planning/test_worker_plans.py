@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from support.tiny_models import config_only_ckpt
 
 from liveavatar.cli import main
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
@@ -93,16 +94,9 @@ def test_a_worker_that_fits_no_mode_is_refused_in_one_line_naming_it():
     assert "worker 4 (decode) on GPU 0" in err.value.one_line()
 
 
-def _config_only_ckpt(tmp_path: Path) -> Path:
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text(json.dumps({"dim": 5120, "num_layers": 40, "num_heads": 40, "ffn_dim": 13824}))
-    return ckpt
-
-
 def test_dry_run_prints_one_entry_per_worker(tmp_path, capsys, portrait_path, speech_path):
     args = ["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path),
-            "--ckpt_dir", str(_config_only_ckpt(tmp_path)), "--size", "704*384", "--dry_run"]
+            "--ckpt_dir", str(config_only_ckpt(tmp_path)), "--size", "704*384", "--dry_run"]
     assert main([*args, "--gpu_memory", "24"]) == 0
     single = json.loads(capsys.readouterr().out)["memory"]
     assert [(w["rank"], w["role"], w["steps"]) for w in single["workers"]] == [(0, "single", [0, 1, 2, 3])]

@@ -56,9 +56,13 @@ class Ladder:
 
     def run(self, allocate: Callable[[CacheForm], StepCaches],
             produce: Callable[[StepCaches, LoopState], Iterator[DenoisedBlock]], consume: Consumer,
-            state: LoopState) -> Iterator:
+            state: LoopState, boundary_is_live: bool = False) -> Iterator:
+        """``boundary_is_live``: continue from the loop's own state after a failure (it only moves on
+        when a block is done), for a DiT worker of a multi-GPU run, whose stage yields nothing until
+        its last step and whose blocks leave by a send that allocates nothing on the GPU."""
         boundary = state.snapshot()
         caches: StepCaches | None = None
+        live = None
         while True:
             failed = False
             blocks = None
@@ -85,14 +89,12 @@ class Ladder:
                     blocks.close()
             if failed:
                 blocks = None
+                if boundary_is_live and live is not None:
+                    boundary = live.snapshot()
                 free_device_memory()
                 caches = self._next_rung(caches, boundary.next_task)
 
     def _next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
-        return self.next_rung(caches, block)
-
-    def next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
-        """Step down one rung (converting `caches`), or raise what `exhausted` builds when none is left."""
         if not self.later:
             raise self.exhausted(block, self.mode)
         new = self.later.pop(0)
