@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from liveavatar.cli import build_parser, main
-from liveavatar.commands.options import add_generate_options, config_from_args, help_text
+from liveavatar.options import add_generate_options, config_from_args, help_text
 from liveavatar.config import GenerateConfig, inert_flag_notes
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -108,7 +108,7 @@ def test_serve_takes_generates_engine_flags():
 
 
 def test_server_form_fields_parse_as_the_flags_do():
-    from liveavatar.commands.options import value_parser
+    from liveavatar.options import value_parser
 
     assert value_parser("enable_online_decode")("no") is False and value_parser("num_clip")("3") == 3
     assert value_parser("preset")("quick") == "quick"

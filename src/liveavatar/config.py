@@ -15,20 +15,21 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from liveavatar.argtypes import any_int, gib_list, number, positive_int
 from liveavatar.errors import UserError
-from liveavatar.sizing import parse_size
+from liveavatar.sizing import DEFAULT_SIZE, parse_size
 
 ENGINES = ("preview", "diffusion")
 RANDOM_SEED = -1  # upstream's "pick a random seed"
 MAX_SEED = 2**63 - 1  # torch and numpy generators both take it
 MAX_SAMPLE_STEPS = 8
 DISTILLED_STEPS = 4  # the Live Avatar LoRA was distilled for 4 steps at shift 3
-DEFAULT_SIZE = "704*384"  # the guide's 14B size (W*H): the --size fallback and the planner's measured shape
+DISTILLED_SHIFT = 3.0
 
 # The groups a GenerateConfig field may declare (option(groups=...)).
 ENGINE_OPTION = "engine_option"  # chooses or builds the engine: `serve` takes it at start, for every job
@@ -77,7 +78,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "quick": Preset(size="384*256", num_clip=10, sample_steps=3, infer_frames=32, enable_online_decode=False),
     "standard": Preset(size="688*368", num_clip=100, sample_steps=4, infer_frames=48, enable_online_decode=True),
-    "high": Preset(size="704*384", num_clip=1000, sample_steps=5, infer_frames=48, enable_online_decode=True),
+    "high": Preset(size=DEFAULT_SIZE, num_clip=1000, sample_steps=5, infer_frames=48, enable_online_decode=True),
 }
 
 DIFFUSION = ("diffusion",)
@@ -102,7 +103,7 @@ class GenerateConfig:
                                       help="video frames per clip, a multiple of 4")
     sample_steps: int | None = option(type=any_int, fallback=DISTILLED_STEPS, engines=DIFFUSION,
                                       groups=(PER_REQUEST, IDENTITY, DOCTOR), help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}")
-    sample_shift: float = option(3.0, type=number, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
+    sample_shift: float = option(DISTILLED_SHIFT, type=number, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
                                  help="flow-matching time shift")
     # its own warning (pipeline) says why it is ignored, so no engine note as well
     sample_guide_scale: float = option(0.0, type=number, groups=(PER_REQUEST,),
@@ -141,7 +142,7 @@ class GenerateConfig:
     resume: bool = option(False, kind="switch",
                           help="continue the interrupted run of --save_file (same arguments) where it stopped")
 
-    def resolve(self) -> "GenerateConfig":
+    def resolve(self) -> GenerateConfig:
         """Fill unset values from the preset, then from each field's fallback, and validate."""
         preset = PRESETS[self.preset] if self.preset else None
         filled = {}

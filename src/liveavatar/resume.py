@@ -266,14 +266,6 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
     return RunStart(point, record)
 
 
-def remember_state(states: dict[int, dict], clips: int, state: dict, keep: int = 2) -> None:
-    """An engine's fingerprint after ``clips`` clips, keeping the last few (the pipeline reads them
-    at its segment ends, a block or two after the engine passed there)."""
-    states[clips] = state
-    for old in sorted(states)[:-keep]:
-        del states[old]
-
-
 def check_replay(expected: dict | None, actual: dict | None, notify) -> None:
     """After the replay of the finished clips: the engine must stand where the interrupted run stood."""
     if expected is not None and actual is not None and expected != actual:

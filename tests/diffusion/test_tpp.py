@@ -22,6 +22,7 @@ from liveavatar.config import GenerateConfig
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.planning import make_plan
+from liveavatar.planning.fit import unplanned
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
 SIZE = "64*64"
@@ -46,7 +47,7 @@ def _frames(release, workers: int, notes: list | None = None, **kw) -> np.ndarra
     ckpt, lora = release
     config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt="a person talking", size=SIZE, infer_frames=12,
                             ckpt_dir=ckpt, lora_path_dmd=lora, num_gpus_dit=workers, **kw).resolve()
-    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora))
+    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
     inputs = _inputs(1.0)
     plan = make_plan(config, inputs, "diffusion")
     assert plan.num_clips >= 2  # the rolling sink's clip-1 re-prefill is crossed

@@ -8,13 +8,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from support.tiny_models import tiny_loop_setup
 
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks, split_steps
 from liveavatar.engines.diffusion.runtime.stage import run_stage
 from liveavatar.errors import UserError
 from liveavatar.planning.memory import BF16_RESIDENT, Mode
+from support.tiny_models import tiny_loop_setup
 
 PLAN = LoopPlan(frames_per_clip=24, num_clips=2, latent_hw=(8, 8), sample_steps=4, sample_shift=3.0, seed=3)
 HOST = Mode("KV in host memory (test rung)", kv=CacheForm("model", "host"))  # exact, unlike fp8

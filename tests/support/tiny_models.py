@@ -28,8 +28,11 @@ def tiny_loop_setup(num_frames: int, latent_hw: tuple[int, int] = (8, 8)):
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2
-                    else 0.1 * torch.randn(p.shape, generator=gen))
+            p.copy_(
+                torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5
+                if p.ndim >= 2
+                else 0.1 * torch.randn(p.shape, generator=gen)
+            )
     text = dit.encode_text(torch.randn(5, config.text_dim, generator=gen))
     audio = torch.randn(1, 25, config.audio_dim, num_frames, generator=gen)
     h, w = latent_hw

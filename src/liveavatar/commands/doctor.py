@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from liveavatar.commands.options import add_generate_options
+from liveavatar.options import add_generate_options
 from liveavatar.config import DOCTOR, doctor_defaults, in_group
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}

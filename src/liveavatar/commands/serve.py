@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from liveavatar.argtypes import number, positive_int
-from liveavatar.commands.options import add_generate_options
+from liveavatar.options import add_generate_options
 from liveavatar.config import ENGINE_OPTION, in_group
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"

@@ -57,13 +57,15 @@ def require_engine_files(name: str, config: GenerateConfig | EngineOptions) -> N
 
 def build_engine(name: str, config: GenerateConfig | EngineOptions, memory=None) -> Engine:
     """`config`: a run's, or a resident engine's EngineOptions (the server); `memory`: the planner's
-    Choice (planning/memory.py) for the diffusion engine, or None."""
+    MemoryFit (planning/fit.py), which the diffusion engine needs."""
     if name == "preview":
         from liveavatar.engines.preview import PreviewEngine
 
         return PreviewEngine()
     from liveavatar.engines.diffusion.engine import DiffusionEngine
 
+    if memory is None:
+        raise ValueError("the diffusion engine is built for a memory choice: pass planning.fit's MemoryFit")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
     return DiffusionEngine.from_config(config, layout, memory)

@@ -104,7 +104,14 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             if state["engine"] is None:
                 from liveavatar.engines.select import build_engine
 
-                state["engine"] = build_engine(engine_name, engine_options)
+                memory = None
+                if engine_name == "diffusion":  # the planner imports torch: only for the engine that needs it
+                    from liveavatar.planning.fit import unplanned
+
+                    # built before any job: no shapes to plan for yet; each job brings the planner's
+                    # choice for its own config (pipeline.prepare), which the engine takes per run
+                    memory = unplanned(bool(engine_options.fp8))
+                state["engine"] = build_engine(engine_name, engine_options, memory)
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
@@ -164,14 +171,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             check_media_limits(image, audio, settings.limits)
         plan, notes = None, []
         if image is not None and audio is not None:
-            said: list[str] = []
             config = engine_options.config(image=image, audio=audio, prompt=prompt, **request)
-            try:
-                pipeline.run(config, say=said.append, notify=notes.append, dry_run=True)
+            try:  # what the dry run prints: the same prepare as the real run, findings shown below instead of gating
+                plan = pipeline.prepare(config, notes.append, checks=False).summary()
             except UserError as exc:
                 raise Rejected(422, "invalid_input", exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
                                exc.input.lstrip("-")) from None
-            plan = json.loads(said[-1])
         findings = [] if skip_checks else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
         return plan, findings, notes
 

@@ -59,7 +59,7 @@ class Job:
         return out
 
     @classmethod
-    def from_record(cls, record: dict) -> "Job":
+    def from_record(cls, record: dict) -> Job:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in known})
 

@@ -7,11 +7,12 @@ job's private folder: nothing a client sends becomes a path.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.commands.options import value_parser
+from liveavatar.options import value_parser
 from liveavatar.config import PER_REQUEST, in_group
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits

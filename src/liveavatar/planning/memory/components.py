@@ -139,9 +139,10 @@ def vae_decode_bytes(work: Workload, mode: Mode) -> int:
     """One streaming decode pass (calibrated), narrower when the mode decodes in spatial tiles."""
     if not work.holds_vae:
         return 0
+    from liveavatar.engines.diffusion.latents import VAE_STRIDE
     from liveavatar.engines.diffusion.vae.tiles import DEFAULT_OVERLAP
 
-    tile_width = (work.width + (mode.decode_tiles - 1) * DEFAULT_OVERLAP * 8) / mode.decode_tiles
+    tile_width = (work.width + (mode.decode_tiles - 1) * DEFAULT_OVERLAP * VAE_STRIDE) / mode.decode_tiles
     pixels = work.height * tile_width
     return int(
         DECODE_BYTES_PER_PIXEL_FRAME

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from liveavatar.engines.diffusion import latents
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
 
@@ -31,13 +32,13 @@ class Workload:
 
     @property
     def latent_hw(self) -> tuple[int, int]:
-        return self.height // 8, self.width // 8
+        return latents.latent_hw(self.height, self.width)
 
     def loop(self):
         """The block loop's own plan for these shapes (token counts come from one place)."""
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan
 
-        return LoopPlan(self.frames_per_clip, 1, self.latent_hw, self.steps, 1.0, 0)
+        return LoopPlan.for_size(self.height, self.width, self.frames_per_clip, self.steps)
 
 
 def workload_for(

@@ -15,9 +15,11 @@ workers.py), and the process-group timeout is the backstop for a worker that han
 from __future__ import annotations
 
 import pickle
+
 import torch
 import torch.distributed as dist
 
+from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
 from liveavatar.engines.diffusion.runtime.loop import BlockTask, DenoisedBlock, LoopPlan
 
 # one isend may be in flight per link, so a stage starts its next block while the last one travels
@@ -118,7 +120,7 @@ def receive_blocks(link: DistLink, plan: LoopPlan, ref: torch.Tensor, next_motio
         if task.clip == 1 and task.start == 0 and plan.rolling_sink:
             link.share_reference(reference, ref)
             share_motion()
-        x = link.receive(task, torch.empty((1, 16, task.count, h, w), dtype=ref.dtype, device=ref.device))
+        x = link.receive(task, torch.empty((1, LATENT_CHANNELS, task.count, h, w), dtype=ref.dtype, device=ref.device))
         if reference is None:
             reference = x[:, :, :1].clone()
         yield DenoisedBlock(task, x)

@@ -205,14 +205,15 @@ def _child_main(spec: WorkerSpec) -> None:
 
     store = dist.TCPStore("127.0.0.1", spec.store_port, spec.roles.world, False, timeout=timedelta(seconds=timeout_s()))
     try:
-        from liveavatar.engines.diffusion.engine import build_dit
+        from liveavatar.engines.diffusion.loading.build import build_dit
         from liveavatar.engines.diffusion.loading.layout import resolve_layout
+        from liveavatar.engines.diffusion.loading.precision import model_dtype
 
         backend = _backend()
         if backend == "nccl":
             torch.cuda.set_device(spec.roles.gpu(spec.rank))  # the launching process keeps GPU 0 (it decodes)
         device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        dtype = torch.bfloat16 if backend == "nccl" else torch.float32
+        dtype = model_dtype(device)
         plan = spec.memory
         if plan is not None and backend == "nccl":  # refused before any weight loads
             _require_planned_room(plan, spec.roles.describe(spec.rank, spec.config.sample_steps))
@@ -244,8 +245,9 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     import torch
     import torch.distributed as dist
 
-    from liveavatar.engines.diffusion.engine import build_dit
+    from liveavatar.engines.diffusion.loading.build import build_dit
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.precision import model_dtype
 
     backend = _backend()
     if backend == "nccl":
@@ -253,7 +255,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
-    dit, _ = build_dit(config, layout, device, torch.bfloat16 if backend == "nccl" else torch.float32)
+    dit, _ = build_dit(config, layout, device, model_dtype(device))
     _init_group(backend, rank, roles.world)
     try:
         serve_dit(rank, roles, dit, backend)

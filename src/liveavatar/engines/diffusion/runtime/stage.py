@@ -10,7 +10,7 @@ the launcher stops the others and the finished part of the video is kept.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from liveavatar.engines.diffusion.runtime.ladder import Ladder
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, Stage, StepCaches, denoise_blocks
@@ -19,10 +19,50 @@ from liveavatar.errors import UserError
 
 def out_of_memory(label: str) -> Callable[[int, object], UserError]:
     def build(block: int, mode) -> UserError:
-        return UserError("--gpu_memory", f"{label} ran out of GPU memory at block {block} even in the last memory "
-                         f"mode ({mode.name})", "free memory on its GPU, use more --num_gpus_dit or a smaller --size; "
-                         "the finished part is kept")
+        return UserError(
+            "--gpu_memory",
+            f"{label} ran out of GPU memory at block {block} even in the last memory mode ({mode.name})",
+            "free memory on its GPU, use more --num_gpus_dit or a smaller --size; the finished part is kept",
+        )
+
     return build
+
+
+class _WorkerSteps:
+    """One worker's stage as the ladder drives it (ladder.LadderRun); `run_stage` runs its loop."""
+
+    def __init__(self, dit, text_ctx, job: dict, plan: LoopPlan, stage: Stage, link, label: str) -> None:
+        self.dit, self.text_ctx, self.job, self.plan, self.stage, self.link = dit, text_ctx, job, plan, stage, link
+        self.label = label
+        self.next_motion = link.motion(None, job["motion"])
+        self.audio = job["audio"].to(dit.device)
+
+    def allocate(self, form) -> StepCaches:
+        return StepCaches.allocate(self.dit, self.plan, self.stage.steps, mode=form)
+
+    def produce(self, caches: StepCaches, state: LoopState):
+        job = self.job
+        return denoise_blocks(
+            self.dit,
+            self.text_ctx,
+            self.audio,
+            job["ref"],
+            job["motion"],
+            self.plan,
+            self.next_motion,
+            stage=self.stage,
+            link=self.link,
+            caches=caches,
+            state=state,
+        )
+
+    def step_down(self, old, new) -> str:
+        from liveavatar.engines.diffusion.runtime.modes import weights_for
+
+        return weights_for(self.dit, new)
+
+    def exhausted(self, block: int, mode) -> BaseException:
+        return out_of_memory(self.label)(block, mode)
 
 
 class _SendOn:
@@ -41,17 +81,19 @@ class _SendOn:
         pass
 
 
-def run_stage(dit, text_ctx, job: dict, plan: LoopPlan, stage: Stage, link, mode, later, say: Callable[[str], None],
-              label: str = "this worker") -> None:
+def run_stage(
+    dit,
+    text_ctx,
+    job: dict,
+    plan: LoopPlan,
+    stage: Stage,
+    link,
+    mode,
+    later,
+    say: Callable[[str], None],
+    label: str = "this worker",
+) -> None:
     """Run `stage`'s steps of every block; the blocks leave through `link` (to the next rank)."""
-    from liveavatar.engines.diffusion.runtime.modes import weights_for
-
-    ladder = Ladder(mode, list(later), lambda old, new: weights_for(dit, new), say, out_of_memory(label))
-    next_motion = link.motion(None, job["motion"])
-    audio = job["audio"].to(dit.device)
-    for _ in ladder.run(
-            lambda form: StepCaches.allocate(dit, plan, stage.steps, mode=form),
-            lambda caches, state: denoise_blocks(dit, text_ctx, audio, job["ref"], job["motion"], plan, next_motion,
-                                                 stage=stage, link=link, caches=caches, state=state),
-            _SendOn(link), LoopState.start(plan.seed), boundary_is_live=True):
+    ladder = Ladder(mode, list(later), _WorkerSteps(dit, text_ctx, job, plan, stage, link, label), say)
+    for _ in ladder.run(_SendOn(link), LoopState.start(plan.seed), boundary_is_live=True):
         pass
