@@ -12,7 +12,8 @@ one: no VAE re-encode), streaming decode to uint8 frames on the decode worker.
 Reported per worker: the plan (mode, predicted peak, loop phase) and the measured
 torch.cuda.max_memory_allocated / max_memory_reserved; then whether the frames equal one process
 running all four steps in the same mode (bit for bit expected: same kernels, same inputs).
-The speed is not the point (five processes share one GPU); the memory is.
+The speed is not the point (five processes share one GPU); the memory is. stdout: one JSON line
+per figure (as benchmarks/gpu_check.sh collects them); stderr: the same in words.
 
     PYTHONPATH=src python benchmarks/gpu_emulate_tpp.py                  # one big GPU (H200: 139 GiB)
     PYTHONPATH=src python benchmarks/gpu_emulate_tpp.py --cpu-smoke      # tiny model, gloo CPU processes
@@ -75,8 +76,17 @@ def memory_plan(setup: Setup):
     h, w, frames = setup.shape
     config = DiTConfig.tiny() if setup.tiny else DiTConfig.wan_s2v_14b()
     vb = 4 if setup.tiny else 2
-    work = Workload(config, h, w, frames, 4, num_frames=setup.clips * frames, lora=False, value_bytes=vb,
-                    vae_dim=4 if setup.tiny else 96)
+    work = Workload(
+        config,
+        h,
+        w,
+        frames,
+        4,
+        num_frames=setup.clips * frames,
+        lora=False,
+        value_bytes=vb,
+        vae_dim=4 if setup.tiny else 96,
+    )
     budgets = [None if setup.tiny else int(setup.cap_gib * GIB)] * setup.world
     return plan_workers(work, worker_shares(setup.num_dit, True, 4), budgets, fp8_weights=not setup.tiny)
 
@@ -92,7 +102,9 @@ def random_dit(setup: Setup, fp8: bool):
     from liveavatar.engines.diffusion.model.fp8 import FP8Linear, excluded
 
     device = _device(setup)
-    model = CausalS2VDiT(DiTConfig.tiny() if setup.tiny else DiTConfig.wan_s2v_14b(), dtype=_dtype(setup), device="meta")
+    model = CausalS2VDiT(
+        DiTConfig.tiny() if setup.tiny else DiTConfig.wan_s2v_14b(), dtype=_dtype(setup), device="meta"
+    )
     with torch.no_grad():
         for name, module in list(model.named_modules()):
             own = list(module.named_parameters(recurse=False))
@@ -120,10 +132,12 @@ def conditions(setup: Setup, dit_config):
 
     h, w, frames = setup.shape
     gen = torch.Generator().manual_seed(7)
-    out = {"text": torch.randn(min(120, dit_config.text_len), dit_config.text_dim, generator=gen),
-           "audio": torch.randn(1, 25, dit_config.audio_dim, setup.clips * frames, generator=gen),
-           "ref": torch.randn(1, 16, 1, h // 8, w // 8, generator=gen),
-           "motion": torch.randn(1, 16, 19, h // 8, w // 8, generator=gen)}
+    out = {
+        "text": torch.randn(min(120, dit_config.text_len), dit_config.text_dim, generator=gen),
+        "audio": torch.randn(1, 25, dit_config.audio_dim, setup.clips * frames, generator=gen),
+        "ref": torch.randn(1, 16, 1, h // 8, w // 8, generator=gen),
+        "motion": torch.randn(1, 16, 19, h // 8, w // 8, generator=gen),
+    }
     return {k: v.to(_dtype(setup)) for k, v in out.items()}  # on the host: the decode worker broadcasts them
 
 
@@ -131,8 +145,14 @@ def loop_plan(setup: Setup):
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan
 
     h, w, frames = setup.shape
-    return LoopPlan(frames_per_clip=frames, num_clips=setup.clips, latent_hw=(h // 8, w // 8), sample_steps=4,
-                    sample_shift=3.0, seed=0)
+    return LoopPlan(
+        frames_per_clip=frames,
+        num_clips=setup.clips,
+        latent_hw=(h // 8, w // 8),
+        sample_steps=4,
+        sample_shift=3.0,
+        seed=0,
+    )
 
 
 def decoder(setup: Setup, mode):
@@ -163,8 +183,10 @@ def _peaks(setup: Setup) -> dict:
 
     if setup.tiny:
         return {}
-    return {"max_allocated_gib": torch.cuda.max_memory_allocated(0) / GIB,
-            "max_reserved_gib": torch.cuda.max_memory_reserved(0) / GIB}
+    return {
+        "max_allocated_gib": torch.cuda.max_memory_allocated(0) / GIB,
+        "max_reserved_gib": torch.cuda.max_memory_reserved(0) / GIB,
+    }
 
 
 def _decode_all(dec, blocks, frames_out: list) -> None:
@@ -189,9 +211,13 @@ def worker(rank: int, setup: Setup) -> None:
     plan_of = memory.for_rank(rank)
     store = dist.TCPStore("127.0.0.1", setup.port, setup.world, False, timeout=timedelta(seconds=600))
     t0 = time.perf_counter()
-    report = {"rank": rank, "label": plan_of.share.label, "mode": plan_of.choice.mode.name,
-              "planned_peak_gib": plan_of.choice.estimate.peak / GIB,
-              "planned_loop_gib": plan_of.choice.estimate.phases["loop"] / GIB}
+    report = {
+        "rank": rank,
+        "label": plan_of.share.label,
+        "mode": plan_of.choice.mode.name,
+        "planned_peak_gib": plan_of.choice.estimate.peak / GIB,
+        "planned_loop_gib": plan_of.choice.estimate.phases["loop"] / GIB,
+    }
     if rank < setup.num_dit:
         dit = random_dit(setup, plan_of.choice.mode.weights == "fp8")
         _init_group("gloo", rank, setup.world, store)
@@ -235,8 +261,9 @@ def single_process(setup: Setup, mode) -> tuple:
     text_ctx = dit.encode_text(cond["text"])
     frames: list = []
     with torch.no_grad():
-        blocks = denoise_blocks(dit, text_ctx, cond["audio"], cond["ref"], cond["motion"], plan,
-                                lambda: cond["motion"], caches=caches)
+        blocks = denoise_blocks(
+            dit, text_ctx, cond["audio"], cond["ref"], cond["motion"], plan, lambda: cond["motion"], caches=caches
+        )
         _decode_all(dec, blocks, frames)
     return np.concatenate(frames)
 
@@ -264,10 +291,18 @@ def _bf16_peer(tmp: str, rank: int) -> None:
     else:
         got = torch.empty_like(x)
         dist.recv(got, src=0)
-        (Path(tmp) / "bf16.txt").write_text(f"bf16 over gloo: broadcast equal {torch.equal(buf, x)}, "
-                                            f"send/recv equal {torch.equal(got, x)}")
+        (Path(tmp) / "bf16.txt").write_text(
+            f"bf16 over gloo: broadcast equal {torch.equal(buf, x)}, send/recv equal {torch.equal(got, x)}"
+        )
     dist.barrier()
     dist.destroy_process_group()
+
+
+def emit(figure: str, text: str, **values) -> None:
+    """One JSON line on stdout (gpu_check.sh's log), the words on stderr."""
+    rounded = {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+    print(json.dumps({"figure": f"emulate_tpp {figure}", **rounded}), flush=True)
+    print(text, file=sys.stderr, flush=True)
 
 
 def main() -> int:
@@ -289,35 +324,52 @@ def main() -> int:
     store = dist.TCPStore("127.0.0.1", 0, 5, True, wait_for_workers=False, timeout=timedelta(seconds=600))
     setup = Setup(tiny=args.cpu_smoke, cap_gib=args.cap_gib, clips=args.clips, num_dit=4, out=out, port=store.port)
     device = "CPU (gloo processes)" if setup.tiny else f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    print(f"device {device}; 4 DiT workers + 1 decode worker, each capped at {setup.cap_gib} GiB", flush=True)
     memory = memory_plan(setup)
-    print("plan: " + memory.reason, flush=True)
+    emit(
+        "setup",
+        f"device {device}; 4 DiT workers + 1 decode worker, each capped at {setup.cap_gib} GiB; plan: " + memory.reason,
+        device=device,
+        cap_gib=setup.cap_gib,
+        clips=setup.clips,
+    )
     t0 = time.perf_counter()
     mp.start_processes(worker, args=(setup,), nprocs=setup.world, start_method="spawn", join=True)
-    print(f"five workers done in {time.perf_counter() - t0:.0f} s", flush=True)
+    seconds = time.perf_counter() - t0
     reports = [json.loads((Path(out) / f"worker{r}.json").read_text()) for r in range(setup.world)]
     ok = True
     for r in reports:
-        line = (f"WORKER {r['label']}: mode {r['mode']!r}, planned peak {r['planned_peak_gib']:.2f} GiB "
-                f"(loop {r['planned_loop_gib']:.2f})")
+        text = (
+            f"{r['label']}: mode {r['mode']!r}, planned peak {r['planned_peak_gib']:.2f} GiB "
+            f"(loop {r['planned_loop_gib']:.2f})"
+        )
         if "max_allocated_gib" in r:
-            line += f", measured max allocated {r['max_allocated_gib']:.2f} GiB, reserved {r['max_reserved_gib']:.2f} GiB"
-            ok &= r["max_allocated_gib"] <= args.limit_gib
-        print(line, flush=True)
+            text += (
+                f", measured max allocated {r['max_allocated_gib']:.2f} GiB, reserved {r['max_reserved_gib']:.2f} GiB"
+            )
+            r["within_limit"] = r["max_allocated_gib"] <= args.limit_gib
+            ok &= r["within_limit"]
+        emit("worker", text, **r)
     multi = np.load(Path(out) / "frames_multi.npy")
-    dit_mode = memory.for_rank(0).choice.mode
     if not setup.tiny:
         torch.cuda.empty_cache()
-    single = single_process(setup, dit_mode)
+    single = single_process(setup, memory.for_rank(0).choice.mode)
     diff = np.abs(multi.astype(int) - single.astype(int)) if multi.shape == single.shape else None
     same = diff is not None and not diff.any()
-    print(f"FRAMES {multi.shape} vs one process {single.shape}: "
-          + ("equal bit for bit" if same else f"max |diff| {diff.max() if diff is not None else 'shape differs'}"
-             f", mean {diff.mean() if diff is not None else float('nan'):.3f} uint8 levels"), flush=True)
+    max_diff = None if diff is None else int(diff.max())
+    emit(
+        "frames",
+        f"frames {multi.shape} vs one process {single.shape}: "
+        + ("equal bit for bit" if same else f"max |diff| {max_diff}"),
+        equal=bool(same),
+        max_abs_diff=max_diff,
+        frames=int(multi.shape[0]),
+        workers_s=seconds,
+    )
     if setup.tiny:
-        print(bf16_over_gloo_check(), flush=True)
+        text = bf16_over_gloo_check()
+        emit("bf16 over gloo", text, exact=text.count("True") == 2)
     ok &= same
-    print("PASS" if ok else "FAIL", flush=True)
+    emit("result", "PASS" if ok else "FAIL", ok=bool(ok), limit_gib=args.limit_gib)
     return 0 if ok else 1
 
 

@@ -6,28 +6,16 @@ import dataclasses
 
 import pytest
 import torch
+from support.tiny_models import tiny_loop_setup
 
-from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.model.dit_config import DiTConfig
-from liveavatar.engines.diffusion.runtime.loop import (LoopPlan, LoopState, StepCaches, denoise_blocks,
-                                                         split_steps)
+from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks, split_steps
 
 PLAN = LoopPlan(frames_per_clip=24, num_clips=3, latent_hw=(8, 8), sample_steps=4, sample_shift=3.0, seed=3)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    config = dataclasses.replace(DiTConfig.tiny(), text_len=16)
-    dit = CausalS2VDiT(config)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2 else 0.1 * torch.randn(p.shape, generator=gen))
-    text = dit.encode_text(torch.randn(5, config.text_dim, generator=gen))
-    audio = torch.randn(1, 25, config.audio_dim, PLAN.num_clips * PLAN.frames_per_clip, generator=gen)
-    ref, motion = torch.randn(1, 16, 1, 8, 8, generator=gen), torch.randn(1, 16, 19, 8, 8, generator=gen)
-    return dit, text, audio, ref, motion
+    return tiny_loop_setup(PLAN.num_clips * PLAN.frames_per_clip)
 
 
 def run(setup, plan=PLAN, **kw):

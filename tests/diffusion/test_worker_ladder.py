@@ -4,19 +4,17 @@ uninterrupted stage's, and without a rung left it stops with one error naming it
 
 from __future__ import annotations
 
-import dataclasses
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks, split_steps
 from liveavatar.engines.diffusion.runtime.stage import run_stage
 from liveavatar.errors import UserError
 from liveavatar.planning.memory import BF16_RESIDENT, Mode
+from support.tiny_models import tiny_loop_setup
 
 PLAN = LoopPlan(frames_per_clip=24, num_clips=2, latent_hw=(8, 8), sample_steps=4, sample_shift=3.0, seed=3)
 HOST = Mode("KV in host memory (test rung)", kv=CacheForm("model", "host"))  # exact, unlike fp8
@@ -24,32 +22,21 @@ HOST = Mode("KV in host memory (test rung)", kv=CacheForm("model", "host"))  # e
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    config = dataclasses.replace(DiTConfig.tiny(), text_len=16)
-    dit = CausalS2VDiT(config)
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2
-                    else 0.1 * torch.randn(p.shape, generator=gen))
-    text = dit.encode_text(torch.randn(5, config.text_dim, generator=gen))
-    job = {"audio": torch.randn(1, 25, config.audio_dim, PLAN.num_clips * PLAN.frames_per_clip, generator=gen),
-           "ref": torch.randn(1, 16, 1, 8, 8, generator=gen), "motion": torch.randn(1, 16, 19, 8, 8, generator=gen)}
-    return dit, text, job
+    dit, text, audio, ref, motion = tiny_loop_setup(PLAN.num_clips * PLAN.frames_per_clip)
+    return dit, text, {"audio": audio, "ref": ref, "motion": motion}
 
 
 class ReplayLink:
     """The previous stage's blocks by index (asked again after a step-down, as DistLink answers)."""
 
     def __init__(self, inbox: dict, reference):
-        self.inbox, self.reference, self.out, self.sent_through = inbox, reference, [], -1
+        self.inbox, self.reference, self.out = inbox, reference, []
 
     def receive(self, task, like):
         return self.inbox[task.index]
 
     def send(self, task, latents):
         self.out.append((task.index, latents))
-        self.sent_through = task.index
 
     def share_reference(self, reference, like):
         return self.reference
@@ -113,16 +100,20 @@ def test_the_dist_link_answers_a_repeated_block_without_asking_its_neighbours(mo
     from liveavatar.engines.diffusion.runtime import dist_link
 
     calls = {"recv": 0, "broadcast": 0}
-    fake = SimpleNamespace(recv=lambda buf, src: calls.__setitem__("recv", calls["recv"] + 1),
-                           broadcast=lambda buf, src: calls.__setitem__("broadcast", calls["broadcast"] + 1))
+
+    def recv(buf, src):
+        calls["recv"] += 1
+        buf.fill_(calls["recv"])  # each real receive brings other numbers
+
+    fake = SimpleNamespace(recv=recv, broadcast=lambda buf, src: calls.__setitem__("broadcast", calls["broadcast"] + 1))
     monkeypatch.setattr(dist_link, "dist", fake)
     link = dist_link.DistLink(1, 2, torch.device("cpu"))
     task = SimpleNamespace(index=4)
     like = torch.zeros(1, 16, 3, 8, 8)
     a, b = link.receive(task, like), link.receive(task, like)
     assert calls["recv"] == 1 and a is not None and torch.equal(a, b)
-    link.receive(SimpleNamespace(index=5), like)
-    assert calls["recv"] == 2
+    c = link.receive(SimpleNamespace(index=5), like)
+    assert calls["recv"] == 2 and not torch.equal(c, a)
     motion = link.motion(None, torch.zeros(1, 16, 19, 8, 8))
     for _ in range(2):
         link.share_reference(None, like)

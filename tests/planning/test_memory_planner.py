@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 import torch
+from support.tiny_models import config_only_ckpt
 
 from liveavatar.cli import main
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.errors import UserError
-from liveavatar.planning.memory import (CALIBRATION, GIB, MODES, Workload, choose, estimate, gpu_table)
+from liveavatar.planning.memory import CALIBRATION, GIB, MODES, Workload, choose, estimate, gpu_table
 
 C14 = DiTConfig.wan_s2v_14b()
 # the settings RESULTS.md measured (bench_engine_gpu.py loop: 2 clips of 48 frames, no LoRA merge)
@@ -44,7 +44,6 @@ def _tensor_bytes(tensors) -> int:
 def test_persistent_terms_equal_what_the_engine_allocates(tiny_engine):
     """Tiny release on the CPU (fp32): weights, rings, sink, text context, VAE within 1 %."""
     from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
-    from liveavatar.engines.diffusion.runtime.caches import CacheForm
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches
     from liveavatar.tools.tiny_checkpoint import TINY_VAE
 
@@ -105,15 +104,8 @@ def test_gpu_table_rows():
     assert [r[0] for r in rows] == [80, 48, 24] and all(r[2] < r[0] for r in rows)
 
 
-def _config_only_ckpt(tmp_path: Path) -> Path:
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text(json.dumps({"dim": 5120, "num_layers": 40, "num_heads": 40, "ffn_dim": 13824}))
-    return ckpt
-
-
 def test_dry_run_plans_memory_from_config_json_alone(tmp_path, capsys, portrait_path, speech_path):
-    ckpt = _config_only_ckpt(tmp_path)
+    ckpt = config_only_ckpt(tmp_path)
     args = ["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path), "--ckpt_dir", str(ckpt),
             "--size", "704*384", "--dry_run", "--gpu_memory", "22"]
     assert main(args) == 0
@@ -129,7 +121,7 @@ def test_dry_run_plans_memory_from_config_json_alone(tmp_path, capsys, portrait_
 
 def test_the_preview_engine_is_never_planned_for_gpu_memory(tmp_path, capsys, portrait_path, speech_path):
     # a checkpoint beside a preview run, and a budget no diffusion mode fits: the preview is untouched
-    ckpt = _config_only_ckpt(tmp_path)
+    ckpt = config_only_ckpt(tmp_path)
     args = ["generate", "--engine", "preview", "--image", str(portrait_path), "--audio", str(speech_path),
             "--ckpt_dir", str(ckpt), "--size", "704*384", "--dry_run", "--gpu_memory", "10"]
     assert main(args) == 0

@@ -14,9 +14,19 @@ import pytest
 from liveavatar.cli import main
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.errors import UserError
-from liveavatar.planning.memory import (GIB, MARGIN, MODES, Workload, candidate_modes, estimate, plan_workers,
-                                        share_workload, worker_shares)
+from liveavatar.planning.memory import (
+    GIB,
+    MARGIN,
+    MODES,
+    Workload,
+    candidate_modes,
+    estimate,
+    plan_workers,
+    share_workload,
+    worker_shares,
+)
 from liveavatar.planning.memory.components import ring_bytes
+from support.tiny_models import config_only_ckpt
 
 C14 = DiTConfig.wan_s2v_14b()
 BASE = Workload(C14, 384, 704, 48, 4, num_frames=1250)
@@ -84,16 +94,21 @@ def test_a_worker_that_fits_no_mode_is_refused_in_one_line_naming_it():
     assert "worker 4 (decode) on GPU 0" in err.value.one_line()
 
 
-def _config_only_ckpt(tmp_path: Path) -> Path:
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    (ckpt / "config.json").write_text(json.dumps({"dim": 5120, "num_layers": 40, "num_heads": 40, "ffn_dim": 13824}))
-    return ckpt
-
-
 def test_dry_run_prints_one_entry_per_worker(tmp_path, capsys, portrait_path, speech_path):
-    args = ["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path),
-            "--ckpt_dir", str(_config_only_ckpt(tmp_path)), "--size", "704*384", "--dry_run"]
+    args = [
+        "generate",
+        "--engine",
+        "diffusion",
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--ckpt_dir",
+        str(config_only_ckpt(tmp_path)),
+        "--size",
+        "704*384",
+        "--dry_run",
+    ]
     assert main([*args, "--gpu_memory", "24"]) == 0
     single = json.loads(capsys.readouterr().out)["memory"]
     assert [(w["rank"], w["role"], w["steps"]) for w in single["workers"]] == [(0, "single", [0, 1, 2, 3])]
@@ -101,7 +116,12 @@ def test_dry_run_prints_one_entry_per_worker(tmp_path, capsys, portrait_path, sp
     out, err = capsys.readouterr()
     workers = json.loads(out)["memory"]["workers"]
     assert [(w["rank"], w["role"], w["steps"]) for w in workers] == [
-        (0, "dit", [0]), (1, "dit", [1]), (2, "dit", [2]), (3, "dit", [3]), (4, "decode", [])]
+        (0, "dit", [0]),
+        (1, "dit", [1]),
+        (2, "dit", [2]),
+        (3, "dit", [3]),
+        (4, "decode", []),
+    ]
     assert all({"mode", "peak_gib", "components", "budget_gib"} <= set(w) for w in workers)
     assert "note: memory plan per worker: worker 0 (DiT step 0)" in err
     # one budget per GPU (device order: the decoding process keeps GPU 0)
@@ -113,8 +133,9 @@ def test_dry_run_prints_one_entry_per_worker(tmp_path, capsys, portrait_path, sp
     assert err.count("\n") == 1 and err.startswith("error: --gpu_memory") and "one per GPU" in err
 
 
-def test_a_worker_that_cannot_fit_is_refused_before_any_weight_loads(tmp_path, capsys, portrait_path, speech_path,
-                                                                    monkeypatch):
+def test_a_worker_that_cannot_fit_is_refused_before_any_weight_loads(
+    tmp_path, capsys, portrait_path, speech_path, monkeypatch
+):
     from liveavatar.engines.diffusion.loading import checkpoint
     from liveavatar.engines.diffusion.runtime import workers
     from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
@@ -124,11 +145,46 @@ def test_a_worker_that_cannot_fit_is_refused_before_any_weight_loads(tmp_path, c
     monkeypatch.setattr(checkpoint, "load_dit", lambda *a, **k: loads.append(a))
     monkeypatch.setattr(workers.Team, "launch", classmethod(lambda cls, *a, **k: launches.append(a)))
     out = tmp_path / "v.mp4"
-    code = main(["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path),
-                 "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--size", "64*64", "--infer_frames", "12",
-                 "--skip_checks", "--num_gpus_dit", "2", "--enable_vae_parallel", "--gpu_memory", "1,24,24",
-                 "--save_file", str(out)])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--ckpt_dir",
+            str(ckpt),
+            "--lora_path_dmd",
+            str(lora),
+            "--size",
+            "64*64",
+            "--infer_frames",
+            "12",
+            "--skip_checks",
+            "--num_gpus_dit",
+            "2",
+            "--enable_vae_parallel",
+            "--gpu_memory",
+            "1,24,24",
+            "--save_file",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "worker 2 (decode) on GPU 0" in errors[0], err
     assert not loads and not launches and not out.exists()
+
+
+def test_the_readme_multi_gpu_table_is_the_planners_and_more_cards_are_not_slower():
+    from liveavatar.planning.memory.advice import multi_gpu_markdown, multi_gpu_rows
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert multi_gpu_markdown(C14) in readme
+    fps = {(r["cards"], r["card_gb"]): r["fps"] for r in multi_gpu_rows(C14)}
+    for card in (24, 32, 48, 80):
+        assert (
+            fps[(2, card)] <= fps[(3, card)] and fps[(4, card)] <= fps[(5, card)] and fps[(2, card)] <= fps[(4, card)]
+        )

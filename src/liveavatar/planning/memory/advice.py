@@ -73,13 +73,16 @@ def projected_seconds_per_block(memory) -> float:
     stages = []
     for w in memory.workers:
         steps = len(w.share.steps)
-        per_step = (seconds[w.choice.mode.name.split(", ")[0]] - DECODE_SECONDS_PER_BLOCK) / 4  # a rung: "<mode>, <shape>"
+        per_step = (
+            seconds[w.choice.mode.name.split(", ")[0]] - DECODE_SECONDS_PER_BLOCK
+        ) / 4  # a rung: "<mode>, <shape>"
         stages.append(steps * per_step + (DECODE_SECONDS_PER_BLOCK if w.share.decodes else 0.0))
     return max(stages)
 
 
-def multi_gpu_rows(config: DiTConfig, height: int = 384, width: int = 704, frames: int = 48, steps: int = 4,
-                   fp8_weights: bool = True) -> list[dict]:
+def multi_gpu_rows(
+    config: DiTConfig, height: int = 384, width: int = 704, frames: int = 48, steps: int = 4, fp8_weights: bool = True
+) -> list[dict]:
     """The README's multi-GPU rows: per layout and card, each worker's mode and the projected fps
     (with ``--fp8``, the guide's real-time setting, by default)."""
     from liveavatar.planning.memory.workers import plan_workers, worker_shares
@@ -95,7 +98,63 @@ def multi_gpu_rows(config: DiTConfig, height: int = 384, width: int = 704, frame
                 rows.append({"cards": cards, "card_gb": card, "fits": False})
                 continue
             seconds = projected_seconds_per_block(memory)
-            rows.append({"cards": cards, "card_gb": card, "fits": True, "seconds_per_block": seconds,
-                         "fps": 12 / seconds, "workers": [(w.share.label, w.choice.mode.name,
-                                                           w.choice.estimate.peak / GIB) for w in memory.workers]})
+            rows.append(
+                {
+                    "cards": cards,
+                    "card_gb": card,
+                    "fits": True,
+                    "seconds_per_block": seconds,
+                    "fps": 12 / seconds,
+                    "workers": [
+                        (w.share.label, w.choice.mode.name, w.choice.estimate.peak / GIB) for w in memory.workers
+                    ],
+                }
+            )
     return rows
+
+
+_SHORT = {
+    "KV streamed from pinned host memory": "KV streamed",
+    "smaller decode passes": "tiled decode",
+    "text encoder on the CPU": "text enc. on CPU",
+    "bf16 resident": "bf16",
+}
+_LAYOUT_NAMES = {
+    2: "2: steps 2 + 2, the second decodes",
+    3: "3: steps 2 + 2, + a decode GPU",
+    4: "4: one step each, the fourth decodes",
+    5: "4 + 1: one step each, + a decode GPU",
+}
+
+
+def _cell(row: dict) -> str:
+    if not row["fits"]:
+        return "does not fit"
+    groups: list[list] = []  # runs of DiT workers with the same mode and peak: "3x fp8 KV 24.0"
+    decode = ""
+    for label, mode, peak in row["workers"]:
+        if "(decode)" in label:
+            decode = f" + decode {peak:.1f}"
+            continue
+        text = f"{_SHORT.get(mode, mode)} {peak:.1f}"
+        if groups and groups[-1][0] == text:
+            groups[-1][1] += 1
+        else:
+            groups.append([text, 1])
+    workers = " / ".join(f"{n}x {t}" if n > 1 else t for t, n in groups)
+    return f"{workers}{decode} GiB: **{row['fps']:.0f} fps**"
+
+
+def multi_gpu_markdown(config: DiTConfig) -> str:
+    """The README's multi-GPU table (``multi_gpu_rows`` as Markdown)."""
+    rows = multi_gpu_rows(config)
+    lines = [
+        "| cards (704*384, 4 steps, `--fp8`) | "
+        + " | ".join(f"{c} GB ({b} GiB)" for c, b in CARD_BUDGET_GIB.items())
+        + " |",
+        "|---|" + "---|" * len(CARD_BUDGET_GIB),
+    ]
+    for cards, _, _ in LAYOUTS:
+        cells = [_cell(r) for r in rows if r["cards"] == cards]
+        lines.append(f"| {_LAYOUT_NAMES[cards]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

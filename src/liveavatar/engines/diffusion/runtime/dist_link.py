@@ -36,7 +36,6 @@ class DistLink:
         # block's input and the clip-1 broadcasts it already took part in are kept, not asked for twice
         self._received: tuple[int, torch.Tensor] | None = None
         self._shared: dict[str, torch.Tensor] = {}
-        self.sent_through = -1  # the last block index handed to the next rank
 
     def receive(self, task: BlockTask, like: torch.Tensor) -> torch.Tensor:
         if self._received is not None and self._received[0] == task.index:
@@ -51,7 +50,6 @@ class DistLink:
             self._sends.pop(0)[0].wait()
         x = latents.to(self.device).contiguous()  # kept alive until the send completes
         self._sends.append((dist.isend(x, dst=self.rank + 1), x))
-        self.sent_through = task.index
 
     def flush(self) -> None:
         while self._sends:

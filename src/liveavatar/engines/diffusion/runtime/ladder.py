@@ -16,7 +16,8 @@ blocks from caches and a loop state, apply a mode change outside the caches, say
 from __future__ import annotations
 
 import gc
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import torch
 
@@ -67,9 +68,13 @@ class Ladder:
         self.rungs_taken: list[str] = []
         self.live: LoopState | None = None  # the loop's state while it runs (resume records read it)
 
-    def run(self, consume: Consumer, state: LoopState) -> Iterator:
+    def run(self, consume: Consumer, state: LoopState, boundary_is_live: bool = False) -> Iterator:
+        """``boundary_is_live``: continue from the loop's own state after a failure (it only moves on
+        when a block is done), for a DiT worker of a multi-GPU run, whose stage yields nothing until
+        its last step and whose blocks leave by a send that allocates nothing on the GPU."""
         boundary = state.snapshot()
         caches: StepCaches | None = None
+        live = None
         while True:
             failed = False
             blocks = None
@@ -96,6 +101,8 @@ class Ladder:
                     blocks.close()
             if failed:
                 blocks = None
+                if boundary_is_live and live is not None:
+                    boundary = live.snapshot()
                 free_device_memory()
                 caches = self._next_rung(caches, boundary.next_task)
 

@@ -18,8 +18,16 @@ def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, mode=Non
     if mode is None or isinstance(mode, bool):
         mode = default_mode(bool(mode))
     h, w = plan.latent_hw
-    work = Workload(dit_config, h * VAE_STRIDE, w * VAE_STRIDE, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
-                    holds_vae=holds_vae, encodes=holds_vae)
+    work = Workload(
+        dit_config,
+        h * VAE_STRIDE,
+        w * VAE_STRIDE,
+        plan.frames_per_clip,
+        steps,
+        value_bytes=bytes_per_value,
+        holds_vae=holds_vae,
+        encodes=holds_vae,
+    )
     return estimate(work, mode)
 
 
@@ -31,9 +39,11 @@ def require_room(est: Estimate, free_bytes: int, what: str) -> None:
     """UserError with the ways out when a worker's predicted peak exceeds its GPU's free memory."""
     if fits(est, free_bytes):
         return
-    raise UserError("--num_gpus_dit", f"{what} needs {est.peak / GIB:.1f} GiB on its GPU (planner) but "
-                    f"{free_bytes / GIB:.1f} GiB are free",
-                    "use --fp8, more --num_gpus_dit, fewer --sample_steps, a smaller --size or --infer_frames")
+    raise UserError(
+        "--num_gpus_dit",
+        f"{what} needs {est.peak / GIB:.1f} GiB on its GPU (planner) but {free_bytes / GIB:.1f} GiB are free",
+        "use --fp8, more --num_gpus_dit, fewer --sample_steps, a smaller --size or --infer_frames",
+    )
 
 
 def worker_notes(config, plan, roles, memory=None) -> list[str]:
@@ -54,9 +64,11 @@ def worker_notes(config, plan, roles, memory=None) -> list[str]:
         mode = memory.for_rank(rank).choice.mode if memory is not None else bool(config.fp8) and on_gpu
         est = worker_estimate(dit_config, plan, len(stage.steps), size, mode)
         c = est.components
-        lines.append(f"note: {roles.describe(rank, plan.sample_steps)}: {est.mode.name}, about {_size(est.peak)} "
-                     f"(weights {_size(c['dit_weights'])} + {len(stage.steps)} step caches {_size(c['kv_rings'])} + "
-                     f"sink {_size(c['sink'])} + activations; planner)")
+        lines.append(
+            f"note: {roles.describe(rank, plan.sample_steps)}: {est.mode.name}, about {_size(est.peak)} "
+            f"(weights {_size(c['dit_weights'])} + {len(stage.steps)} step caches {_size(c['kv_rings'])} + "
+            f"sink {_size(c['sink'])} + activations; planner)"
+        )
     return lines
 
 
