@@ -7,6 +7,8 @@ video, its partial); ids are generated here, never taken from a request.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -96,6 +98,19 @@ class Job:
         }
 
 
+def _sound_job(record: dict, keep_s: float) -> "Job | None":
+    """The job of a stored record when it makes a valid API object (strict JSON), else None with a
+    logged warning: a damaged row is left out instead of breaking every listing."""
+    try:
+        job = Job.from_record(record)
+        json.dumps(job.view(keep_s, None), allow_nan=False)
+    except Exception as exc:
+        logging.getLogger("liveavatar.serve").warning("job %s: its stored record is damaged (%s: %s); left out",
+                                                      record.get("id", "?"), type(exc).__name__, exc)
+        return None
+    return job
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -131,7 +146,9 @@ class JobQueue:
         from liveavatar.media.writer import partial_path
 
         for record in self._store.load():
-            job = Job.from_record(record)
+            job = _sound_job(record, self.settings.keep_s)
+            if job is None:
+                continue
             self._seq = max(self._seq, job.seq)
             if job.status == "in_progress":
                 why_not, done = self._resumable(job)
@@ -240,9 +257,9 @@ class JobQueue:
             self._seq += 1
             job = Job(id=job_id, seq=self._seq, created_at=time.time(), prompt=prompt, image=image, audio=audio,
                       options=options, plan=plan, warnings=warnings)
+            self._store.save(job.id, job.seq, job.record())  # first: a record it refuses is never queued
             self._jobs[job.id] = job
             self._waiting.append(job.id)
-            self._store.save(job.id, job.seq, job.record())
             self._cond.notify()
         return job
 
