@@ -109,11 +109,31 @@ def run(args: argparse.Namespace) -> int:
     engine = resolve_engine_name(settings)
     if settings.workers > 1 and engine != "preview":
         raise UserError("--workers", f"{settings.workers} workers with the {engine} engine", "use --workers 1: one GPU runs one job at a time")
+    app = create_app(settings)  # takes the data folder (refused when another server has it)
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise UserError("--data_dir", f"{settings.data_dir} cannot be created ({exc.strerror})", "give a folder you can write to") from None
-    app = create_app(settings)
+        sock = listening_socket(args.host, args.port)  # before saying where to connect: a port in use is one line
+    except UserError:
+        app.state.queue.stop(0)  # lets the data folder go
+        raise
     print(f"liveavatar serve: engine {engine}, data in {settings.data_dir}; open {open_url(args.host, args.port, settings.token)}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)).run(sockets=[sock])
     return 0
+
+
+def listening_socket(host: str, port: int):
+    """The server's socket, bound; UserError naming --port or --host when it cannot be."""
+    import errno
+    import socket
+
+    from liveavatar.errors import UserError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror:
+        raise UserError("--host", f"{host!r} is not an address of this machine", "give an address such as 127.0.0.1 or 0.0.0.0") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError("--port", f"port {port} on {host} is already in use (another server?)",
+                            "stop what uses it, or give another --port") from None
+        raise UserError("--host", f"cannot listen on {host}:{port} ({exc.strerror})", "give an address of this machine and a free --port") from None

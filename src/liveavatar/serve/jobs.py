@@ -21,7 +21,7 @@ from pathlib import Path
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.serve.settings import ServeSettings
-from liveavatar.serve.store import JobStore
+from liveavatar.serve.store import JobStore, private_folders
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 VIDEO = "video.mp4"
@@ -68,7 +68,8 @@ class Job:
     def view(self, keep_s: float, queue_position: int | None, now: float | None = None) -> dict:
         """The API object (OpenAI Videos' fields where they fit, then ours)."""
         now = time.time() if now is None else now
-        total = int(self.plan["num_frames"])
+        plan = self.plan  # read with .get: a record written by an older version may lack a field
+        total = int(plan.get("num_frames") or 0)
         done = total if self.status == "completed" else self.frames_done
         eta = None
         made = done - self.resumed_from  # by this run (a resumed run copies the finished frames first)
@@ -77,15 +78,15 @@ class Job:
         return {
             "id": self.id,
             "object": "video",
-            "model": f"liveavatar-{self.plan['engine']}",
+            "model": f"liveavatar-{plan.get('engine', 'unknown')}",
             "status": self.status,
             "progress": int(100 * done / total) if total else 0,
             "created_at": int(self.created_at),
             "started_at": _int(self.started_at),
             "completed_at": _int(self.finished_at),
             "expires_at": _int(self.finished_at + keep_s) if self.finished_at is not None else None,
-            "size": f"{self.plan['width']}x{self.plan['height']}",
-            "seconds": f"{self.plan['duration_s']:g}",
+            "size": f"{plan['width']}x{plan['height']}" if "width" in plan and "height" in plan else None,
+            "seconds": f"{plan['duration_s']:g}" if "duration_s" in plan else None,
             "prompt": self.prompt,
             "frames_done": done,
             "frames_total": total,
@@ -123,10 +124,8 @@ class JobQueue:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.engine: Engine | None = None  # set by start(), once it is built
-        self.jobs_dir = settings.data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(settings.data_dir, 0o700)
-        self._store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.jobs_dir, state_dir = private_folders(settings.data_dir)
+        self._store = JobStore(state_dir / "jobs.sqlite3")
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[str] = deque()
