@@ -216,7 +216,8 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         work = partial_path(output)
         if work.exists():
             keep_as_partial(work, output)
-    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work)
+    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work,
+                         comment=resume.settings_comment(record.settings))
     clip_ends = list(accumulate(plan.clip_frame_counts()))
     clip_of = lambda frames: next((i for i, end in enumerate(clip_ends) if frames <= end), plan.num_clips - 1)  # noqa: E731
     ends = [tuple(e) for e in record.segments if e[0] > point.clips]
