@@ -50,6 +50,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
+            if state["engine"].name == "preview":
+                from liveavatar.engines.preview import phonemes
+
+                phonemes.isolate(settings.workers)  # its decoder holds the GIL for seconds: not in the API's process
             queue.start(state["engine"])
         except Exception as exc:  # healthz reports it; jobs stay queued
             state["error"] = f"{type(exc).__name__}: {exc}"
@@ -177,7 +181,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """Queued or running: cancel (a running job stops after its block, keeping a partial). Finished: delete."""
         job = job_or_404(video_id)
         if job.status in TERMINAL:
-            queue.delete(job)
+            await run_in_threadpool(queue.delete, job)  # deleting its files is disk work: not on the event loop
             return {"id": job.id, "object": "video", "deleted": True}
         queue.cancel(job)
         return queue.view(job)
