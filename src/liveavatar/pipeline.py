@@ -43,6 +43,9 @@ def default_output_path(config: GenerateConfig, now: float | None = None) -> Pat
     return Path("output") / f"{stamp}_{config.sample_steps}step_{words}.mp4"
 
 
+RESUME_ADVICE = "; rerun with --resume to continue"  # the CLI's advice; the server continues such a job itself
+
+
 def check_output_path(path: Path, overwrite: bool, default_folder: bool = False) -> Path:
     """Refuse an output we could not or should not write (the default folder is made later)."""
     if path.suffix.lower() != ".mp4":
@@ -259,7 +262,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         kept = writer.abort()
         where = f"what was finished is in {kept}" if kept is not None else "no frame was finished"
         if kept is not None and record.clips_done:
-            where += "; rerun with --resume to continue"
+            where += RESUME_ADVICE
         if getattr(exc, "errno", None) in _DISK_FULL:
             raise UserError("--save_file", f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
                             f"free some space and run again; {where}") from None

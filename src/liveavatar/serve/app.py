@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from liveavatar.checks.findings import FLAGS
@@ -32,7 +32,7 @@ SSE_HEARTBEAT_S = 1.0
 
 def create_app(settings: ServeSettings, engine: Engine | None = None):
     """The ASGI app. ``engine``: already built (tests); otherwise built in the background at start."""
-    from liveavatar.serve import ui
+    from liveavatar.serve import ui, videos_api
     from liveavatar.serve.stream import finished_file, live_body
 
     engine_name = resolve_engine_name(settings)
@@ -93,13 +93,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     async def receive(request: Request, folder: Path, require: bool):
         form = await request.form(max_files=2, max_fields=64)
         async with form_closing(form):
-            options, skip_checks = parse_options(form)
+            options, skip_checks = parse_options(form, videos_api.FIELDS)
+            videos_api.check_model(form, engine_name)
+            options = videos_api.seconds_cap(form, options, settings.engine_options())
             prompt = form.get("prompt")
             prompt = prompt.strip() if isinstance(prompt, str) else ""
             names = {}
-            for field, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+            # OpenAI's input_reference is the portrait when no image part is sent
+            image = "input_reference" if form.get("image") is None and form.get("input_reference") is not None else "image"
+            for key, field, suffixes in (("image", image, IMAGE_SUFFIXES), ("audio", "audio", AUDIO_SUFFIXES)):
                 if require or form.get(field) is not None:
-                    names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
+                    names[key] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
     def inspect(folder: Path, names: dict, prompt: str, options: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
@@ -169,8 +173,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return JSONResponse(queue.view(job), status_code=202)
 
     @app.get("/v1/videos")
-    async def list_videos():
-        return {"object": "list", "data": [queue.view(j) for j in reversed(queue.list())], "has_more": False}
+    async def list_videos(request: Request):
+        return videos_api.page(queue.views(), request.query_params)
 
     @app.get("/v1/videos/{video_id}")
     async def retrieve(video_id: str):
@@ -211,6 +215,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """The MP4: the finished file with Range; while queued or running, the live fragmented MP4."""
         job = job_or_404(video_id)
         folder = queue.folder(job.id)
+        if videos_api.variant(request.query_params) == "thumbnail":
+            return await thumbnail(job, folder)
         download = request.query_params.get("download") in {"1", "true"}
         if job.status in TERMINAL:
             path = finished_file(job, folder)
@@ -222,6 +228,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                                 headers={"X-Liveavatar-Partial": str(job.status != "completed").lower()})
         return StreamingResponse(live_body(job, folder, lambda: queue.get(job.id)), media_type="video/mp4",
                                  headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
+
+    async def thumbnail(job, folder: Path):
+        path = finished_file(job, folder) if job.status in TERMINAL else (Path(job.growing) if job.growing else None)
+        jpeg = await run_in_threadpool(videos_api.thumbnail, path) if path is not None else None
+        if jpeg is None:
+            raise Rejected(404, "no_content", f"video {job.id} has no frame yet", "video_id")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     ui.add_routes(app)
     app.add_middleware(Guard, policy=policy(settings))

@@ -112,6 +112,12 @@ def _sound_job(record: dict, keep_s: float) -> "Job | None":
     return job
 
 
+def _add_once(lines: list[str], line: str) -> None:
+    """A job's run repeats the notes its submission's plan already gave: each is shown once."""
+    if line not in lines:
+        lines.append(line)
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -144,7 +150,9 @@ class JobQueue:
         """
         from liveavatar.media.writer import partial_path
 
-        for record in self._store.load():
+        records = self._store.load()
+        self._remove_orphans(self._store.ids())  # every row's id, damaged ones too: their files stay
+        for record in records:
             job = _sound_job(record, self.settings.keep_s)
             if job is None:
                 continue
@@ -166,6 +174,13 @@ class JobQueue:
             self._jobs[job.id] = job
             if job.status == "queued":
                 self._waiting.append(job.id)
+
+    def _remove_orphans(self, known: set) -> None:
+        """Job folders without a record: uploads a killed server never finished receiving."""
+        for folder in self.jobs_dir.iterdir():
+            if folder.name.startswith("video_") and folder.name not in known and folder.is_dir():
+                logging.getLogger("liveavatar.serve").warning("removing %s: an upload that never became a job", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _resumable(self, job: Job) -> tuple[str | None, int]:
         """``(None, frames kept)`` when ``job`` can continue where it stopped, else ``(why not, 0)``."""
@@ -230,6 +245,16 @@ class JobQueue:
 
     def view(self, job: Job) -> dict:
         return job.view(self.settings.keep_s, self.position(job))
+
+    def views(self) -> list[dict]:
+        """Every job's API object, oldest first; one that cannot be shown is left out with a warning."""
+        out = []
+        for job in self.list():
+            try:
+                out.append(self.view(job))
+            except Exception as exc:  # a record that slipped past the checks must not break the list
+                logging.getLogger("liveavatar.serve").warning("job %s left out of the list: %s: %s", job.id, type(exc).__name__, exc)
+        return out
 
     @property
     def started(self) -> bool:
@@ -338,7 +363,7 @@ class JobQueue:
             should_stop=lambda: job.cancel_requested or self._stopping,
         )
         scrub = lambda text: " ".join(text.replace(str(folder) + os.sep, "").split())  # noqa: E731  (no machine paths out)
-        notify = lambda line: warnings.append(scrub(line))  # noqa: E731
+        notify = lambda line: _add_once(warnings, scrub(line).replace(pipeline.RESUME_ADVICE, ""))  # noqa: E731
         end: dict = {"growing": None, "finished_at": None}
         try:
             pipeline.run(config, say=lambda _: None, notify=notify, hooks=hooks)
