@@ -105,3 +105,20 @@ def test_an_upload_a_killed_server_left_is_removed(start_server, tmp_path, caplo
     start_server(data_dir=data)
     assert not left.exists() and other.exists()
     assert "an upload that never became a job" in caplog.text
+
+
+def test_a_preset_that_stops_before_the_audio_ends_says_so(start_server, portrait_path, tmp_path):
+    import numpy as np
+    import soundfile
+
+    speech = tmp_path / "long.wav"  # 20 s: the quick preset's 10 clips of 32 frames make 12.8 s
+    soundfile.write(str(speech), (0.3 * np.sin(2 * np.pi * 220 * np.arange(20 * 16_000) / 16_000)).astype(np.float32), 16_000)
+    server = start_server()
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        job = client.post("/v1/videos", **inputs(portrait_path, speech, preset="quick", skip_checks="true"))
+        assert job.status_code == 202, job.text
+        job = job.json()
+        assert job["seconds"] == "12.8"
+        notes = [w for w in job["warnings"] if "--preset quick renders 12.8 s of the 20.0 s of audio" in w]
+        assert len(notes) == 1, job["warnings"]
+        client.delete(f"/v1/videos/{job['id']}")
