@@ -99,7 +99,7 @@ class Job:
         }
 
 
-def _sound_job(record: dict, keep_s: float) -> "Job | None":
+def _sound_job(record: dict, keep_s: float) -> Job | None:
     """The job of a stored record when it makes a valid API object (strict JSON), else None with a
     logged warning: a damaged row is left out instead of breaking every listing."""
     try:
