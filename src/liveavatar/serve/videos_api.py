@@ -39,9 +39,9 @@ def check_model(form, engine: str) -> None:
                        f"(or liveavatar-{engine}), or leave it out", "model")
 
 
-def seconds_cap(form, options: dict, engine_options: dict) -> dict:
-    """``options`` with ``num_clip`` lowered so the video lasts at most ``seconds`` (whole clips)."""
-    from liveavatar.config import GenerateConfig
+def seconds_cap(form, options: dict, engine_options) -> dict:
+    """``options`` with ``num_clip`` lowered so the video lasts at most ``seconds`` (whole clips);
+    ``engine_options``: the server's EngineOptions."""
     from liveavatar.sizing import FPS
 
     text = _text(form, "seconds")
@@ -52,7 +52,7 @@ def seconds_cap(form, options: dict, engine_options: dict) -> dict:
     except argparse.ArgumentTypeError as exc:
         raise Rejected(422, "invalid_parameter", f"seconds: {exc}", "seconds") from None
     try:
-        frames_per_clip = GenerateConfig(image=Path(), audio=Path(), **engine_options, **options).resolve().infer_frames
+        frames_per_clip = engine_options.config(image=Path(), audio=Path(), **options).resolve().infer_frames
     except UserError:  # a bad option: the plan's dry run names it
         return options
     clips = math.floor(seconds * FPS / frames_per_clip + 1e-9)
