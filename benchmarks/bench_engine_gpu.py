@@ -10,7 +10,6 @@ timed per 12-frame block as a user's run would be.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from liveavatar import pipeline

@@ -136,3 +136,19 @@ def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path,
     out = pipeline.run(dataclasses.replace(config, resume=True), say=lambda _: None, notify=lambda _: None, hooks=hooks).path
     assert out == tmp_path / "v.mp4" and seen[-1].frames_done == seen[-1].frames_total
     assert seen[0].frames_done == 72
+
+
+def test_prepare_is_what_the_dry_run_prints(capsys, portrait_path, speech_path):
+    """One prepare for the dry run, the real run and the server: its summary is the dry run's JSON."""
+    from liveavatar import pipeline
+    from liveavatar.config import GenerateConfig
+
+    args = ["--image", str(portrait_path), "--audio", str(speech_path), "--engine", "diffusion", "--preset", "quick"]
+    assert main(["generate", *args, "--dry_run"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    notes: list[str] = []
+    config = GenerateConfig(image=portrait_path, audio=speech_path, engine="diffusion", preset="quick")
+    prepared = pipeline.prepare(config, notes.append, checks=False)
+    assert prepared.summary() == printed
+    assert prepared.engine == "diffusion" and prepared.inputs.audio_seconds > 1
+    assert prepared.memory is not None and prepared.memory.mode.name == printed["memory"]["mode"]

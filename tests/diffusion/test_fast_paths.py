@@ -15,7 +15,6 @@ def _rel(a, b) -> float:
 
 def test_two_part_attention_matches_concatenated_keys():
     from liveavatar.engines.diffusion.model.attention import sdpa, sdpa_two
-    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     g = torch.Generator().manual_seed(1)
     q = torch.randn(2, 7, 3, 16, generator=g)
@@ -29,6 +28,7 @@ def test_two_part_attention_matches_concatenated_keys():
 
 def _tiny_streaming_run(model, split: bool):
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig  # noqa: F401
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     model.accelerate(split_sink=split)
     c = model.config

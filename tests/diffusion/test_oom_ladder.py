@@ -3,7 +3,6 @@ decode pass; the run completes from the last block boundary and the frames equal
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,6 @@ from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
-from liveavatar.errors import UserError
 from liveavatar.planning import make_plan
 from liveavatar.planning.fit import unplanned
 from liveavatar.planning.memory import MODES, Mode

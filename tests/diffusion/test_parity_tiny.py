@@ -35,7 +35,6 @@ def _tiny_model():
     from liveavatar.engines.diffusion.loading.checkpoint import load_dit_checkpoint
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
-    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     model = CausalS2VDiT(DiTConfig.tiny(), device="meta")
     load_dit_checkpoint(model, REF / "tiny_dit.safetensors", device="cpu", dtype=torch.float32)
@@ -50,6 +49,8 @@ def _inputs():
 
 @needs_ref
 def test_sink_offset_rng_ring_wrap_behaviour():
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
+
     model, x = _tiny_model(), _inputs()
     text = model.encode_text(x["context"])
     sink, caches = new_caches(model, 3, ring_tokens=192, sink_tokens=96)

@@ -10,8 +10,8 @@ starts in, the rungs its out-of-memory ladder may take, the command it names whe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs

@@ -19,7 +19,7 @@ decode time; what it buys is the uninterrupted run's video, bit for bit on the C
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch

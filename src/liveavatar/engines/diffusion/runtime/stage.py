@@ -26,23 +26,45 @@ def out_of_memory(label: str) -> Callable[[int, object], UserError]:
     return build
 
 
+class _WorkerSteps:
+    """One worker's stage as the ladder drives it (ladder.LadderRun); `run_stage` runs its loop."""
+
+    def __init__(self, dit, text_ctx, job: dict, plan: LoopPlan, stage: Stage, link, label: str) -> None:
+        self.dit, self.text_ctx, self.job, self.plan, self.stage, self.link = dit, text_ctx, job, plan, stage, link
+        self.label = label
+        self.next_motion = link.motion(None, job["motion"])
+        self.audio = job["audio"].to(dit.device)
+
+    def allocate(self, form) -> StepCaches:
+        return StepCaches.allocate(self.dit, self.plan, self.stage.steps, mode=form)
+
+    def produce(self, caches: StepCaches, state: LoopState):
+        job = self.job
+        return denoise_blocks(self.dit, self.text_ctx, self.audio, job["ref"], job["motion"], self.plan,
+                              self.next_motion, stage=self.stage, link=self.link, caches=caches, state=state)
+
+    def step_down(self, old, new) -> str:
+        from liveavatar.engines.diffusion.runtime.modes import weights_for
+
+        return weights_for(self.dit, new)
+
+    def exhausted(self, block: int, mode) -> BaseException:
+        return out_of_memory(self.label)(block, mode)
+
+
 def run_stage(dit, text_ctx, job: dict, plan: LoopPlan, stage: Stage, link, mode, later, say: Callable[[str], None],
               label: str = "this worker") -> None:
     """Run `stage`'s steps of every block; the blocks leave through `link` (to the next rank)."""
-    from liveavatar.engines.diffusion.runtime.modes import weights_for
-
-    ladder = Ladder(mode, list(later), lambda old, new: weights_for(dit, new), say, out_of_memory(label))
-    next_motion = link.motion(None, job["motion"])
-    audio = job["audio"].to(dit.device)
+    steps = _WorkerSteps(dit, text_ctx, job, plan, stage, link, label)
+    ladder = Ladder(mode, list(later), steps, say)
     state = LoopState.start(plan.seed)
     caches: StepCaches | None = None
     while True:
         failed, blocks = False, None
         try:
             if caches is None:
-                caches = StepCaches.allocate(dit, plan, stage.steps, mode=ladder.mode.kv)
-            blocks = denoise_blocks(dit, text_ctx, audio, job["ref"], job["motion"], plan, next_motion, stage=stage,
-                                    link=link, caches=caches, state=state)
+                caches = steps.allocate(ladder.mode.kv)
+            blocks = steps.produce(caches, state)
             for block in blocks:  # the last DiT rank hands clean latents to the decode worker
                 link.send(block.task, block.latents)
             return
