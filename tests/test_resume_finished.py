@@ -4,10 +4,10 @@ and an interrupted --overwrite run of it stays resumable."""
 from __future__ import annotations
 
 import pytest
-from test_resume import frame_hashes
 
 from liveavatar import resume
 from liveavatar.cli import main
+from test_resume import frame_hashes
 
 
 @pytest.fixture
