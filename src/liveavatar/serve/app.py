@@ -1,96 +1,39 @@
 """The HTTP API, shaped like OpenAI's Videos API where it fits; see README "liveavatar serve".
 
-Imported only by `liveavatar serve` (fastapi is the `serve` extra). Every route but the web page needs the token when one is set (``Authorization: Bearer T``, or the
-``liveavatar_token`` cookie the page sets, because a <video> element cannot send headers).
+Imported only by `liveavatar serve` (fastapi is the `serve` extra). Who may call which route
+(token, Host, Origin, body size) is decided in one place for every route, HTTP and WebSocket:
+serve/guard.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import json
 import shutil
 import tempfile
 import threading
 from contextlib import asynccontextmanager
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from liveavatar.checks.findings import FLAGS
 from liveavatar.engines.base import Engine
 from liveavatar.errors import UserError
+from liveavatar.serve.guard import AUTHORIZED, Guard, Policy
 from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
 
-COOKIE = "liveavatar_token"
-PUBLIC = {"/", "/favicon.ico"}
 SSE_HEARTBEAT_S = 1.0
-
-
-class Guard:
-    """ASGI middleware: the token, and the size of a request body (counted as it arrives)."""
-
-    def __init__(self, app, token: str | None, max_body: int) -> None:
-        self.app, self.token, self.max_body = app, token, max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        if self.token and scope["path"] not in PUBLIC and not self._authorized(headers):
-            return await _send_json(send, 401, Rejected(401, "unauthorized", "a token is required: send 'Authorization: Bearer <token>'").body(),
-                                    [(b"www-authenticate", b"Bearer")])
-        if scope["method"] == "POST":
-            length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body:
-                return await _send_json(send, 413, self._too_large().body())
-            receive = self._counting(receive)
-        return await self.app(scope, receive, send)
-
-    def _authorized(self, headers: dict) -> bool:
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), self.token.encode()):
-            return True
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get(b"cookie", b"").decode("latin-1"))
-        except Exception:
-            return False
-        return COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value.encode(), self.token.encode())
-
-    def _too_large(self) -> Rejected:
-        return Rejected(413, "request_too_large", f"the request is larger than the limit of {self.max_body} bytes")
-
-    def _counting(self, receive):
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_body:
-                raise self._too_large()
-            return message
-
-        return counted
-
-
-async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": data})
 
 
 def create_app(settings: ServeSettings, engine: Engine | None = None):
     """The ASGI app. ``engine``: already built (tests); otherwise built in the background at start."""
-    from liveavatar.serve import ui
+    from liveavatar.serve import ui, videos_api
     from liveavatar.serve.stream import finished_file, live_body
 
     engine_name = resolve_engine_name(settings)
@@ -115,6 +58,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
+            if state["engine"].name == "preview":
+                from liveavatar.engines.preview import phonemes
+
+                phonemes.isolate(settings.workers)  # its decoder holds the GIL for seconds: not in the API's process
             queue.start(state["engine"])
         except Exception as exc:  # healthz reports it; jobs stay queued
             state["error"] = f"{type(exc).__name__}: {exc}"
@@ -140,9 +87,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return job
 
     @app.get("/healthz")
-    async def healthz():
+    async def healthz(request: Request):
         loaded = queue.started
-        body = {"status": "ok" if loaded else ("error" if state["error"] else "loading"), "engine": engine_name,
+        status = "ok" if loaded else ("error" if state["error"] else "loading")
+        if not request.scope.get(AUTHORIZED):  # liveness for monitors; the details only with the token
+            return JSONResponse({"status": status, "authorized": False}, status_code=200 if loaded else 503)
+        body = {"status": status, "authorized": True, "engine": engine_name,
                 "engine_loaded": loaded, "error": state["error"], "queued": queue.waiting, "workers": settings.workers,
                 "limits": {"upload_bytes": settings.limits.upload_bytes, "pixels": settings.limits.pixels,
                            "audio_s": settings.limits.audio_s, "queue": settings.limits.queue}}
@@ -151,13 +101,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     async def receive(request: Request, folder: Path, require: bool):
         form = await request.form(max_files=2, max_fields=64)
         async with form_closing(form):
-            options, skip_checks = parse_options(form)
+            options, skip_checks = parse_options(form, videos_api.FIELDS)
+            videos_api.check_model(form, engine_name)
+            options = videos_api.seconds_cap(form, options, engine_options)
             prompt = form.get("prompt")
             prompt = prompt.strip() if isinstance(prompt, str) else ""
             names = {}
-            for field, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+            # OpenAI's input_reference is the portrait when no image part is sent
+            image = "input_reference" if form.get("image") is None and form.get("input_reference") is not None else "image"
+            for key, field, suffixes in (("image", image, IMAGE_SUFFIXES), ("audio", "audio", AUDIO_SUFFIXES)):
                 if require or form.get(field) is not None:
-                    names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
+                    names[key] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
     def inspect(folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
@@ -224,8 +178,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return JSONResponse(queue.view(job), status_code=202)
 
     @app.get("/v1/videos")
-    async def list_videos():
-        return {"object": "list", "data": [queue.view(j) for j in reversed(queue.list())], "has_more": False}
+    async def list_videos(request: Request):
+        return videos_api.page(queue.views(), request.query_params)
 
     @app.get("/v1/videos/{video_id}")
     async def retrieve(video_id: str):
@@ -236,7 +190,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """Queued or running: cancel (a running job stops after its block, keeping a partial). Finished: delete."""
         job = job_or_404(video_id)
         if job.status in TERMINAL:
-            queue.delete(job)
+            await run_in_threadpool(queue.delete, job)  # deleting its files is disk work: not on the event loop
             return {"id": job.id, "object": "video", "deleted": True}
         queue.cancel(job)
         return queue.view(job)
@@ -266,6 +220,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """The MP4: the finished file with Range; while queued or running, the live fragmented MP4."""
         job = job_or_404(video_id)
         folder = queue.folder(job.id)
+        if videos_api.variant(request.query_params) == "thumbnail":
+            return await thumbnail(job, folder)
         download = request.query_params.get("download") in {"1", "true"}
         if job.status in TERMINAL:
             path = finished_file(job, folder)
@@ -278,9 +234,22 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return StreamingResponse(live_body(job, folder, lambda: queue.get(job.id)), media_type="video/mp4",
                                  headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
 
+    async def thumbnail(job, folder: Path):
+        path = finished_file(job, folder) if job.status in TERMINAL else (Path(job.growing) if job.growing else None)
+        jpeg = await run_in_threadpool(videos_api.thumbnail, path) if path is not None else None
+        if jpeg is None:
+            raise Rejected(404, "no_content", f"video {job.id} has no frame yet", "video_id")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
     ui.add_routes(app)
-    app.add_middleware(Guard, token=settings.token, max_body=settings.limits.request_bytes)
+    app.add_middleware(Guard, policy=policy(settings))
     return app
+
+
+def policy(settings: ServeSettings) -> Policy:
+    """The guard's rules for this server (every route, present and future, goes through them)."""
+    return Policy(token=settings.token, bound_host=settings.host, allowed_hosts=settings.allowed_hosts,
+                  cors_origins=settings.cors_origins, max_body=settings.limits.request_bytes)
 
 
 @asynccontextmanager

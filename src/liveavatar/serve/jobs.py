@@ -8,6 +8,8 @@ video, its partial); ids are generated here, never taken from a request.
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from liveavatar.engines.base import Engine
 from liveavatar.serve.settings import ServeSettings
-from liveavatar.serve.store import JobStore
+from liveavatar.serve.store import JobStore, private_folders
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 VIDEO = "video.mp4"
@@ -66,7 +68,8 @@ class Job:
     def view(self, keep_s: float, queue_position: int | None, now: float | None = None) -> dict:
         """The API object (OpenAI Videos' fields where they fit, then ours)."""
         now = time.time() if now is None else now
-        total = int(self.plan["num_frames"])
+        plan = self.plan  # read with .get: a record written by an older version may lack a field
+        total = int(plan.get("num_frames") or 0)
         done = total if self.status == "completed" else self.frames_done
         eta = None
         made = done - self.resumed_from  # by this run (a resumed run copies the finished frames first)
@@ -75,15 +78,15 @@ class Job:
         return {
             "id": self.id,
             "object": "video",
-            "model": f"liveavatar-{self.plan['engine']}",
+            "model": f"liveavatar-{plan.get('engine', 'unknown')}",
             "status": self.status,
             "progress": int(100 * done / total) if total else 0,
             "created_at": int(self.created_at),
             "started_at": _int(self.started_at),
             "completed_at": _int(self.finished_at),
             "expires_at": _int(self.finished_at + keep_s) if self.finished_at is not None else None,
-            "size": f"{self.plan['width']}x{self.plan['height']}",
-            "seconds": f"{self.plan['duration_s']:g}",
+            "size": f"{plan['width']}x{plan['height']}" if "width" in plan and "height" in plan else None,
+            "seconds": f"{plan['duration_s']:g}" if "duration_s" in plan else None,
             "prompt": self.prompt,
             "frames_done": done,
             "frames_total": total,
@@ -94,6 +97,25 @@ class Job:
             "warnings": self.warnings,
             "options": self.options,
         }
+
+
+def _sound_job(record: dict, keep_s: float) -> Job | None:
+    """The job of a stored record when it makes a valid API object (strict JSON), else None with a
+    logged warning: a damaged row is left out instead of breaking every listing."""
+    try:
+        job = Job.from_record(record)
+        json.dumps(job.view(keep_s, None), allow_nan=False)
+    except Exception as exc:
+        logging.getLogger("liveavatar.serve").warning("job %s: its stored record is damaged (%s: %s); left out",
+                                                      record.get("id", "?"), type(exc).__name__, exc)
+        return None
+    return job
+
+
+def _add_once(lines: list[str], line: str) -> None:
+    """A job's run repeats the notes its submission's plan already gave: each is shown once."""
+    if line not in lines:
+        lines.append(line)
 
 
 def _int(value: float | None) -> int | None:
@@ -108,10 +130,8 @@ class JobQueue:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.engine: Engine | None = None  # set by start(), once it is built
-        self.jobs_dir = settings.data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(settings.data_dir, 0o700)
-        self._store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.jobs_dir, state_dir = private_folders(settings.data_dir)
+        self._store = JobStore(state_dir / "jobs.sqlite3")
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[str] = deque()
@@ -130,8 +150,12 @@ class JobQueue:
         """
         from liveavatar.media.writer import partial_path
 
-        for record in self._store.load():
-            job = Job.from_record(record)
+        records = self._store.load()
+        self._remove_orphans(self._store.ids())  # every row's id, damaged ones too: their files stay
+        for record in records:
+            job = _sound_job(record, self.settings.keep_s)
+            if job is None:
+                continue
             self._seq = max(self._seq, job.seq)
             if job.status == "in_progress":
                 why_not, done = self._resumable(job)
@@ -150,6 +174,13 @@ class JobQueue:
             self._jobs[job.id] = job
             if job.status == "queued":
                 self._waiting.append(job.id)
+
+    def _remove_orphans(self, known: set) -> None:
+        """Job folders without a record: uploads a killed server never finished receiving."""
+        for folder in self.jobs_dir.iterdir():
+            if folder.name.startswith("video_") and folder.name not in known and folder.is_dir():
+                logging.getLogger("liveavatar.serve").warning("removing %s: an upload that never became a job", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _resumable(self, job: Job) -> tuple[str | None, int]:
         """``(None, frames kept)`` when ``job`` can continue where it stopped, else ``(why not, 0)``."""
@@ -215,6 +246,16 @@ class JobQueue:
     def view(self, job: Job) -> dict:
         return job.view(self.settings.keep_s, self.position(job))
 
+    def views(self) -> list[dict]:
+        """Every job's API object, oldest first; one that cannot be shown is left out with a warning."""
+        out = []
+        for job in self.list():
+            try:
+                out.append(self.view(job))
+            except Exception as exc:  # a record that slipped past the checks must not break the list
+                logging.getLogger("liveavatar.serve").warning("job %s left out of the list: %s: %s", job.id, type(exc).__name__, exc)
+        return out
+
     @property
     def started(self) -> bool:
         return self.engine is not None
@@ -240,9 +281,9 @@ class JobQueue:
             self._seq += 1
             job = Job(id=job_id, seq=self._seq, created_at=time.time(), prompt=prompt, image=image, audio=audio,
                       options=options, plan=plan, warnings=warnings)
+            self._store.save(job.id, job.seq, job.record())  # first: a record it refuses is never queued
             self._jobs[job.id] = job
             self._waiting.append(job.id)
-            self._store.save(job.id, job.seq, job.record())
             self._cond.notify()
         return job
 
@@ -323,7 +364,7 @@ class JobQueue:
             should_stop=lambda: job.cancel_requested or self._stopping,
         )
         scrub = lambda text: " ".join(text.replace(str(folder) + os.sep, "").split())  # noqa: E731  (no machine paths out)
-        notify = lambda line: warnings.append(scrub(line))  # noqa: E731
+        notify = lambda line: _add_once(warnings, scrub(line).replace(pipeline.RESUME_ADVICE, ""))  # noqa: E731
         end: dict = {"growing": None, "finished_at": None}
         try:
             pipeline.run(config, say=lambda _: None, notify=notify, hooks=hooks)

@@ -42,11 +42,12 @@ class Rejected(Exception):
         return {"error": {"message": self.message, "type": "invalid_request_error", "code": self.code, "param": self.param}, **self.extra}
 
 
-def parse_options(form) -> tuple[dict, bool]:
-    """``(GenerateConfig fields, skip_checks)`` from the form's text fields."""
-    unknown = sorted(set(form.keys()) - FIELDS)
+def parse_options(form, extra: frozenset[str] = frozenset()) -> tuple[dict, bool]:
+    """``(GenerateConfig fields, skip_checks)`` from the form's text fields (``extra``: more accepted names)."""
+    accepted = FIELDS | extra
+    unknown = sorted(set(form.keys()) - accepted)
     if unknown:
-        raise Rejected(422, "unknown_parameter", f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(FIELDS))}", unknown[0])
+        raise Rejected(422, "unknown_parameter", f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}", unknown[0])
     options: dict = {}
     for name, parse in OPTIONS.items():
         value = form.get(name)
