@@ -1,0 +1,218 @@
+"""The avatar's two outgoing WebRTC tracks (video and the speech it shows) on ONE clock, fed just in
+time from a live session, and the microphone track going in.
+
+Lip-sync: aiortc stamps each RTP packet with its frame's timestamp and maps RTP time to wall time
+(RTCP sender reports) when the packet leaves; both tracks release frame ``i`` / sample ``s`` at
+``t0 + i / fps`` / ``t0 + s / rate`` of the same ``t0``, so the receiver lines them up. Blocks are made
+``lead_s`` before they are due (not earlier: speech that arrives meanwhile would wait behind idle
+frames), on one worker thread per session (every call into the session is made there, in order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from liveavatar.engines.base import LiveBlock, LiveSession
+from liveavatar.live.vad import GateConfig, UtteranceGate
+
+VIDEO_CLOCK = 90_000
+AUDIO_PTIME_S = 0.020
+QUEUE_S = 2.0  # at most this much made-but-unsent media per track; more is dropped with an event
+Emit = Callable[[dict], None]
+
+
+def pcm16(audio: np.ndarray) -> np.ndarray:
+    return (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+class AvatarFeed:
+    """Drives one session: the block pump, the two outgoing queues, the mic gate and the events."""
+
+    def __init__(self, session: LiveSession, emit: Emit, lead_s: float = 0.12) -> None:
+        self.session, self.emit, self.lead_s = session, emit, lead_s
+        self.fps, self.rate = session.fps, session.sample_rate
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="liveavatar-session")
+        self.video: asyncio.Queue = asyncio.Queue(maxsize=int(QUEUE_S * self.fps))
+        self.audio: asyncio.Queue = asyncio.Queue(maxsize=int(QUEUE_S / AUDIO_PTIME_S))
+        self.t0: float | None = None  # time.monotonic() at which timeline frame 0 is sent
+        self.started = asyncio.Event()
+        self._pcm = np.zeros(0, np.int16)
+        self._audio_pos = 0  # samples handed to the audio queue so far
+        self._marks: dict[int, list[dict]] = {}  # frame index -> events sent with that frame
+        self._speaking = False
+        self._utterance_frame = 0
+        self._interrupted = False
+        self._heard_at: deque[float] = deque(maxlen=8)  # arrival of each pending utterance's first sample
+        self.closed = False
+
+    # --- the clock -------------------------------------------------------------------------
+    async def wait_until(self, timeline_s: float) -> None:
+        await self.started.wait()
+        delay = self.t0 + timeline_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- making blocks ---------------------------------------------------------------------
+    async def pump(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_frame = 0
+        while not self.closed:
+            if self.t0 is not None:
+                delay = self.t0 + next_frame / self.fps - self.lead_s - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            block: LiveBlock = await loop.run_in_executor(self.worker, self.session.next_block)
+            now = time.monotonic()
+            if self.t0 is None:
+                self.t0 = now + self.lead_s - block.start_frame / self.fps
+                self.started.set()
+            late = now - (self.t0 + block.start_frame / self.fps)
+            if late > 0:  # made after it was due: move the one clock, both tracks keep in sync
+                self.t0 += late + self.lead_s / 2
+                self.emit({"type": "lagging", "behind_ms": round(1000 * late), "timeline_s": block.start_frame / self.fps})
+            self._take(block)
+            next_frame = block.start_frame + len(block.frames)
+
+    def _take(self, block: LiveBlock) -> None:
+        self._mark_speech(block)
+        for j, frame in enumerate(block.frames):
+            self._put(self.video, (block.start_frame + j, frame), "video")
+        self._pcm = np.concatenate([self._pcm, pcm16(block.audio)])
+        n = round(AUDIO_PTIME_S * self.rate)
+        while len(self._pcm) >= n:
+            self._put(self.audio, (self._audio_pos, self._pcm[:n]), "audio")
+            self._pcm, self._audio_pos = self._pcm[n:], self._audio_pos + n
+
+    def _put(self, queue: asyncio.Queue, item, track: str) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:  # the encoder or the network cannot keep up: drop, never grow
+            self.emit({"type": "frames_dropped", "track": track, "timeline_s": item[0] / (self.fps if track == "video" else self.rate)})
+
+    def _mark_speech(self, block: LiveBlock) -> None:
+        first = block.start_frame
+        if block.speaking and not self._speaking:
+            self._speaking, self._utterance_frame, self._interrupted = True, first, False
+            event = {"type": "speech.started", "timeline_s": first / self.fps}
+            if self._heard_at:
+                event["heard_at"] = self._heard_at.popleft()
+            self._marks.setdefault(first, []).append(event)
+        elif self._speaking and not block.speaking:
+            self._speaking = False
+            played = (first - self._utterance_frame) / self.fps
+            self._marks.setdefault(first, []).append({"type": "playback.finished", "position_s": played,
+                                                      "interrupted": self._interrupted, "timeline_s": first / self.fps})
+
+    def frame_sent(self, index: int) -> None:
+        for event in self._marks.pop(index, ()):
+            heard = event.pop("heard_at", None)
+            if heard is not None:  # server side of mouth-to-ear: first sample in -> first frame showing it out
+                event["server_latency_ms"] = round(1000 * (time.monotonic() - heard))
+            self.emit(event)
+
+    # --- speech in -------------------------------------------------------------------------
+    def push(self, pcm: np.ndarray) -> None:
+        self.worker.submit(self.session.push_audio, pcm)
+
+    def end_of_speech(self) -> None:
+        self.worker.submit(self.session.end_of_speech)
+
+    def clear(self) -> None:
+        self._interrupted = self._speaking
+        self._heard_at.clear()
+        self.worker.submit(self.session.clear)
+
+    async def consume_mic(self, track) -> None:
+        """The browser's microphone: resampled to the session's rate, gated by voice activity."""
+        import av
+        from aiortc.mediastreams import MediaStreamError
+
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
+        gate = UtteranceGate(GateConfig(sample_rate=self.rate))
+        while not self.closed:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            for piece in resampler.resample(frame):
+                self._gate(gate, piece.to_ndarray().reshape(-1))
+
+    def _gate(self, gate: UtteranceGate, pcm: np.ndarray) -> None:
+        for event in gate.feed(pcm):
+            if event.kind == "start":
+                self._heard_at.append(time.monotonic())
+            elif event.kind == "audio":
+                if len(self._heard_at) and event.pcm is not None and len(event.pcm) > len(pcm):
+                    # the pre-roll arrived earlier than now: date the utterance from its first sample
+                    self._heard_at[-1] -= (len(event.pcm) - len(pcm)) / self.rate
+                self.push(event.pcm)
+            else:
+                self.end_of_speech()
+
+    # --- controls from the data channel ----------------------------------------------------
+    def control(self, message: str) -> dict | None:
+        """A JSON control; returns the reply to send (``pong``, or an ``error`` for a bad message)."""
+        try:
+            body = json.loads(message)
+            kind = body.get("type") if isinstance(body, dict) else None
+        except (ValueError, TypeError):
+            kind, body = None, None
+        if kind == "clear":
+            self.clear()
+        elif kind == "end_of_speech":
+            self.end_of_speech()
+        elif kind == "ping":
+            return {"type": "pong", "t": body.get("t"), "server_t": time.monotonic()}
+        else:
+            return {"type": "error", "code": "bad_message",
+                    "message": "a control is JSON {\"type\": \"clear\" | \"end_of_speech\" | \"ping\"}"}
+        return None
+
+    def close(self) -> None:
+        self.closed = True
+        self.worker.shutdown(wait=False, cancel_futures=True)
+
+
+def video_track(feed: AvatarFeed):
+    from aiortc import MediaStreamTrack
+
+    class AvatarVideo(MediaStreamTrack):
+        kind = "video"
+
+        async def recv(self):
+            import av
+
+            index, rgb = await feed.video.get()
+            await feed.wait_until(index / feed.fps)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            frame.pts, frame.time_base = index * VIDEO_CLOCK // feed.fps, fractions.Fraction(1, VIDEO_CLOCK)
+            feed.frame_sent(index)
+            return frame
+
+    return AvatarVideo()
+
+
+def audio_track(feed: AvatarFeed):
+    from aiortc import MediaStreamTrack
+
+    class AvatarAudio(MediaStreamTrack):
+        kind = "audio"
+
+        async def recv(self):
+            import av
+
+            position, pcm = await feed.audio.get()
+            await feed.wait_until(position / feed.rate)
+            frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = feed.rate, position, fractions.Fraction(1, feed.rate)
+            return frame
+
+    return AvatarAudio()

@@ -1,0 +1,165 @@
+"""The WebRTC transport with an aiortc client (no browser): offer/answer, the microphone from a wav,
+the avatar's video and audio received in sync, the data channel's events, bad offers, lifetimes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("aiortc")
+pytest.importorskip("fastapi")
+
+from support.live_standin import StandinRegistry, mouth_opening
+from webrtc_helpers import StandinServer, call, speech_clip
+
+from liveavatar.live.webrtc import WebRTCConfig
+
+LEAD_S, SPEECH_S, TAIL_S = 0.8, 2.2, 1.6
+
+
+def audio_loudness(audio: list) -> np.ndarray:
+    """dBFS per received audio frame."""
+    return np.array([20 * np.log10(np.sqrt(np.mean((f.to_ndarray().astype(np.float64) / 32768.0) ** 2)) + 1e-9) for _, f in audio])
+
+
+def best_lag_ms(t_a: np.ndarray, a: np.ndarray, t_b: np.ndarray, b: np.ndarray, max_ms: int = 400) -> int:
+    """The shift of ``b`` (ms, positive: b late) that best lines it up with ``a`` (cross-correlation on a 5 ms grid)."""
+    grid = np.arange(max(t_a[0], t_b[0]) + 0.5, min(t_a[-1], t_b[-1]) - 0.5, 0.005)
+    x = np.interp(grid, t_a, a)
+    lags = range(-max_ms // 5, max_ms // 5 + 1)
+    scores = [np.corrcoef(x, np.interp(grid + k * 0.005, t_b, b))[0, 1] for k in lags]
+    return 5 * list(lags)[int(np.nanargmax(scores))]
+
+
+@pytest.fixture
+def standin_server():
+    registry = StandinRegistry(idle_s=0.5)
+    with StandinServer(registry, WebRTCConfig(connect_timeout_s=2.0)) as server:
+        yield server, registry
+
+
+def test_speech_in_avatar_out_in_sync(standin_server, tmp_path):
+    server, registry = standin_server
+    session = registry.add("s1")
+    wav = speech_clip(tmp_path / "clip.wav", LEAD_S, SPEECH_S, TAIL_S)
+    got, _ = asyncio.run(call(server.url, "s1", wav, LEAD_S + SPEECH_S + TAIL_S + 0.8))
+    assert got.status == 201 and got.location.startswith("/v1/sessions/s1/webrtc/")
+    assert session.pushed > 0.8 * SPEECH_S * session.sample_rate  # the microphone reached the session
+    assert len(got.video) > 25 * (SPEECH_S + TAIL_S)  # the timeline never stops, speech or not
+    assert len(got.audio) > 50 * (SPEECH_S + TAIL_S)
+    kinds = [e["type"] for _, e in got.events]
+    assert "speech.started" in kinds and "playback.finished" in kinds, kinds
+    started = next(e for _, e in got.events if e["type"] == "speech.started")
+    finished_at, finished = next((t, e) for t, e in got.events if e["type"] == "playback.finished")
+    assert finished["interrupted"] is False and finished["position_s"] > 0.8 * SPEECH_S
+    assert 0 < started["server_latency_ms"] < 1000
+
+    t_v = np.array([t for t, _ in got.video])
+    mouth = np.array([mouth_opening(f.to_ndarray(format="rgb24")) for _, f in got.video])
+    speaking = (t_v > t_v[0] + LEAD_S + 0.4) & (t_v < finished_at - 0.6)
+    after = t_v > finished_at + 0.2
+    assert mouth[speaking].std() > 0.05 and mouth[speaking].max() > 0.3  # it moves while the mic speaks
+    assert after.sum() > 5 and mouth[after].max() < 0.1  # and rests after
+    # on the sender's clock (RTP timestamps + sender reports), each sample at the middle of what it
+    # measures: a stand-in frame shows the loudness of its own 40 ms, an audio frame holds 20 ms
+    t_video = got.sender_times("video") + 0.5 / 25
+    t_audio = got.sender_times("audio") + np.array([f.samples / f.sample_rate / 2 for _, f in got.audio])
+    lag = best_lag_ms(t_audio, np.clip(audio_loudness(got.audio), -60, 0), t_video, mouth)
+    assert abs(lag) <= 80, f"received mouth and audio are {lag} ms apart"
+
+
+def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tmp_path):
+    import httpx
+
+    server, registry = standin_server
+    registry.add("s2")
+    url = f"{server.url}/v1/sessions/s2/webrtc"
+    sdp = {"content-type": "application/sdp"}
+    r = httpx.post(url, content="hello", headers=sdp)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"
+    r = httpx.post(url, content="v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", headers=sdp)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"  # aiortc cannot use it
+    assert httpx.post(url, content="v=0", headers={"content-type": "text/plain"}).status_code == 415
+    assert httpx.post(f"{server.url}/v1/sessions/nope/webrtc", content="v=0", headers=sdp).status_code == 404
+
+    async def video_only():
+        from aiortc import RTCPeerConnection
+
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="recvonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        async with httpx.AsyncClient() as http:
+            r = await http.post(url, content=pc.localDescription.sdp, headers=sdp)
+        await pc.close()
+        return r
+
+    r = asyncio.run(video_only())
+    assert r.status_code == 400 and r.json()["error"]["code"] == "no_audio" and "microphone" in r.json()["error"]["message"]
+
+    wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.5, 0.2)
+
+    async def two_offers():
+        first, pc = await call(server.url, "s2", wav, 1.0, close=False)
+        second, r = await call(server.url, "s2", wav, 0.1)
+        await pc.close()
+        return first, second, r
+
+    first, second, r = asyncio.run(two_offers())
+    assert first.status == 201 and len(first.video) > 0  # the refusals before did not break the session
+    assert second.status == 409 and r.json()["error"]["code"] == "session_busy"
+    assert httpx.get(f"{server.url}/docs").status_code in (200, 404)  # the server still answers
+
+
+def test_session_closes_within_the_idle_timeout_of_its_peer(standin_server, tmp_path):
+    import httpx
+
+    server, registry = standin_server
+    session = registry.add("s3")
+    wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.3, 0.2)
+    _got, _ = asyncio.run(call(server.url, "s3", wav, 1.0))  # the client closes its peer connection
+    left = time.monotonic()
+    while not session.closed and time.monotonic() - left < 5:
+        time.sleep(0.05)
+    assert session.closed and time.monotonic() - left < 0.5 + 1.5, "the session outlived its peer"
+
+    # a client that never completes the connection: dropped after connect_timeout_s, then idle_s
+    session = registry.add("s4")
+    sent = time.monotonic()
+    r = httpx.post(f"{server.url}/v1/sessions/s4/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    assert r.status_code == 201
+    while not session.closed and time.monotonic() - sent < 8:
+        time.sleep(0.05)
+    assert session.closed and time.monotonic() - sent < 2.0 + 0.5 + 1.5
+
+
+def test_delete_ends_the_connection(standin_server, tmp_path):
+    import httpx
+
+    server, registry = standin_server
+    registry.add("s5")
+    r = httpx.post(f"{server.url}/v1/sessions/s5/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    assert r.status_code == 201 and r.headers["content-type"].startswith("application/sdp") and "m=video" in r.text
+    assert httpx.delete(server.url + r.headers["location"]).status_code == 200
+    assert httpx.delete(server.url + r.headers["location"]).status_code == 404
+    r = httpx.post(f"{server.url}/v1/sessions/s5/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    assert r.status_code == 201  # free again for the next client
+
+
+def _offer_sdp() -> str:
+    async def make():
+        from aiortc import RTCPeerConnection
+        from aiortc.mediastreams import AudioStreamTrack
+
+        pc = RTCPeerConnection()
+        pc.addTrack(AudioStreamTrack())
+        pc.addTransceiver("video", direction="recvonly")
+        pc.createDataChannel("events")
+        await pc.setLocalDescription(await pc.createOffer())
+        sdp = pc.localDescription.sdp
+        await pc.close()
+        return sdp
+
+    return asyncio.run(make())
