@@ -163,3 +163,38 @@ def _offer_sdp() -> str:
         return sdp
 
     return asyncio.run(make())
+
+
+def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path, monkeypatch):
+    import httpx
+
+    from liveavatar.live import tts
+
+    server, registry = standin_server
+    registry.add("s6")
+    url = f"{server.url}/v1/sessions/s6/say"
+    assert httpx.post(url, json={"text": "hello"}).status_code == 409  # no peer to speak into yet
+    wav = speech_clip(tmp_path / "quiet.wav", 0.2, 0.0, 9.0)  # the microphone stays silent
+
+    async def talk():
+        import asyncio as aio
+
+        task = aio.ensure_future(call(server.url, "s6", wav, 9.0))  # piper starts, loads its voice, speaks
+        await aio.sleep(1.0)
+        async with httpx.AsyncClient(timeout=60) as http:
+            with monkeypatch.context() as m:
+                m.setattr(tts, "available", lambda: False)
+                missing = await http.post(url, json={"text": "hello"})
+            bad = await http.post(url, json={"words": 1})
+            said = await http.post(url, json={"text": "Hello there."}) if tts.available() else None
+        return (await task)[0], missing, bad, said
+
+    got, missing, bad, said = asyncio.run(talk())
+    assert missing.status_code == 501 and "pip install 'liveavatar[tts]'" in missing.json()["error"]["message"]
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_text"
+    if said is None:
+        pytest.skip("the tts extra is not installed: only its absence was tested")
+    assert said.status_code == 200 and 0.4 < said.json()["seconds"] < 3
+    kinds = [e["type"] for _, e in got.events]
+    assert "speech.started" in kinds and "playback.finished" in kinds, kinds
+    assert max(mouth_opening(f.to_ndarray(format="rgb24")) for _, f in got.video) > 0.3

@@ -101,6 +101,30 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
     return got, pc
 
 
+def _page_routes(app, registry) -> None:
+    """The web page, and the session routes it calls, over stand-in sessions (the real ones are
+    the server's /v1/sessions, tested with the engines)."""
+    import secrets
+
+    from liveavatar.serve import ui
+
+    ui.add_routes(app)
+
+    @app.post("/v1/sessions", status_code=201)
+    async def create():
+        sid = secrets.token_hex(6)
+        session = registry.add(sid)
+        return {"id": sid, "object": "session", "width": session.width, "height": session.height, "fps": session.fps,
+                "sample_rate": session.sample_rate, "engine": "stand-in"}
+
+    @app.delete("/v1/sessions/{sid}")
+    async def delete(sid: str):
+        session = registry.sessions.pop(sid, None)
+        if session is not None:
+            session.close()
+        return {"id": sid, "deleted": session is not None}
+
+
 def _record_sender_reports(receiver, into: list) -> None:
     from aiortc.rtp import RtcpSrPacket
 
@@ -124,7 +148,7 @@ def free_port() -> int:
 class StandinServer:
     """uvicorn in a thread: the WebRTC routes over a StandinRegistry (no engine, no jobs)."""
 
-    def __init__(self, registry, config) -> None:
+    def __init__(self, registry, config, page: bool = False) -> None:
         import uvicorn
         from fastapi import FastAPI
         from fastapi.responses import JSONResponse
@@ -138,7 +162,9 @@ class StandinServer:
         async def rejected(request, exc: Rejected):
             return JSONResponse(exc.body(), status_code=exc.status)
 
-        self.peers = webrtc_routes.add_routes(app, registry, config)
+        self.routes = webrtc_routes.add_routes(app, registry, config)
+        if page:
+            _page_routes(app, registry)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -152,5 +178,6 @@ class StandinServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.routes.speaker.close()  # the peers end with the server's loop
         self.server.should_exit = True
         self.thread.join(10)

@@ -27,9 +27,27 @@ class SessionSource(Protocol):
         ...
 
 
-def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> dict[str, Peer]:
-    """The two routes; returns the live peers by session id (the server closes them at shutdown)."""
-    peers: dict[str, Peer] = {}
+class WebRTCRoutes:
+    """The live peers by session id and the TTS process: what the server closes at shutdown."""
+
+    def __init__(self) -> None:
+        from liveavatar.live import tts
+
+        self.peers: dict[str, Peer] = {}
+        self.speaker = tts.Speaker()
+
+    async def close(self) -> None:
+        for peer in list(self.peers.values()):
+            await peer.close()
+        self.speaker.close()
+
+
+def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> WebRTCRoutes:
+    """The WebRTC routes (offer, hang up, config, say) over the server's session registry."""
+    from liveavatar.live import tts
+
+    routes = WebRTCRoutes()
+    peers, speaker = routes.peers, routes.speaker
 
     def closed(peer: Peer) -> None:
         for sid, p in list(peers.items()):
@@ -72,4 +90,31 @@ def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> dict[str, 
         await peer.close()
         return {"id": peer_id, "object": "session.webrtc", "deleted": True}
 
-    return peers
+    @app.get("/v1/webrtc")
+    async def webrtc_config():
+        """What the page needs before its offer: the ICE servers, and whether "say" can speak."""
+        has_tts = tts.available()
+        return {"ice_servers": list(config.ice_servers), "tts": has_tts, "tts_hint": None if has_tts else tts.INSTALL_HINT}
+
+    @app.post("/v1/sessions/{session_id}/say")
+    async def say(session_id: str, request: Request):
+        """Speak ``{"text": ...}`` (piper, in its own process) into the session's WebRTC peer."""
+        from starlette.concurrency import run_in_threadpool
+
+        peer = peers.get(session_id)
+        if peer is None:
+            raise Rejected(409, "no_peer", f"session {session_id!r} has no WebRTC connection to speak into; Start it first", "session_id")
+        if not tts.available():
+            raise Rejected(501, "tts_not_installed", tts.INSTALL_HINT, "text")
+        try:
+            text = (await request.json()).get("text")
+        except (ValueError, AttributeError):
+            text = None
+        if not isinstance(text, str) or not text.strip() or len(text) > tts.MAX_TEXT:
+            raise Rejected(400, "invalid_text", f'send JSON {{"text": "..."}} with 1 to {tts.MAX_TEXT} characters', "text")
+        speech = await run_in_threadpool(speaker.say, text.strip(), peer.session.sample_rate)
+        peer.feed.push(speech)
+        peer.feed.end_of_speech()
+        return {"id": session_id, "object": "session.say", "seconds": round(len(speech) / peer.session.sample_rate, 3)}
+
+    return routes
