@@ -101,14 +101,16 @@ def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tm
 
     wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.5, 0.2)
 
+    registry.add("s2b")  # s2 has had no client for longer than the idle timeout: it may be gone
+
     async def two_offers():
-        first, pc = await call(server.url, "s2", wav, 1.0, close=False)
-        second, r = await call(server.url, "s2", wav, 0.1)
+        first, pc = await call(server.url, "s2b", wav, 1.0, close=False)
+        second, r = await call(server.url, "s2b", wav, 0.1)
         await pc.close()
         return first, second, r
 
     first, second, r = asyncio.run(two_offers())
-    assert first.status == 201 and len(first.video) > 0  # the refusals before did not break the session
+    assert first.status == 201 and len(first.video) > 0  # the refusals before did not break the server
     assert second.status == 409 and r.json()["error"]["code"] == "session_busy"
     assert httpx.get(f"{server.url}/docs").status_code in (200, 404)  # the server still answers
 
@@ -174,12 +176,16 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
     registry.add("s6")
     url = f"{server.url}/v1/sessions/s6/say"
     assert httpx.post(url, json={"text": "hello"}).status_code == 409  # no peer to speak into yet
-    wav = speech_clip(tmp_path / "quiet.wav", 0.2, 0.0, 9.0)  # the microphone stays silent
+    wav = speech_clip(tmp_path / "quiet.wav", 0.2, 0.0, 30.0)  # the microphone stays silent
 
     async def talk():
         import asyncio as aio
 
-        task = aio.ensure_future(call(server.url, "s6", wav, 9.0))  # piper starts, loads its voice, speaks
+        # piper starts, loads its voice and speaks: seconds on a busy machine
+        def finished(c) -> bool:
+            return any(e["type"] == "playback.finished" for _, e in c.events)
+
+        task = aio.ensure_future(call(server.url, "s6", wav, 30.0, until=finished))
         await aio.sleep(1.0)
         async with httpx.AsyncClient(timeout=60) as http:
             with monkeypatch.context() as m:
@@ -198,3 +204,20 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
     kinds = [e["type"] for _, e in got.events]
     assert "speech.started" in kinds and "playback.finished" in kinds, kinds
     assert max(mouth_opening(f.to_ndarray(format="rgb24")) for _, f in got.video) > 0.3
+
+
+def test_clear_over_the_data_channel_interrupts_and_bad_controls_are_answered(standin_server, tmp_path):
+    server, registry = standin_server
+    session = registry.add("s7")
+    wav = speech_clip(tmp_path / "clip.wav", 0.5, 2.2, 1.5)
+    controls = ((0.3, "not json"), (0.4, '{"type": "dance"}'), (2.0, '{"type": "clear"}'))
+    got, _ = asyncio.run(call(server.url, "s7", wav, 4.5, controls=controls))
+    events = [e for _, e in got.events]
+    errors = [e for e in events if e["type"] == "error"]
+    assert len(errors) == 2 and all(e["code"] == "bad_message" for e in errors)
+    finished = [e for e in events if e["type"] == "playback.finished"]
+    assert finished and finished[0]["interrupted"] is True and 0.2 < finished[0]["position_s"] < 2.0
+    cleared_at = next(t for t, e in got.events if e["type"] == "playback.finished")
+    after = [mouth_opening(f.to_ndarray(format="rgb24")) for t, f in got.video if cleared_at + 0.1 < t < cleared_at + 0.6]
+    assert after and max(after) < 0.1  # the mouth closed at the barge-in (the mic speaks on: no new utterance yet)
+    assert not session.closed  # the bad messages left the session usable

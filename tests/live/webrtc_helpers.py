@@ -53,8 +53,10 @@ def speech_clip(path: Path, lead_s: float, speech_s: float, tail_s: float) -> Pa
     return path
 
 
-async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool = True) -> tuple[Call, object]:
-    """Offer (microphone from ``wav``, receive video + audio, a data channel), run ``seconds``."""
+async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool = True,
+               controls: tuple[tuple[float, str], ...] = (), until=None) -> tuple[Call, object]:
+    """Offer (microphone from ``wav``, receive video + audio, a data channel), run ``seconds`` (or
+    until ``until(call)`` is true); ``controls``: (seconds after the answer, text) sent on the data channel."""
     import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
@@ -90,7 +92,14 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
         return got, r
     got.sent_at = time.monotonic()
     await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-    await asyncio.sleep(seconds)
+    waited = 0.0
+    for at, text in controls:
+        await asyncio.sleep(at - waited)
+        waited = at
+        channel.send(text)
+    deadline = time.monotonic() + seconds - waited
+    while time.monotonic() < deadline and not (until and until(got)):
+        await asyncio.sleep(0.05)
     for transceiver in pc.getTransceivers():  # aiortc rebases received pts on the first frame's RTP time
         mapper = getattr(transceiver.receiver, "_RTCRtpReceiver__timestamp_mapper", None)
         got.origins[transceiver.kind] = getattr(mapper, "_origin", None) or 0

@@ -42,6 +42,8 @@ class StandinSession:
         self._played = 0
         self.closed = False
         self.pushed = 0
+        self._events: list[dict] = []
+        self._speaking = False
 
     def push_audio(self, pcm: np.ndarray) -> None:
         pcm = np.asarray(pcm)
@@ -58,8 +60,15 @@ class StandinSession:
     def clear(self) -> float:
         with self._lock:
             played = self._played / self.fps
-            self._queued, self._open, self._ended, self._played = np.zeros(0, np.float32), False, False, 0
+            if self._speaking:
+                self._events.append({"type": "playback.finished", "position_s": played, "interrupted": True})
+            self._queued, self._open, self._ended, self._played, self._speaking = np.zeros(0, np.float32), False, False, 0, False
             return played
+
+    def poll_events(self) -> list[dict]:
+        with self._lock:
+            out, self._events = self._events, []
+            return out
 
     def next_block(self) -> LiveBlock:
         per_frame = self.sample_rate // self.fps
@@ -67,13 +76,17 @@ class StandinSession:
         with self._lock:
             speaking = self._open
             audio = np.zeros(need, np.float32)
+            if speaking and not self._speaking:
+                self._speaking = True
+                self._events.append({"type": "speech.started", "at_s": self._frame / self.fps})
             if speaking:
                 take = self._queued[:need]
                 audio[: len(take)] = take
                 self._queued = self._queued[need:]
                 self._played += BLOCK_FRAMES
                 if self._ended and not len(self._queued):
-                    self._open, self._ended, self._played = False, False, 0
+                    self._events.append({"type": "playback.finished", "position_s": self._played / self.fps, "interrupted": False})
+                    self._open, self._ended, self._played, self._speaking = False, False, 0, False
             start, self._frame = self._frame, self._frame + BLOCK_FRAMES
         frames = np.stack([draw(audio[j * per_frame : (j + 1) * per_frame]) for j in range(BLOCK_FRAMES)])
         return LiveBlock(frames=frames, audio=audio, start_frame=start, speaking=speaking)

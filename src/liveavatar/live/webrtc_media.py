@@ -47,10 +47,8 @@ class AvatarFeed:
         self._pcm = np.zeros(0, np.int16)
         self._audio_pos = 0  # samples handed to the audio queue so far
         self._marks: dict[int, list[dict]] = {}  # frame index -> events sent with that frame
-        self._speaking = False
-        self._utterance_frame = 0
-        self._interrupted = False
         self._heard_at: deque[float] = deque(maxlen=8)  # arrival of each pending utterance's first sample
+        self._drop_utterance = False
         self.closed = False
 
     # --- the clock -------------------------------------------------------------------------
@@ -77,12 +75,13 @@ class AvatarFeed:
             late = now - (self.t0 + block.start_frame / self.fps)
             if late > 0:  # made after it was due: move the one clock, both tracks keep in sync
                 self.t0 += late + self.lead_s / 2
-                self.emit({"type": "lagging", "behind_ms": round(1000 * late), "timeline_s": block.start_frame / self.fps})
+                self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late),
+                           "at_s": block.start_frame / self.fps})
+            self._route_events(block, await loop.run_in_executor(self.worker, self.session.poll_events))
             self._take(block)
             next_frame = block.start_frame + len(block.frames)
 
     def _take(self, block: LiveBlock) -> None:
-        self._mark_speech(block)
         for j, frame in enumerate(block.frames):
             self._put(self.video, (block.start_frame + j, frame), "video")
         self._pcm = np.concatenate([self._pcm, pcm16(block.audio)])
@@ -97,19 +96,22 @@ class AvatarFeed:
         except asyncio.QueueFull:  # the encoder or the network cannot keep up: drop, never grow
             self.emit({"type": "frames_dropped", "track": track, "timeline_s": item[0] / (self.fps if track == "video" else self.rate)})
 
-    def _mark_speech(self, block: LiveBlock) -> None:
-        first = block.start_frame
-        if block.speaking and not self._speaking:
-            self._speaking, self._utterance_frame, self._interrupted = True, first, False
-            event = {"type": "speech.started", "timeline_s": first / self.fps}
-            if self._heard_at:
-                event["heard_at"] = self._heard_at.popleft()
-            self._marks.setdefault(first, []).append(event)
-        elif self._speaking and not block.speaking:
-            self._speaking = False
-            played = (first - self._utterance_frame) / self.fps
-            self._marks.setdefault(first, []).append({"type": "playback.finished", "position_s": played,
-                                                      "interrupted": self._interrupted, "timeline_s": first / self.fps})
+    def _route_events(self, block: LiveBlock, events: list[dict]) -> None:
+        """The session's events go out with the frame they describe, when that frame is SENT (the
+        session reports them when the block is made, up to ``lead_s`` earlier); the rest at once."""
+        end = block.start_frame + len(block.frames)
+        for event in events:
+            kind = event.get("type")
+            if kind == "speech.started":
+                if self._heard_at:
+                    event["heard_at"] = self._heard_at.popleft()
+                self._marks.setdefault(block.start_frame, []).append(event)
+            elif kind == "playback.finished":
+                # it ends after this block's speech, or (nothing left to show) where this block starts
+                at = end if block.speaking and not event.get("interrupted") else block.start_frame
+                self._marks.setdefault(at, []).append(event)
+            else:
+                self.emit(event)
 
     def frame_sent(self, index: int) -> None:
         for event in self._marks.pop(index, ()):
@@ -126,7 +128,9 @@ class AvatarFeed:
         self.worker.submit(self.session.end_of_speech)
 
     def clear(self) -> None:
-        self._interrupted = self._speaking
+        # barge-in drops the utterance being spoken: the rest of it, still arriving from the
+        # microphone, is not pushed either (the next utterance is, after the person pauses)
+        self._drop_utterance = True
         self._heard_at.clear()
         self.worker.submit(self.session.clear)
 
@@ -148,7 +152,10 @@ class AvatarFeed:
     def _gate(self, gate: UtteranceGate, pcm: np.ndarray) -> None:
         for event in gate.feed(pcm):
             if event.kind == "start":
+                self._drop_utterance = False
                 self._heard_at.append(time.monotonic())
+            elif self._drop_utterance:
+                continue
             elif event.kind == "audio":
                 if len(self._heard_at) and event.pcm is not None and len(event.pcm) > len(pcm):
                     # the pre-roll arrived earlier than now: date the utterance from its first sample
