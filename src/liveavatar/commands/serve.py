@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--max_upload_mb", type=number, default=50.0, help="largest image or audio file in MB (default 50)")
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
     p.add_argument("--max_audio_s", type=number, default=600.0, help="longest speech in seconds (default 600)")
+    p.add_argument("--ice_servers", default="", metavar="JSON",
+                   help='live sessions over WebRTC from other networks: STUN/TURN servers as the browser\'s RTCPeerConnection takes them, '
+                        'e.g. \'[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]\' (default: none, enough on localhost)')
     # the engine's own settings are generate's flags (same names, types, defaults and help)
     add_generate_options(p, only=ENGINE_OPTIONS)
     p.set_defaults(func=run)
@@ -52,8 +55,20 @@ def settings_from_args(args: argparse.Namespace):
         host=args.host, allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
         engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
-        offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit,
+        offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit, ice_servers=_ice_servers(args.ice_servers),
     )
+
+
+def _ice_servers(text: str) -> tuple[dict, ...]:
+    from liveavatar.errors import UserError
+    from liveavatar.live.webrtc import parse_ice_servers
+
+    if not text.strip():
+        return ()
+    try:
+        return parse_ice_servers(text)
+    except ValueError as exc:
+        raise UserError("--ice_servers", str(exc), 'give a JSON list such as [{"urls": "stun:stun.example:3478"}]') from None
 
 
 def choose_token(args: argparse.Namespace) -> str | None:

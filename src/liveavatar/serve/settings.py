@@ -43,6 +43,7 @@ class ServeSettings:
     fp8: bool = False
     offload_model: bool | None = None
     num_gpus_dit: int = 1
+    ice_servers: tuple[dict, ...] = ()  # WebRTC: STUN/TURN servers for clients on other networks
 
     def engine_options(self) -> dict:
         """The GenerateConfig fields every job of this server shares."""
