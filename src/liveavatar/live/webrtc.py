@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from liveavatar.engines.base import LiveSession
+from liveavatar.live.webrtc_media import Run
 
 MAX_SDP_BYTES = 64 * 1024
 SENDING = ("sendrecv", "sendonly")
@@ -27,7 +27,7 @@ SENDING = ("sendrecv", "sendonly")
 class WebRTCConfig:
     ice_servers: tuple[dict, ...] = ()  # [{"urls": ..., "username": ..., "credential": ...}]
     connect_timeout_s: float = 20.0  # an answer nobody connects to is dropped after this
-    lead_s: float = 0.12  # blocks are made this long before they are due
+    lead_s: float = 0.1  # the tracks send a block this long after it arrives (the margin for making the next)
 
 
 class OfferRejected(Exception):
@@ -75,20 +75,19 @@ def check_offer(sdp: str) -> None:
 
 
 class Peer:
-    """One client's peer connection to one session; ``close()`` (or the peer leaving) ends it."""
+    """One client's peer connection to one live run; ``close()`` (or the peer leaving, or the run
+    ending) ends it and detaches it from the run, whose idle timeout then starts."""
 
-    def __init__(self, session: LiveSession, config: WebRTCConfig, on_closed: Callable[[Peer], None]) -> None:
+    def __init__(self, run: Run, config: WebRTCConfig, on_closed: Callable[[Peer], None]) -> None:
         from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 
-        from liveavatar.live.webrtc_media import AvatarFeed
-
         self.id = secrets.token_hex(8)
-        self.session, self.config, self._on_closed = session, config, on_closed
+        self.run, self.session, self.config, self._on_closed = run, run.session, config, on_closed
         ice = [RTCIceServer(**s) for s in config.ice_servers]
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
         self._channel = None
         self._unsent: deque[str] = deque(maxlen=64)  # events before the data channel opens
-        self.feed = AvatarFeed(session, self.emit, lead_s=config.lead_s)
+        self.feed = None
         self._tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
         self.answer_sdp = ""
@@ -96,9 +95,10 @@ class Peer:
     async def answer(self, offer_sdp: str) -> str:
         from aiortc import RTCSessionDescription
 
-        from liveavatar.live.webrtc_media import audio_track, video_track
+        from liveavatar.live.webrtc_media import AvatarFeed, audio_track, video_track
 
         check_offer(offer_sdp)
+        self.feed = AvatarFeed(self.run, self.emit, self._run_ended, lead_s=self.config.lead_s)
         pc = self.pc
         pc.on("track", self._on_track)
         pc.on("datachannel", self._on_channel)
@@ -114,7 +114,7 @@ class Peer:
         pc.addTrack(audio_track(self.feed))
         pc.addTrack(video_track(self.feed))
         await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers every candidate first
-        self._tasks.append(asyncio.ensure_future(self.feed.pump()))
+        self.run.attach(self.feed)
         self._tasks.append(asyncio.ensure_future(self._connect_deadline()))
         self.answer_sdp = pc.localDescription.sdp
         return self.answer_sdp
@@ -148,6 +148,11 @@ class Peer:
         if channel.readyState == "open":
             flush()
 
+    def _run_ended(self, reason: str) -> None:
+        if not self.closed.is_set():
+            self.emit({"type": "session.ended", "reason": reason})
+            self._tasks.append(asyncio.ensure_future(self.close()))
+
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
@@ -161,7 +166,9 @@ class Peer:
         if self.closed.is_set():
             return
         self.closed.set()
-        self.feed.close()
+        if self.feed is not None:
+            self.feed.close()
+            self.run.detach(self.feed)
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:

@@ -1,11 +1,10 @@
-"""The avatar's two outgoing WebRTC tracks (video and the speech it shows) on ONE clock, fed just in
-time from a live session, and the microphone track going in.
+"""The avatar's two outgoing WebRTC tracks (video and the speech it shows) on ONE clock, fed by a
+live run (the server's pacer makes each block when it is due), and the microphone going in.
 
 Lip-sync: aiortc stamps each RTP packet with its frame's timestamp and maps RTP time to wall time
 (RTCP sender reports) when the packet leaves; both tracks release frame ``i`` / sample ``s`` at
-``t0 + i / fps`` / ``t0 + s / rate`` of the same ``t0``, so the receiver lines them up. Blocks are made
-``lead_s`` before they are due (not earlier: speech that arrives meanwhile would wait behind idle
-frames), on one worker thread per session (every call into the session is made there, in order).
+``t0 + i / fps`` / ``t0 + s / rate`` of the same ``t0``, so the receiver lines them up. ``t0`` is set
+``lead_s`` after the first block arrives: the margin for the next blocks' making and hand-over.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
@@ -29,27 +28,59 @@ QUEUE_S = 2.0  # at most this much made-but-unsent media per track; more is drop
 Emit = Callable[[dict], None]
 
 
+class Run(Protocol):
+    """What the transport uses of a live run (``live.runner.LiveRun``): the session, paced for us."""
+
+    session: LiveSession
+
+    def attach(self, viewer) -> None: ...
+
+    def detach(self, viewer) -> None: ...
+
+    def push_audio(self, pcm: np.ndarray) -> None: ...
+
+    def end_of_speech(self) -> None: ...
+
+    def clear(self) -> float: ...
+
+    def view(self) -> dict:
+        """The API object; ``connected``: a viewer (WebSocket or WebRTC) is attached."""
+        ...
+
+
 def pcm16(audio: np.ndarray) -> np.ndarray:
     return (np.clip(np.asarray(audio, np.float32), -1.0, 1.0) * 32767.0).astype(np.int16)
 
 
 class AvatarFeed:
-    """Drives one session: the block pump, the two outgoing queues, the mic gate and the events."""
+    """A viewer of one run: blocks in (from the pacer's thread), two clocked track queues out, the
+    microphone's speech and the data channel's controls back to the run."""
 
-    def __init__(self, session: LiveSession, emit: Emit, lead_s: float = 0.12) -> None:
-        self.session, self.emit, self.lead_s = session, emit, lead_s
-        self.fps, self.rate = session.fps, session.sample_rate
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="liveavatar-session")
+    def __init__(self, run: Run, emit: Emit, on_ended: Callable[[str], None], lead_s: float = 0.1) -> None:
+        self.run, self.emit, self.on_ended, self.lead_s = run, emit, on_ended, lead_s
+        self.fps, self.rate = run.session.fps, run.session.sample_rate
+        self.loop = asyncio.get_running_loop()
         self.video: asyncio.Queue = asyncio.Queue(maxsize=int(QUEUE_S * self.fps))
         self.audio: asyncio.Queue = asyncio.Queue(maxsize=int(QUEUE_S / AUDIO_PTIME_S))
         self.t0: float | None = None  # time.monotonic() at which timeline frame 0 is sent
         self.started = asyncio.Event()
         self._pcm = np.zeros(0, np.int16)
-        self._audio_pos = 0  # samples handed to the audio queue so far
+        self._audio_pos: int | None = None  # timeline sample of the next 20 ms audio frame
         self._marks: dict[int, list[dict]] = {}  # frame index -> events sent with that frame
+        self._pending: list[dict] = []  # events that describe the next block
         self._heard_at: deque[float] = deque(maxlen=8)  # arrival of each pending utterance's first sample
         self._drop_utterance = False
         self.closed = False
+
+    # --- the Viewer side (called on the run's pacer thread: hand over, never block) ---------
+    def block(self, block: LiveBlock) -> None:
+        self.loop.call_soon_threadsafe(self._take, block, time.monotonic())
+
+    def event(self, event: dict) -> None:
+        self.loop.call_soon_threadsafe(self._event, event)
+
+    def ended(self, reason: str) -> None:
+        self.loop.call_soon_threadsafe(self.on_ended, reason)
 
     # --- the clock -------------------------------------------------------------------------
     async def wait_until(self, timeline_s: float) -> None:
@@ -58,30 +89,18 @@ class AvatarFeed:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    # --- making blocks ---------------------------------------------------------------------
-    async def pump(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_frame = 0
-        while not self.closed:
-            if self.t0 is not None:
-                delay = self.t0 + next_frame / self.fps - self.lead_s - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            block: LiveBlock = await loop.run_in_executor(self.worker, self.session.next_block)
-            now = time.monotonic()
-            if self.t0 is None:
-                self.t0 = now + self.lead_s - block.start_frame / self.fps
-                self.started.set()
-            late = now - (self.t0 + block.start_frame / self.fps)
-            if late > 0:  # made after it was due: move the one clock, both tracks keep in sync
-                self.t0 += late + self.lead_s / 2
-                self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late),
-                           "at_s": block.start_frame / self.fps})
-            self._route_events(block, await loop.run_in_executor(self.worker, self.session.poll_events))
-            self._take(block)
-            next_frame = block.start_frame + len(block.frames)
-
-    def _take(self, block: LiveBlock) -> None:
+    def _take(self, block: LiveBlock, arrived: float) -> None:
+        if self.closed:
+            return
+        if self.t0 is None:
+            self.t0 = arrived + self.lead_s - block.start_frame / self.fps
+            self._audio_pos = block.start_frame * self.rate // self.fps
+            self.started.set()
+        late = arrived - (self.t0 + block.start_frame / self.fps)
+        if late > 0:  # came after it was due: move the one clock, both tracks keep in sync
+            self.t0 += late + self.lead_s / 2
+            self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late), "at_s": block.start_frame / self.fps})
+        self._route_events(block)
         for j, frame in enumerate(block.frames):
             self._put(self.video, (block.start_frame + j, frame), "video")
         self._pcm = np.concatenate([self._pcm, pcm16(block.audio)])
@@ -94,24 +113,26 @@ class AvatarFeed:
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:  # the encoder or the network cannot keep up: drop, never grow
-            self.emit({"type": "frames_dropped", "track": track, "timeline_s": item[0] / (self.fps if track == "video" else self.rate)})
+            self.emit({"type": "frames_dropped", "track": track, "at_s": item[0] / (self.fps if track == "video" else self.rate)})
 
-    def _route_events(self, block: LiveBlock, events: list[dict]) -> None:
-        """The session's events go out with the frame they describe, when that frame is SENT (the
-        session reports them when the block is made, up to ``lead_s`` earlier); the rest at once."""
+    def _event(self, event: dict) -> None:
+        if event.get("type") in ("speech.started", "playback.finished"):
+            self._pending.append(event)  # the run sends a block's events just before the block
+        else:
+            self.emit(event)
+
+    def _route_events(self, block: LiveBlock) -> None:
+        """A block's speech events go out when the frame they describe is SENT, not when made."""
         end = block.start_frame + len(block.frames)
-        for event in events:
-            kind = event.get("type")
-            if kind == "speech.started":
+        for event in self._pending:
+            if event["type"] == "speech.started":
                 if self._heard_at:
                     event["heard_at"] = self._heard_at.popleft()
                 self._marks.setdefault(block.start_frame, []).append(event)
-            elif kind == "playback.finished":
-                # it ends after this block's speech, or (nothing left to show) where this block starts
+            else:  # it ends after this block's speech, or (nothing left to show) where this block starts
                 at = end if block.speaking and not event.get("interrupted") else block.start_frame
                 self._marks.setdefault(at, []).append(event)
-            else:
-                self.emit(event)
+        self._pending = []
 
     def frame_sent(self, index: int) -> None:
         for event in self._marks.pop(index, ()):
@@ -121,18 +142,12 @@ class AvatarFeed:
             self.emit(event)
 
     # --- speech in -------------------------------------------------------------------------
-    def push(self, pcm: np.ndarray) -> None:
-        self.worker.submit(self.session.push_audio, pcm)
-
-    def end_of_speech(self) -> None:
-        self.worker.submit(self.session.end_of_speech)
-
     def clear(self) -> None:
         # barge-in drops the utterance being spoken: the rest of it, still arriving from the
         # microphone, is not pushed either (the next utterance is, after the person pauses)
         self._drop_utterance = True
         self._heard_at.clear()
-        self.worker.submit(self.session.clear)
+        self.run.clear()
 
     async def consume_mic(self, track) -> None:
         """The browser's microphone: resampled to the session's rate, gated by voice activity."""
@@ -145,9 +160,11 @@ class AvatarFeed:
             try:
                 frame = await track.recv()
             except MediaStreamError:
-                return
+                break
             for piece in resampler.resample(frame):
                 self._gate(gate, piece.to_ndarray().reshape(-1))
+        if gate.speaking and not self.closed:  # the track ended mid-utterance: its tail plays
+            self.run.end_of_speech()
 
     def _gate(self, gate: UtteranceGate, pcm: np.ndarray) -> None:
         for event in gate.feed(pcm):
@@ -160,9 +177,9 @@ class AvatarFeed:
                 if len(self._heard_at) and event.pcm is not None and len(event.pcm) > len(pcm):
                     # the pre-roll arrived earlier than now: date the utterance from its first sample
                     self._heard_at[-1] -= (len(event.pcm) - len(pcm)) / self.rate
-                self.push(event.pcm)
+                self.run.push_audio(event.pcm)
             else:
-                self.end_of_speech()
+                self.run.end_of_speech()
 
     # --- controls from the data channel ----------------------------------------------------
     def control(self, message: str) -> dict | None:
@@ -175,7 +192,7 @@ class AvatarFeed:
         if kind == "clear":
             self.clear()
         elif kind == "end_of_speech":
-            self.end_of_speech()
+            self.run.end_of_speech()
         elif kind == "ping":
             return {"type": "pong", "t": body.get("t"), "server_t": time.monotonic()}
         else:
@@ -185,7 +202,6 @@ class AvatarFeed:
 
     def close(self) -> None:
         self.closed = True
-        self.worker.shutdown(wait=False, cancel_futures=True)
 
 
 def video_track(feed: AvatarFeed):

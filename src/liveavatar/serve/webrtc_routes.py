@@ -8,23 +8,15 @@ from typing import Protocol
 from fastapi import Request
 from fastapi.responses import Response
 
-from liveavatar.engines.base import LiveSession
 from liveavatar.live.webrtc import MAX_SDP_BYTES, OfferRejected, Peer, WebRTCConfig
+from liveavatar.live.webrtc_media import Run
 from liveavatar.serve.uploads import Rejected
 
 
-class SessionSource(Protocol):
-    """What the transport needs of the server's session registry."""
+class Runs(Protocol):
+    """What the transport needs of the server's session registry (``live.registry.SessionRegistry``)."""
 
-    def live_session(self, session_id: str) -> LiveSession | None: ...
-
-    def client_attached(self, session_id: str) -> bool:
-        """True when no other client (WebSocket or WebRTC) holds the session; it is then held."""
-        ...
-
-    def client_detached(self, session_id: str) -> None:
-        """The client left: the session's idle timeout starts."""
-        ...
+    def get(self, run_id: str) -> Run | None: ...
 
 
 class WebRTCRoutes:
@@ -42,7 +34,7 @@ class WebRTCRoutes:
         self.speaker.close()
 
 
-def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> WebRTCRoutes:
+def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
     """The WebRTC routes (offer, hang up, config, say) over the server's session registry."""
     from liveavatar.live import tts
 
@@ -53,7 +45,6 @@ def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> WebRTCRout
         for sid, p in list(peers.items()):
             if p is peer:
                 del peers[sid]
-                sessions.client_detached(sid)
 
     @app.post("/v1/sessions/{session_id}/webrtc", status_code=201)
     async def offer(session_id: str, request: Request):
@@ -63,13 +54,13 @@ def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> WebRTCRout
         body = await request.body()
         if len(body) > MAX_SDP_BYTES:
             raise Rejected(413, "request_too_large", f"an SDP offer is at most {MAX_SDP_BYTES} bytes", "body")
-        session = sessions.live_session(session_id)
-        if session is None:
-            raise Rejected(404, "not_found", f"no session with id {session_id!r}", "session_id")
-        if not sessions.client_attached(session_id):
+        run = sessions.get(session_id)
+        if run is None:
+            raise Rejected(404, "not_found", f"no live session with id {session_id!r}", "session_id")
+        if session_id in peers or run.view().get("connected"):
             raise Rejected(409, "session_busy", f"session {session_id} already has a client; DELETE its WebRTC resource "
                                                 "(or close its WebSocket) first, or open another session", "session_id")
-        peer = Peer(session, config, closed)
+        peer = Peer(run, config, closed)
         peers[session_id] = peer
         try:
             answer = await peer.answer(body.decode("utf-8", errors="replace"))
@@ -113,8 +104,8 @@ def add_routes(app, sessions: SessionSource, config: WebRTCConfig) -> WebRTCRout
         if not isinstance(text, str) or not text.strip() or len(text) > tts.MAX_TEXT:
             raise Rejected(400, "invalid_text", f'send JSON {{"text": "..."}} with 1 to {tts.MAX_TEXT} characters', "text")
         speech = await run_in_threadpool(speaker.say, text.strip(), peer.session.sample_rate)
-        peer.feed.push(speech)
-        peer.feed.end_of_speech()
+        peer.run.push_audio(speech)
+        peer.run.end_of_speech()
         return {"id": session_id, "object": "session.say", "seconds": round(len(speech) / peer.session.sample_rate, 3)}
 
     return routes
