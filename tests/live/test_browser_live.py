@@ -63,7 +63,7 @@ def test_live_tab_speaks_back_what_the_microphone_says(tmp_path):
             page.wait_for_function("!document.getElementById('livestart').disabled")
             page.click("#livestart")
             page.wait_for_function("document.getElementById('livevideo').currentTime > 0.3", timeout=30_000)
-            assert page.evaluate("document.getElementById('livevideo').videoWidth") == registry.sessions[next(iter(registry.sessions))].width
+            assert page.evaluate("document.getElementById('livevideo').videoWidth") == registry.runs[next(iter(registry.runs))].session.width
             box = [MOUTH[1].start, MOUTH[0].start, MOUTH[1].stop - MOUTH[1].start, MOUTH[0].stop - MOUTH[0].start]
             page.evaluate(SAMPLER, box)
             page.wait_for_function("window.liveEvents.some((e) => e.type === 'speech.started')", timeout=20_000)

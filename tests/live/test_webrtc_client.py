@@ -43,11 +43,11 @@ def standin_server():
 
 def test_speech_in_avatar_out_in_sync(standin_server, tmp_path):
     server, registry = standin_server
-    session = registry.add("s1")
+    session = registry.add("s1").session
     wav = speech_clip(tmp_path / "clip.wav", LEAD_S, SPEECH_S, TAIL_S)
     got, _ = asyncio.run(call(server.url, "s1", wav, LEAD_S + SPEECH_S + TAIL_S + 0.8))
     assert got.status == 201 and got.location.startswith("/v1/sessions/s1/webrtc/")
-    assert session.pushed > 0.8 * SPEECH_S * session.sample_rate  # the microphone reached the session
+    assert session.speech_seconds_played > 0.8 * SPEECH_S  # the microphone reached the session
     assert len(got.video) > 25 * (SPEECH_S + TAIL_S)  # the timeline never stops, speech or not
     assert len(got.audio) > 50 * (SPEECH_S + TAIL_S)
     kinds = [e["type"] for _, e in got.events]
@@ -119,7 +119,7 @@ def test_session_closes_within_the_idle_timeout_of_its_peer(standin_server, tmp_
     import httpx
 
     server, registry = standin_server
-    session = registry.add("s3")
+    session = registry.add("s3").session
     wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.3, 0.2)
     _got, _ = asyncio.run(call(server.url, "s3", wav, 1.0))  # the client closes its peer connection
     left = time.monotonic()
@@ -128,7 +128,7 @@ def test_session_closes_within_the_idle_timeout_of_its_peer(standin_server, tmp_
     assert session.closed and time.monotonic() - left < 0.5 + 1.5, "the session outlived its peer"
 
     # a client that never completes the connection: dropped after connect_timeout_s, then idle_s
-    session = registry.add("s4")
+    session = registry.add("s4").session
     sent = time.monotonic()
     r = httpx.post(f"{server.url}/v1/sessions/s4/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
     assert r.status_code == 201
@@ -208,7 +208,7 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
 
 def test_clear_over_the_data_channel_interrupts_and_bad_controls_are_answered(standin_server, tmp_path):
     server, registry = standin_server
-    session = registry.add("s7")
+    session = registry.add("s7").session
     wav = speech_clip(tmp_path / "clip.wav", 0.5, 2.2, 1.5)
     controls = ((0.3, "not json"), (0.4, '{"type": "dance"}'), (2.0, '{"type": "clear"}'))
     got, _ = asyncio.run(call(server.url, "s7", wav, 4.5, controls=controls))

@@ -121,17 +121,11 @@ def _page_routes(app, registry) -> None:
 
     @app.post("/v1/sessions", status_code=201)
     async def create():
-        sid = secrets.token_hex(6)
-        session = registry.add(sid)
-        return {"id": sid, "object": "session", "width": session.width, "height": session.height, "fps": session.fps,
-                "sample_rate": session.sample_rate, "engine": "stand-in"}
+        return registry.add(secrets.token_hex(6)).view()
 
     @app.delete("/v1/sessions/{sid}")
     async def delete(sid: str):
-        session = registry.sessions.pop(sid, None)
-        if session is not None:
-            session.close()
-        return {"id": sid, "deleted": session is not None}
+        return {"id": sid, "deleted": registry.delete(sid)}
 
 
 def _record_sender_reports(receiver, into: list) -> None:
@@ -166,6 +160,7 @@ class StandinServer:
         from liveavatar.serve.uploads import Rejected
 
         app = FastAPI()
+        self.registry = registry
 
         @app.exception_handler(Rejected)
         async def rejected(request, exc: Rejected):
@@ -188,5 +183,6 @@ class StandinServer:
 
     def __exit__(self, *exc) -> None:
         self.routes.speaker.close()  # the peers end with the server's loop
+        self.registry.stop()
         self.server.should_exit = True
         self.thread.join(10)
