@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ SENDING = ("sendrecv", "sendonly")
 class WebRTCConfig:
     ice_servers: tuple[dict, ...] = ()  # [{"urls": ..., "username": ..., "credential": ...}]
     connect_timeout_s: float = 20.0  # an answer nobody connects to is dropped after this
+    # no microphone packets this long: the peer is gone (a closed tab sends no goodbye; ICE consent
+    # would notice only after about 30 s); a live microphone track sends packets even in silence
+    silent_timeout_s: float = 10.0
     lead_s: float = 0.1  # the tracks send a block this long after it arrives (the margin for making the next)
 
 
@@ -115,7 +119,7 @@ class Peer:
         pc.addTrack(video_track(self.feed))
         await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers every candidate first
         self.run.attach(self.feed)
-        self._tasks.append(asyncio.ensure_future(self._connect_deadline()))
+        self._tasks.append(asyncio.ensure_future(self._watch()))
         self.answer_sdp = pc.localDescription.sdp
         return self.answer_sdp
 
@@ -157,10 +161,19 @@ class Peer:
         if self.pc.connectionState in ("failed", "closed"):
             await self.close()
 
-    async def _connect_deadline(self) -> None:
-        await asyncio.sleep(self.config.connect_timeout_s)
-        if self.pc.connectionState != "connected":
-            await self.close()
+    async def _watch(self) -> None:
+        """Close a peer that never connects, or whose microphone has gone silent (the tab is gone)."""
+        opened = time.monotonic()
+        while not self.closed.is_set():
+            await asyncio.sleep(min(1.0, self.config.silent_timeout_s / 4))
+            now = time.monotonic()
+            if self.pc.connectionState != "connected":
+                if now - opened > self.config.connect_timeout_s:
+                    await self.close()
+            elif now - self.feed.last_heard > self.config.silent_timeout_s:
+                self.emit({"type": "error", "code": "peer_silent", "message": f"no microphone packets for "
+                           f"{self.config.silent_timeout_s:g} s: the connection is closed"})
+                await self.close()
 
     async def close(self) -> None:
         if self.closed.is_set():

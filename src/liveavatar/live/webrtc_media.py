@@ -70,6 +70,7 @@ class AvatarFeed:
         self._pending: list[dict] = []  # events that describe the next block
         self._heard_at: deque[float] = deque(maxlen=8)  # arrival of each pending utterance's first sample
         self._drop_utterance = False
+        self.last_heard = time.monotonic()  # the last microphone frame (a live track sends even silence)
         self.closed = False
 
     # --- the Viewer side (called on the run's pacer thread: hand over, never block) ---------
@@ -161,6 +162,7 @@ class AvatarFeed:
                 frame = await track.recv()
             except MediaStreamError:
                 break
+            self.last_heard = time.monotonic()
             for piece in resampler.resample(frame):
                 self._gate(gate, piece.to_ndarray().reshape(-1))
         if gate.speaking and not self.closed:  # the track ended mid-utterance: its tail plays
