@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from liveavatar.commands.argtypes import any_int, number, positive_int
+from liveavatar.argtypes import any_int, number, positive_int
 from liveavatar.errors import UserError
 from liveavatar.sizing import parse_size
 

@@ -130,7 +130,11 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     may_exist = config.overwrite or config.resume
     wanted = check_output_path(config.save_file or default_output_path(config), may_exist, default_folder=config.save_file is None)
     made_folder = not wanted.parent.exists()
-    wanted.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # e.g. the default output/ in a read-only working folder
+        raise UserError("--save_file", f"the folder {wanted.parent} cannot be created ({exc.strerror})",
+                        "run from a folder you can write to, or give --save_file in one") from None
     tidy_stale(wanted.parent, notify)
     claim = claim_output(wanted, may_exist, unique=config.save_file is None)
     try:
@@ -216,7 +220,8 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         work = partial_path(output)
         if work.exists():
             keep_as_partial(work, output)
-    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work)
+    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work,
+                         comment=resume.settings_comment(record.settings))
     clip_ends = list(accumulate(plan.clip_frame_counts()))
     clip_of = lambda frames: next((i for i, end in enumerate(clip_ends) if frames <= end), plan.num_clips - 1)  # noqa: E731
     ends = [tuple(e) for e in record.segments if e[0] > point.clips]
@@ -258,7 +263,8 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
         if getattr(exc, "errno", None) in _DISK_FULL:
             raise UserError("--save_file", f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
                             f"free some space and run again; {where}") from None
-        notify(f"warning: stopped after {done} of {plan.num_frames} frames; {where}")
+        if done or not isinstance(exc, UserError):  # a bad input found before the first frame is its one error line
+            notify(f"warning: stopped after {done} of {plan.num_frames} frames; {where}")
         raise
     path = writer.finish()
     # a resumed run that finished within its first new segment never replaced the old partial

@@ -226,7 +226,8 @@ class RunStart:
 
 
 def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStart | None:
-    """The start of this run, checking a resumed one against its record; None: nothing to do."""
+    """The start of this run, checking a resumed one against its record (or a finished video against
+    the settings it was made with); None: nothing to do."""
     from liveavatar.media.writer import partial_path
 
     path = record_path(output)
@@ -235,11 +236,14 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
                          segments=[list(e) for e in segment_ends(plan)])
     if not config.resume:
         return RunStart(ResumePoint(), fresh)
-    if output.exists():
-        remove_record(path)  # left by a crash between the final rename and the record's removal
+    record = read_record(path)
+    # a record beside a finished video: an interrupted --overwrite run of it (its partial is there:
+    # resume that), or a crash between the final rename and the record's removal (no partial)
+    if output.exists() and (record is None or not partial_path(output).exists()):
+        refuse_other_finished(output, settings)
+        remove_record(path)
         notify(f"note: nothing to do: {output} is already complete")
         return None
-    record = read_record(path)
     if record is None:
         notify(f"note: no interrupted run of {output.name} to resume; starting from clip 0")
         return RunStart(ResumePoint(), fresh)
@@ -250,6 +254,37 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
     point = choose_point(record, partial_path(output), plan.fps)
     notify(f"note: resuming {output.name} from clip {point.clips} of {plan.num_clips} ({point.frames} frames kept)")
     return RunStart(point, record)
+
+
+COMMENT_PREFIX = "liveavatar-settings "
+
+
+def settings_comment(settings: dict) -> str:
+    """The run's settings as the finished MP4's comment tag: a later --resume compares with them."""
+    return COMMENT_PREFIX + json.dumps(settings, sort_keys=True, separators=(",", ":"))
+
+
+def made_with(video: Path) -> dict | None:
+    """The settings a finished video was made with (its comment tag); None when it does not say."""
+    import av
+
+    try:
+        with av.open(str(video)) as container:
+            comment = container.metadata.get("comment", "")
+        return json.loads(comment[len(COMMENT_PREFIX):]) if comment.startswith(COMMENT_PREFIX) else None
+    except (OSError, ValueError, av.error.FFmpegError):
+        return None
+
+
+def refuse_other_finished(output: Path, settings: dict) -> None:
+    """--resume of a finished video: refused, naming the difference, unless it was made with these settings."""
+    made = made_with(output)
+    fix = "pass --overwrite instead of --resume to make it again, or give another --save_file"
+    if made is None:
+        raise UserError("--resume", f"{output.name} is complete but does not say what it was made with", fix)
+    differs = first_difference(made, settings)
+    if differs:
+        raise UserError("--resume", f"{output.name} is complete and was made with other settings: {differs}", fix)
 
 
 def remember_state(states: dict[int, dict], clips: int, state: dict, keep: int = 2) -> None:

@@ -124,10 +124,12 @@ def test_full_queue_is_429(start_server, portrait_path, speech_path):
 def test_token_is_required_when_set(start_server):
     server = start_server(token="s3cret")
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        for path in ("/healthz", "/v1/videos", "/v1/videos/video_x/content"):
+        for path in ("/v1/videos", "/v1/videos/video_x/content"):
             response = client.get(path)
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
-        assert client.get("/healthz", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/v1/videos", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        liveness = wait_for(lambda: (r := client.get("/healthz")).status_code == 200 and r)  # liveness without the token
+        assert liveness.json() == {"status": "ok", "authorized": False}
         assert client.post("/v1/videos", files={"image": ("a.png", b"x")}).status_code == 401
         assert client.get("/healthz", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert client.get("/v1/videos", headers={"Cookie": "liveavatar_token=s3cret"}).status_code == 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from liveavatar.commands.argtypes import boolean, positive_int
+from liveavatar.argtypes import boolean, positive_int
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
 

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Collection
 from typing import Any, Callable
 
-from liveavatar.commands.argtypes import boolean
+from liveavatar.argtypes import boolean
 from liveavatar.config import GenerateConfig
 from liveavatar.media.text import prompt_text
 

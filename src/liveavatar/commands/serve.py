@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import sys
 from pathlib import Path
 
-from liveavatar.commands.argtypes import number, positive_int
+from liveavatar.argtypes import number, positive_int
 from liveavatar.commands.options import add_generate_options
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
@@ -22,7 +21,13 @@ def register(subparsers) -> None:
                                           "HTTP API at /v1/videos (shaped like OpenAI's Videos API), with live video while it is made.")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=positive_int, default=7860, help="port (default 7860)")
-    p.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' on every request (default: $LIVEAVATAR_TOKEN)")
+    p.add_argument("--token", default=None, help="the token every request needs (default: $LIVEAVATAR_TOKEN, else a random one, "
+                                                 "printed in the URL to open)")
+    p.add_argument("--no_token", action="store_true", help="no token (only with a loopback --host: anyone on this machine can use the server)")
+    p.add_argument("--allowed_hosts", default="", metavar="NAMES",
+                   help="comma-separated host names the server also answers to besides localhost, 127.0.0.1, [::1] and --host ('*': any)")
+    p.add_argument("--cors_origins", default="", metavar="ORIGINS",
+                   help="comma-separated origins (e.g. https://app.example) whose pages may call the API")
     p.add_argument("--data_dir", type=Path, default=None, help="jobs database, inputs and videos (default ~/.local/state/liveavatar/serve)")
     p.add_argument("--keep_hours", type=number, default=24.0, help="delete finished videos this long after they finish (default 24)")
     p.add_argument("--workers", type=positive_int, default=1, help="jobs at a time (default 1; more only with the preview engine)")
@@ -39,15 +44,45 @@ def settings_from_args(args: argparse.Namespace):
     from liveavatar.errors import UserError
     from liveavatar.serve.settings import Limits, ServeSettings, default_data_dir
 
-    if args.keep_hours <= 0 or args.max_upload_mb <= 0 or args.max_audio_s <= 0:
-        raise UserError("--keep_hours/--max_upload_mb/--max_audio_s", "a limit is not positive", "give positive numbers")
-    token = args.token if args.token is not None else os.environ.get("LIVEAVATAR_TOKEN") or None
+    for flag in ("keep_hours", "max_upload_mb", "max_audio_s"):
+        if getattr(args, flag) <= 0:
+            raise UserError(f"--{flag}", f"{getattr(args, flag):g} is not positive", "give a positive number")
     return ServeSettings(
-        data_dir=args.data_dir or default_data_dir(), token=token, keep_s=args.keep_hours * 3600, workers=args.workers,
+        data_dir=args.data_dir or default_data_dir(), token=choose_token(args), keep_s=args.keep_hours * 3600, workers=args.workers,
+        host=args.host, allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
         engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
         offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit,
     )
+
+
+def choose_token(args: argparse.Namespace) -> str | None:
+    """--token, else $LIVEAVATAR_TOKEN, else a random one; None only for --no_token on a loopback address."""
+    import secrets
+
+    from liveavatar.errors import UserError
+
+    if args.no_token:
+        if args.token:
+            raise UserError("--no_token", "given with --token", "give one of them")
+        if not _loopback(args.host):
+            raise UserError("--no_token", f"--host {args.host} is reachable from other machines",
+                            "keep the token (the default), or serve on --host 127.0.0.1")
+        return None
+    token = args.token if args.token is not None else os.environ.get("LIVEAVATAR_TOKEN")
+    return token or secrets.token_urlsafe(24)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def open_url(host: str, port: int, token: str | None) -> str:
+    """The URL to open: the page keeps the token it carries (Jupyter's way)."""
+    from urllib.parse import quote
+
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}/" + (f"?token={quote(token, safe='')}" if token else "")
 
 
 def _loopback(host: str) -> bool:
@@ -74,14 +109,31 @@ def run(args: argparse.Namespace) -> int:
     engine = resolve_engine_name(settings)
     if settings.workers > 1 and engine != "preview":
         raise UserError("--workers", f"{settings.workers} workers with the {engine} engine", "use --workers 1: one GPU runs one job at a time")
+    app = create_app(settings)  # takes the data folder (refused when another server has it)
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise UserError("--data_dir", f"{settings.data_dir} cannot be created ({exc.strerror})", "give a folder you can write to") from None
-    if not _loopback(args.host) and not settings.token:
-        print(f"warning: --host {args.host} is reachable from other machines and no --token is set: anyone there can use this server",
-              file=sys.stderr, flush=True)
-    app = create_app(settings)
-    print(f"liveavatar serve: engine {engine}, data in {settings.data_dir}; open http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=3)
+        sock = listening_socket(args.host, args.port)  # before saying where to connect: a port in use is one line
+    except UserError:
+        app.state.queue.stop(0)  # lets the data folder go
+        raise
+    print(f"liveavatar serve: engine {engine}, data in {settings.data_dir}; open {open_url(args.host, args.port, settings.token)}", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3)).run(sockets=[sock])
     return 0
+
+
+def listening_socket(host: str, port: int):
+    """The server's socket, bound; UserError naming --port or --host when it cannot be."""
+    import errno
+    import socket
+
+    from liveavatar.errors import UserError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except socket.gaierror:
+        raise UserError("--host", f"{host!r} is not an address of this machine", "give an address such as 127.0.0.1 or 0.0.0.0") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError("--port", f"port {port} on {host} is already in use (another server?)",
+                            "stop what uses it, or give another --port") from None
+        raise UserError("--host", f"cannot listen on {host}:{port} ({exc.strerror})", "give an address of this machine and a free --port") from None

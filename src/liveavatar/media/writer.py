@@ -108,6 +108,7 @@ class VideoWriter:
         crf: int = 18,
         preset: str = "veryfast",
         work_path: Path | None = None,
+        comment: str | None = None,
     ) -> None:
         import av
 
@@ -116,6 +117,8 @@ class VideoWriter:
         self.frames_written = 0
         self._tmp = work_path or temp_path(path)
         self._container = av.open(str(self._tmp), mode="w", format="mp4", options=container_options())
+        if comment is not None:  # the MP4's comment tag (the pipeline keeps the run's settings there)
+            self._container.metadata["comment"] = comment
         self._video = self._container.add_stream("libx264", rate=fps)
         self._video.width, self._video.height = width, height
         self._video.pix_fmt = "yuv420p"

@@ -1,19 +1,18 @@
 """The HTTP API, shaped like OpenAI's Videos API where it fits; see README "liveavatar serve".
 
-Imported only by `liveavatar serve` (fastapi is the `serve` extra). Every route but the web page needs the token when one is set (``Authorization: Bearer T``, or the
-``liveavatar_token`` cookie the page sets, because a <video> element cannot send headers).
+Imported only by `liveavatar serve` (fastapi is the `serve` extra). Who may call which route
+(token, Host, Origin, body size) is decided in one place for every route, HTTP and WebSocket:
+serve/guard.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import shutil
 import tempfile
 import threading
 from contextlib import asynccontextmanager
-from http.cookies import SimpleCookie
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -23,68 +22,12 @@ from starlette.concurrency import run_in_threadpool
 from liveavatar.checks.findings import FLAGS
 from liveavatar.engines.base import Engine
 from liveavatar.errors import UserError
+from liveavatar.serve.guard import AUTHORIZED, Guard, Policy
 from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
 
-COOKIE = "liveavatar_token"
-PUBLIC = {"/", "/favicon.ico"}
 SSE_HEARTBEAT_S = 1.0
-
-
-class Guard:
-    """ASGI middleware: the token, and the size of a request body (counted as it arrives)."""
-
-    def __init__(self, app, token: str | None, max_body: int) -> None:
-        self.app, self.token, self.max_body = app, token, max_body
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])
-        if self.token and scope["path"] not in PUBLIC and not self._authorized(headers):
-            return await _send_json(send, 401, Rejected(401, "unauthorized", "a token is required: send 'Authorization: Bearer <token>'").body(),
-                                    [(b"www-authenticate", b"Bearer")])
-        if scope["method"] == "POST":
-            length = headers.get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_body:
-                return await _send_json(send, 413, self._too_large().body())
-            receive = self._counting(receive)
-        return await self.app(scope, receive, send)
-
-    def _authorized(self, headers: dict) -> bool:
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if given.startswith("Bearer ") and hmac.compare_digest(given[7:].strip().encode(), self.token.encode()):
-            return True
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get(b"cookie", b"").decode("latin-1"))
-        except Exception:
-            return False
-        return COOKIE in cookie and hmac.compare_digest(cookie[COOKIE].value.encode(), self.token.encode())
-
-    def _too_large(self) -> Rejected:
-        return Rejected(413, "request_too_large", f"the request is larger than the limit of {self.max_body} bytes")
-
-    def _counting(self, receive):
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_body:
-                raise self._too_large()
-            return message
-
-        return counted
-
-
-async def _send_json(send, status: int, body: dict, headers: list | None = None) -> None:
-    data = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *(headers or [])]})
-    await send({"type": "http.response.body", "body": data})
 
 
 def create_app(settings: ServeSettings, engine: Engine | None = None):
@@ -132,9 +75,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return job
 
     @app.get("/healthz")
-    async def healthz():
+    async def healthz(request: Request):
         loaded = queue.started
-        body = {"status": "ok" if loaded else ("error" if state["error"] else "loading"), "engine": engine_name,
+        status = "ok" if loaded else ("error" if state["error"] else "loading")
+        if not request.scope.get(AUTHORIZED):  # liveness for monitors; the details only with the token
+            return JSONResponse({"status": status, "authorized": False}, status_code=200 if loaded else 503)
+        body = {"status": status, "authorized": True, "engine": engine_name,
                 "engine_loaded": loaded, "error": state["error"], "queued": queue.waiting, "workers": settings.workers,
                 "limits": {"upload_bytes": settings.limits.upload_bytes, "pixels": settings.limits.pixels,
                            "audio_s": settings.limits.audio_s, "queue": settings.limits.queue}}
@@ -274,8 +220,14 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                                  headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
 
     ui.add_routes(app)
-    app.add_middleware(Guard, token=settings.token, max_body=settings.limits.request_bytes)
+    app.add_middleware(Guard, policy=policy(settings))
     return app
+
+
+def policy(settings: ServeSettings) -> Policy:
+    """The guard's rules for this server (every route, present and future, goes through them)."""
+    return Policy(token=settings.token, bound_host=settings.host, allowed_hosts=settings.allowed_hosts,
+                  cors_origins=settings.cors_origins, max_body=settings.limits.request_bytes)
 
 
 @asynccontextmanager

@@ -7,6 +7,8 @@ video, its partial); ids are generated here, never taken from a request.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import secrets
 import shutil
@@ -19,7 +21,7 @@ from pathlib import Path
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.serve.settings import ServeSettings
-from liveavatar.serve.store import JobStore
+from liveavatar.serve.store import JobStore, private_folders
 
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 VIDEO = "video.mp4"
@@ -66,7 +68,8 @@ class Job:
     def view(self, keep_s: float, queue_position: int | None, now: float | None = None) -> dict:
         """The API object (OpenAI Videos' fields where they fit, then ours)."""
         now = time.time() if now is None else now
-        total = int(self.plan["num_frames"])
+        plan = self.plan  # read with .get: a record written by an older version may lack a field
+        total = int(plan.get("num_frames") or 0)
         done = total if self.status == "completed" else self.frames_done
         eta = None
         made = done - self.resumed_from  # by this run (a resumed run copies the finished frames first)
@@ -75,15 +78,15 @@ class Job:
         return {
             "id": self.id,
             "object": "video",
-            "model": f"liveavatar-{self.plan['engine']}",
+            "model": f"liveavatar-{plan.get('engine', 'unknown')}",
             "status": self.status,
             "progress": int(100 * done / total) if total else 0,
             "created_at": int(self.created_at),
             "started_at": _int(self.started_at),
             "completed_at": _int(self.finished_at),
             "expires_at": _int(self.finished_at + keep_s) if self.finished_at is not None else None,
-            "size": f"{self.plan['width']}x{self.plan['height']}",
-            "seconds": f"{self.plan['duration_s']:g}",
+            "size": f"{plan['width']}x{plan['height']}" if "width" in plan and "height" in plan else None,
+            "seconds": f"{plan['duration_s']:g}" if "duration_s" in plan else None,
             "prompt": self.prompt,
             "frames_done": done,
             "frames_total": total,
@@ -94,6 +97,19 @@ class Job:
             "warnings": self.warnings,
             "options": self.options,
         }
+
+
+def _sound_job(record: dict, keep_s: float) -> "Job | None":
+    """The job of a stored record when it makes a valid API object (strict JSON), else None with a
+    logged warning: a damaged row is left out instead of breaking every listing."""
+    try:
+        job = Job.from_record(record)
+        json.dumps(job.view(keep_s, None), allow_nan=False)
+    except Exception as exc:
+        logging.getLogger("liveavatar.serve").warning("job %s: its stored record is damaged (%s: %s); left out",
+                                                      record.get("id", "?"), type(exc).__name__, exc)
+        return None
+    return job
 
 
 def _int(value: float | None) -> int | None:
@@ -108,10 +124,8 @@ class JobQueue:
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self.engine: Engine | None = None  # set by start(), once it is built
-        self.jobs_dir = settings.data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(settings.data_dir, 0o700)
-        self._store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self.jobs_dir, state_dir = private_folders(settings.data_dir)
+        self._store = JobStore(state_dir / "jobs.sqlite3")
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[str] = deque()
@@ -131,7 +145,9 @@ class JobQueue:
         from liveavatar.media.writer import partial_path
 
         for record in self._store.load():
-            job = Job.from_record(record)
+            job = _sound_job(record, self.settings.keep_s)
+            if job is None:
+                continue
             self._seq = max(self._seq, job.seq)
             if job.status == "in_progress":
                 why_not, done = self._resumable(job)
@@ -240,9 +256,9 @@ class JobQueue:
             self._seq += 1
             job = Job(id=job_id, seq=self._seq, created_at=time.time(), prompt=prompt, image=image, audio=audio,
                       options=options, plan=plan, warnings=warnings)
+            self._store.save(job.id, job.seq, job.record())  # first: a record it refuses is never queued
             self._jobs[job.id] = job
             self._waiting.append(job.id)
-            self._store.save(job.id, job.seq, job.record())
             self._cond.notify()
         return job
 

@@ -30,6 +30,9 @@ class Limits:
 class ServeSettings:
     data_dir: Path = field(default_factory=default_data_dir)
     token: str | None = None
+    host: str = "127.0.0.1"  # the bound address: one of the names the Host header may carry
+    allowed_hosts: tuple[str, ...] = ()  # more names it may carry ("*": any)
+    cors_origins: tuple[str, ...] = ()  # other sites' pages allowed to call the API
     limits: Limits = field(default_factory=Limits)
     keep_s: float = 24 * 3600.0  # finished videos are deleted this long after they finished
     workers: int = 1

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Callable
 
-from liveavatar.commands.argtypes import boolean
+from liveavatar.argtypes import boolean
 from liveavatar.commands.options import value_parser
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 
+from liveavatar.argtypes import number
 from liveavatar.tools.parity_loop import build_tiny_dit, load_tensors as _load
 
 def _block_slices(call: dict, inputs: dict, info: dict, common: dict) -> tuple[Any, Any]:
@@ -169,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m liveavatar.tools.parity", description=__doc__.splitlines()[0])
     parser.add_argument("ref_dir", type=Path)
-    parser.add_argument("--tol", type=float, default=1e-4, help="max abs error (upstream-tiny folders only)")
+    parser.add_argument("--tol", type=number, default=1e-4, help="max abs error (upstream-tiny folders only)")
     parser.add_argument("--verbose", action="store_true", help="one line per stored tensor (loop folders)")
     parser.add_argument("--strict", action="store_true",
                         help="loop folders: the reference's own rule even where this CPU rounds otherwise")

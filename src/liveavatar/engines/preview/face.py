@@ -94,11 +94,16 @@ def find_face(image: np.ndarray, height: int, width: int, notify: Notify) -> Fac
     fitted = (points * np.float32(scale) - np.array([left, top], dtype=np.float32)).astype(np.float32)
     face = FaceModel(fitted, height, width, assess_mouth(image, points, keypoints))
     if face.face_height < MIN_FACE_PX:
+        from liveavatar.sizing import output_size
+
+        # a larger --size helps only when the output is smaller than the portrait (it is never enlarged)
+        can_grow = output_size(h0, w0, 1 << 40) != (height, width)
         raise UserError(
             "--image",
             f"the face is only {face.face_height:.0f} pixels tall at the output size {width}x{height} "
             f"(the preview needs at least {MIN_FACE_PX})",
-            "crop the portrait closer to the face or choose a larger --size",
+            "crop the portrait closer to the face or choose a larger --size" if can_grow else
+            f"use a portrait in which the face is at least {MIN_FACE_PX} pixels tall (the video is never larger than the portrait)",
         )
     core = fitted[[33, 263, MOUTH_LEFT, MOUTH_RIGHT, INNER_BOTTOM, CHIN]]  # eyes, mouth and chin must stay in frame
     if (core[:, 0] < 0).any() or (core[:, 0] > width).any() or (core[:, 1] < 0).any() or (core[:, 1] > height).any():

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
-from liveavatar.config import GenerateConfig
+from liveavatar.config import MAX_SAMPLE_STEPS, GenerateConfig
 from liveavatar.errors import UserError
 
 DEFAULT_TIMEOUT_S = 1800
@@ -71,8 +71,9 @@ def plan_roles(config: GenerateConfig) -> Roles:
     k = config.num_gpus_dit
     steps = config.sample_steps
     if steps is not None and k > steps:
+        more_steps = f", or --sample_steps {k} or more" if k <= MAX_SAMPLE_STEPS else ""  # only advice that can be followed
         raise UserError("--num_gpus_dit", f"{k} DiT workers cannot share {steps} denoising steps: each worker runs at least one step",
-                        f"use --num_gpus_dit {steps} or fewer, or --sample_steps {k} or more")
+                        f"use --num_gpus_dit {steps} or fewer{more_steps}")
     want = config.enable_vae_parallel
     launched = torchrun_env()
     if launched is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def positive_int(text: str) -> int:
@@ -23,10 +24,15 @@ def any_int(text: str) -> int:
 
 
 def number(text: str) -> float:
+    """A finite float: 'nan', 'inf' and overflowing literals ('1e309') are refused here, the one place
+    every command's and the server's numbers pass through, so no NaN reaches a plan, a record or JSON."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a finite number; give an ordinary number such as 3 or 0.5")
+    return value
 
 
 def boolean(text: str) -> bool:
