@@ -200,3 +200,22 @@ def test_the_token_guards_the_routes_and_the_socket(preview_server):
     with pytest.raises(InvalidStatus):
         asyncio.run(connect(None))
     assert asyncio.run(connect("sesame"))["type"] == "session.started"  # ?token= (and the Bearer header)
+
+
+def test_the_live_command_streams_a_file_and_saves_the_video(preview_server, tmp_path):
+    import soundfile as sf
+
+    from liveavatar.cli import main
+
+    server = preview_server(token="t0k")
+    speech = tmp_path / "short.wav"
+    sf.write(str(speech), speech_pcm(1.0), SR, subtype="PCM_16")
+    out = tmp_path / "live.mp4"
+    code = main(["live", "--image", str(PORTRAIT), "--audio", str(speech), "--url", server.url, "--token", "t0k",
+                 "--size", "256*256", "--save_file", str(out)])
+    assert code == 0
+    frames, audio, times = decode(out.read_bytes())
+    assert len(frames) >= 1.5 * 25 and np.allclose(np.diff(times), 0.04) and len(audio) >= 1.5 * SR
+    assert httpx.get(f"{server.url}/v1/sessions", headers={"Authorization": "Bearer t0k"}).json()["data"] == []
+    assert main(["live", "--image", str(PORTRAIT), "--audio", str(speech), "--url", server.url, "--token", "wrong",
+                 "--save_file", str(tmp_path / "x.mp4")]) == 2

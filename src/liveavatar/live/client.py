@@ -160,3 +160,54 @@ async def stream_pcm(live: LiveClient, pcm: np.ndarray, sample_rate: int, chunk_
         if sent is not None:
             sent.append((time.monotonic(), lo))
         await live.send_audio(pcm[lo: lo + step])
+
+
+async def stream_file(base_url: str, image: Path, audio: Path, save_file: Path, prompt: str = "", token: str | None = None,
+                      lead_s: float = 0.5, tail_s: float = 0.5, say=print, **options) -> Received:
+    """``liveavatar live``: open a session, stream ``audio`` (or the microphone when ``audio`` is None)
+    in real time, and write what comes back to ``save_file`` (written beside it, then renamed)."""
+    from liveavatar.media.audio import read_audio
+
+    info = await asyncio.to_thread(open_session, base_url, image, prompt, token, **options)
+    say(f"session {info['id']}: {info['width']}x{info['height']} at {info['fps']} fps, {info['engine']} engine, "
+        f"lookahead {info['lookahead_ms']:g} ms")
+    received = Received()
+    try:
+        async with LiveClient.connect(base_url, info["id"], token=token) as live:
+            finished = asyncio.Event()
+            reader = asyncio.create_task(collect(live, received, finished))
+            await asyncio.sleep(lead_s)
+            if audio is not None:
+                await stream_pcm(live, read_audio(audio, info["sample_rate"]), info["sample_rate"])
+            else:
+                await stream_microphone(live, info["sample_rate"], say)
+            await live.end_of_speech()
+            await asyncio.wait_for(finished.wait(), 30 + lead_s)
+            await asyncio.sleep(tail_s)
+            await live.close_session()
+            await asyncio.wait_for(reader, 30)
+    finally:
+        await asyncio.to_thread(delete_session, base_url, info["id"], token)
+    tmp = save_file.with_name(f".{save_file.name}.part")
+    tmp.write_bytes(bytes(received.data))
+    tmp.replace(save_file)
+    return received
+
+
+async def stream_microphone(live: LiveClient, sample_rate: int, say=print) -> None:
+    """Send the default microphone until Ctrl-C (needs ``sounddevice``)."""
+    import sounddevice
+
+    loop = asyncio.get_running_loop()
+    chunks: asyncio.Queue = asyncio.Queue(maxsize=500)
+
+    def heard(indata, frames, when, status) -> None:
+        loop.call_soon_threadsafe(chunks.put_nowait, indata[:, 0].copy())
+
+    say("speak now; Ctrl-C ends the speech")
+    with sounddevice.InputStream(samplerate=sample_rate, channels=1, dtype="int16", blocksize=sample_rate // 50, callback=heard):
+        try:
+            while True:
+                await live.send_audio(await chunks.get())
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            return
