@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("aiortc")
-from support.live_standin import MOUTH, StandinRegistry
+from support.webrtc_standin import MOUTH, StandinRegistry
 from webrtc_helpers import StandinServer, speech_clip
 
 from liveavatar.live.webrtc import WebRTCConfig

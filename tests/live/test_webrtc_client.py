@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("aiortc")
 pytest.importorskip("fastapi")
 
-from support.live_standin import StandinRegistry, mouth_opening
+from support.webrtc_standin import StandinRegistry, mouth_opening
 from webrtc_helpers import StandinServer, call, speech_clip
 
 from liveavatar.live.webrtc import WebRTCConfig

@@ -24,6 +24,8 @@ from liveavatar.engines.base import Engine
 from liveavatar.errors import UserError
 from liveavatar.serve.guard import AUTHORIZED, Guard, Policy
 from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
+from liveavatar.live.registry import SessionRegistry
+from liveavatar.serve.sessions import add_session_routes
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
 
@@ -37,6 +39,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
 
     engine_name = resolve_engine_name(settings)
     queue = JobQueue(settings)
+    sessions = SessionRegistry(settings.live.max_sessions, settings.live.idle_s)  # live sessions (serve/sessions.py)
     state = {"engine": engine, "error": None}
     inspect_lock = threading.Lock()  # one submission inspected at a time: acceptance order is queue order
 
@@ -58,11 +61,15 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     async def lifespan(app):
         queue.recover()
         threading.Thread(target=load_engine, name="liveavatar-engine-load", daemon=True).start()
+        sessions.start()
         yield
+        sessions.stop()
         queue.stop()
 
     app = FastAPI(title="liveavatar", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.queue = queue
+    app.state.sessions = sessions
+    add_session_routes(app, settings, sessions, lambda: queue.engine, engine_name)
 
     @app.exception_handler(Rejected)
     async def rejected(request, exc: Rejected):
