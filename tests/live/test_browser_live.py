@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("aiortc")
-from support.webrtc_standin import MOUTH, StandinRegistry
+from support.webrtc_standin import MOUTH
 from webrtc_helpers import StandinServer, speech_clip
 
+from liveavatar.live.registry import SessionRegistry
 from liveavatar.live.webrtc import WebRTCConfig
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,7 +50,7 @@ def launch(p, wav: Path):
 def test_live_tab_speaks_back_what_the_microphone_says(tmp_path):
     wav = speech_clip(tmp_path / "mic.wav", LEAD_S, SPEECH_S, TAIL_S)
     shot = Path(os.environ.get("LIVEAVATAR_LIVE_SCREENSHOT", tmp_path / "live.png"))
-    registry = StandinRegistry(idle_s=2.0)
+    registry = SessionRegistry(idle_s=2.0)
     with StandinServer(registry, WebRTCConfig(), page=True) as server, sync_api.sync_playwright() as p:
         browser = launch(p, wav)
         try:
@@ -63,7 +64,7 @@ def test_live_tab_speaks_back_what_the_microphone_says(tmp_path):
             page.wait_for_function("!document.getElementById('livestart').disabled")
             page.click("#livestart")
             page.wait_for_function("document.getElementById('livevideo').currentTime > 0.3", timeout=30_000)
-            assert page.evaluate("document.getElementById('livevideo').videoWidth") == registry.runs[next(iter(registry.runs))].session.width
+            assert page.evaluate("document.getElementById('livevideo').videoWidth") == registry.list()[0].session.width
             box = [MOUTH[1].start, MOUTH[0].start, MOUTH[1].stop - MOUTH[1].start, MOUTH[0].stop - MOUTH[0].start]
             page.evaluate(SAMPLER, box)
             page.wait_for_function("window.liveEvents.some((e) => e.type === 'speech.started')", timeout=20_000)

@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("aiortc")
 pytest.importorskip("fastapi")
 
-from support.webrtc_standin import StandinRegistry, mouth_opening
+from support.webrtc_standin import mouth_opening, open_run
 from webrtc_helpers import StandinServer, call, speech_clip
 
+from liveavatar.live.registry import SessionRegistry
 from liveavatar.live.webrtc import WebRTCConfig
 
 LEAD_S, SPEECH_S, TAIL_S = 0.8, 2.2, 1.6
@@ -36,17 +37,18 @@ def best_lag_ms(t_a: np.ndarray, a: np.ndarray, t_b: np.ndarray, b: np.ndarray, 
 
 @pytest.fixture
 def standin_server():
-    registry = StandinRegistry(idle_s=1.5)
+    registry = SessionRegistry(max_sessions=16, idle_s=1.5)
     with StandinServer(registry, WebRTCConfig(connect_timeout_s=2.0, silent_timeout_s=1.5)) as server:
         yield server, registry
 
 
 def test_speech_in_avatar_out_in_sync(standin_server, tmp_path):
     server, registry = standin_server
-    session = registry.add("s1").session
+    run = open_run(registry)
+    session = run.session
     wav = speech_clip(tmp_path / "clip.wav", LEAD_S, SPEECH_S, TAIL_S)
-    got, _ = asyncio.run(call(server.url, "s1", wav, LEAD_S + SPEECH_S + TAIL_S + 0.8))
-    assert got.status == 201 and got.location.startswith("/v1/sessions/s1/webrtc/")
+    got, _ = asyncio.run(call(server.url, run.id, wav, LEAD_S + SPEECH_S + TAIL_S + 0.8))
+    assert got.status == 201 and got.location.startswith(f"/v1/sessions/{run.id}/webrtc/")
     assert session.speech_seconds_played > 0.8 * SPEECH_S  # the microphone reached the session
     assert len(got.video) > 25 * (SPEECH_S + TAIL_S)  # the timeline never stops, speech or not
     assert len(got.audio) > 50 * (SPEECH_S + TAIL_S)
@@ -76,8 +78,8 @@ def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tm
 
     server, registry = standin_server
     registry.idle_s = 30.0  # the refused offers leave s2 without a client: it must stay for the next ones
-    registry.add("s2")
-    url = f"{server.url}/v1/sessions/s2/webrtc"
+    s2 = open_run(registry).id
+    url = f"{server.url}/v1/sessions/{s2}/webrtc"
     sdp = {"content-type": "application/sdp"}
     r = httpx.post(url, content="hello", headers=sdp)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"
@@ -102,11 +104,11 @@ def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tm
 
     wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.5, 0.2)
 
-    registry.add("s2b")
+    s2b = open_run(registry).id
 
     async def two_offers():
-        first, pc = await call(server.url, "s2b", wav, 1.0, close=False)
-        second, r = await call(server.url, "s2b", wav, 0.1)
+        first, pc = await call(server.url, s2b, wav, 1.0, close=False)
+        second, r = await call(server.url, s2b, wav, 0.1)
         await pc.close()
         return first, second, r
 
@@ -120,26 +122,29 @@ def test_session_closes_within_the_idle_timeout_of_its_peer(standin_server, tmp_
     import httpx
 
     server, registry = standin_server
-    session = registry.add("s3").session
+    run = open_run(registry)
+    session = run.session
     wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.3, 0.2)
-    _got, _ = asyncio.run(call(server.url, "s3", wav, 1.0))  # the client closes its peer connection
+    _got, _ = asyncio.run(call(server.url, run.id, wav, 1.0))  # the client closes its peer connection
     left = time.monotonic()
     while not session.closed and time.monotonic() - left < 5:
         time.sleep(0.05)
     assert session.closed and time.monotonic() - left < registry.idle_s + 1.0, "the session outlived its peer"
 
     # a client that vanishes without a goodbye (its microphone stops, its peer connection stays)
-    session = registry.add("s3b").session
-    asyncio.run(call(server.url, "s3b", wav, 0.7, close=False))  # its loop ends: nothing is sent any more
+    run = open_run(registry)
+    session = run.session
+    asyncio.run(call(server.url, run.id, wav, 0.7, close=False))  # its loop ends: nothing is sent any more
     quiet = time.monotonic() + 0.3  # when the 0.7 s wav has ended
     while not session.closed and time.monotonic() - quiet < 8:
         time.sleep(0.05)
     assert session.closed and time.monotonic() - quiet < 1.5 + registry.idle_s + 1.5, "the session outlived a vanished peer"
 
     # a client that never completes the connection: dropped after connect_timeout_s, then idle_s
-    session = registry.add("s4").session
+    run = open_run(registry)
+    session = run.session
     sent = time.monotonic()
-    r = httpx.post(f"{server.url}/v1/sessions/s4/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    r = httpx.post(f"{server.url}/v1/sessions/{run.id}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
     assert r.status_code == 201
     while not session.closed and time.monotonic() - sent < 8:
         time.sleep(0.05)
@@ -150,12 +155,12 @@ def test_delete_ends_the_connection(standin_server, tmp_path):
     import httpx
 
     server, registry = standin_server
-    registry.add("s5")
-    r = httpx.post(f"{server.url}/v1/sessions/s5/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    s5 = open_run(registry).id
+    r = httpx.post(f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
     assert r.status_code == 201 and r.headers["content-type"].startswith("application/sdp") and "m=video" in r.text
     assert httpx.delete(server.url + r.headers["location"]).status_code == 200
     assert httpx.delete(server.url + r.headers["location"]).status_code == 404
-    r = httpx.post(f"{server.url}/v1/sessions/s5/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    r = httpx.post(f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
     assert r.status_code == 201  # free again for the next client
 
 
@@ -182,8 +187,8 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
     from liveavatar.live import tts
 
     server, registry = standin_server
-    registry.add("s6")
-    url = f"{server.url}/v1/sessions/s6/say"
+    s6 = open_run(registry).id
+    url = f"{server.url}/v1/sessions/{s6}/say"
     assert httpx.post(url, json={"text": "hello"}).status_code == 409  # no peer to speak into yet
     wav = speech_clip(tmp_path / "quiet.wav", 0.2, 0.0, 60.0)  # the microphone stays silent
 
@@ -194,7 +199,7 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
         def finished(c) -> bool:
             return any(e["type"] == "playback.finished" for _, e in c.events)
 
-        task = aio.ensure_future(call(server.url, "s6", wav, 60.0, until=finished))
+        task = aio.ensure_future(call(server.url, s6, wav, 60.0, until=finished))
         await aio.sleep(1.0)
         async with httpx.AsyncClient(timeout=60) as http:
             with monkeypatch.context() as m:
@@ -217,10 +222,11 @@ def test_say_speaks_typed_text_or_says_what_to_install(standin_server, tmp_path,
 
 def test_clear_over_the_data_channel_interrupts_and_bad_controls_are_answered(standin_server, tmp_path):
     server, registry = standin_server
-    session = registry.add("s7").session
+    run = open_run(registry)
+    session = run.session
     wav = speech_clip(tmp_path / "clip.wav", 0.5, 2.2, 1.5)
     controls = ((0.3, "not json"), (0.4, '{"type": "dance"}'), (2.0, '{"type": "clear"}'))
-    got, _ = asyncio.run(call(server.url, "s7", wav, 4.5, controls=controls))
+    got, _ = asyncio.run(call(server.url, run.id, wav, 4.5, controls=controls))
     events = [e for _, e in got.events]
     errors = [e for e in events if e["type"] == "error"]
     assert len(errors) == 2 and all(e["code"] == "bad_message" for e in errors)

@@ -113,7 +113,7 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
 def _page_routes(app, registry) -> None:
     """The web page, and the session routes it calls, over stand-in sessions (the real ones are
     the server's /v1/sessions, tested with the engines)."""
-    import secrets
+    from support.webrtc_standin import open_run
 
     from liveavatar.serve import ui
 
@@ -121,7 +121,7 @@ def _page_routes(app, registry) -> None:
 
     @app.post("/v1/sessions", status_code=201)
     async def create():
-        return registry.add(secrets.token_hex(6)).view()
+        return open_run(registry).view()
 
     @app.delete("/v1/sessions/{sid}")
     async def delete(sid: str):
@@ -152,6 +152,7 @@ class StandinServer:
     """uvicorn in a thread: the WebRTC routes over a StandinRegistry (no engine, no jobs)."""
 
     def __init__(self, registry, config, page: bool = False) -> None:
+        """``registry``: a ``live.registry.SessionRegistry`` (reaped here every 50 ms)."""
         import uvicorn
         from fastapi import FastAPI
         from fastapi.responses import JSONResponse
@@ -175,6 +176,7 @@ class StandinServer:
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> Self:
+        self.registry.start(every_s=0.05)
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started and time.monotonic() < deadline:

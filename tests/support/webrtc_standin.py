@@ -1,15 +1,11 @@
-"""Stand-ins for the WebRTC transport's tests: a BlockMaker whose mouth is easy to measure (under
-the real live Session), and a small paced run + registry shaped like the server's
-(``live.runner.LiveRun`` / ``live.registry.SessionRegistry``).
+"""A stand-in for the WebRTC transport's tests: a BlockMaker whose mouth is easy to measure, under
+the real live Session, run by the server's own runner and registry.
 
 The stand-in draws a light face with a dark mouth whose height follows the loudness of its own
 frame's audio, so any offset between the received audio and the received mouth is the transport's.
 """
 
 from __future__ import annotations
-
-import threading
-import time
 
 import numpy as np
 
@@ -64,100 +60,12 @@ def standin_session():
     return Session(StandinMaker(), engine="stand-in")
 
 
-class StandinRun:
-    """The session paced in real time on a thread, one viewer at a time (as the server's LiveRun)."""
+def open_run(registry):
+    """A run of a stand-in session in the server's registry (``live.registry.SessionRegistry``),
+    paced by the server's own ``live.runner.LiveRun``."""
+    from liveavatar.live.runner import LiveRun
 
-    def __init__(self, run_id: str, session) -> None:
-        self.id, self.session = run_id, session
-        self._viewer = None
-        self._idle_since: float | None = time.monotonic()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        threading.Thread(target=self._pace, daemon=True).start()
-
-    def attach(self, viewer) -> None:
-        with self._lock:
-            self._viewer, self._idle_since = viewer, None
-
-    def detach(self, viewer) -> None:
-        with self._lock:
-            if self._viewer is viewer:
-                self._viewer, self._idle_since = None, time.monotonic()
-
-    def view(self) -> dict:
-        return {"id": self.id, "object": "session", "connected": self._viewer is not None, "width": self.session.width,
-                "height": self.session.height, "fps": self.session.fps, "sample_rate": self.session.sample_rate}
-
-    def push_audio(self, pcm: np.ndarray) -> None:
-        self.session.push_audio(pcm)
-
-    def end_of_speech(self) -> None:
-        self.session.end_of_speech()
-
-    def clear(self) -> float:
-        return self.session.clear()
-
-    def idle_for(self) -> float:
-        since = self._idle_since
-        return 0.0 if since is None else time.monotonic() - since
-
-    @property
-    def closed(self) -> bool:
-        return self._stop.is_set()
-
-    def close(self) -> None:
-        self._stop.set()
-        with self._lock:
-            viewer, self._viewer = self._viewer, None
-            self.session.close()
-        if viewer is not None:
-            viewer.ended("closed")
-
-    def _pace(self) -> None:
-        t0, made = time.monotonic(), 0
-        while not self._stop.wait(max(0.0, t0 + made / self.session.fps - time.monotonic())):
-            with self._lock:
-                if self.session.closed:
-                    return
-                block = self.session.next_block()
-                events = self.session.poll_events()
-                viewer = self._viewer
-            made += len(block.frames)
-            if viewer is not None:
-                for event in events:
-                    viewer.event(event)
-                viewer.block(block)
-
-
-class StandinRegistry:
-    """Runs by id; one without a viewer for ``idle_s`` is closed (checked every 50 ms)."""
-
-    def __init__(self, idle_s: float = 30.0) -> None:
-        self.idle_s = idle_s
-        self.runs: dict[str, StandinRun] = {}
-        self._stop = threading.Event()
-        threading.Thread(target=self._reap, daemon=True).start()
-
-    def add(self, run_id: str) -> StandinRun:
-        self.runs[run_id] = StandinRun(run_id, standin_session())
-        return self.runs[run_id]
-
-    def get(self, run_id: str) -> StandinRun | None:
-        return self.runs.get(run_id)
-
-    def delete(self, run_id: str) -> bool:
-        run = self.runs.pop(run_id, None)
-        if run is not None:
-            run.close()
-        return run is not None
-
-    def _reap(self) -> None:
-        while not self._stop.wait(0.05):
-            for run_id, run in list(self.runs.items()):
-                if run.idle_for() > self.idle_s:
-                    self.delete(run_id)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for run_id in list(self.runs):
-            self.delete(run_id)
+    session = standin_session()
+    info = {"engine": "stand-in", "width": session.width, "height": session.height, "fps": session.fps,
+            "sample_rate": session.sample_rate}
+    return registry.open(lambda run_id: LiveRun(run_id, session, info))

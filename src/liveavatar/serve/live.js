@@ -136,7 +136,7 @@ async function liveInit() {
   try {
     const res = await api("/v1/webrtc");
     const config = res.ok ? await res.json() : null;
-    if (!config) $("livestatus").textContent = "this server has no WebRTC: pip install 'liveavatar[webrtc]' and restart it";
+    if (!config) $("livestatus").textContent = res.status === 501 ? (await res.json()).error.message : `this server has no live sessions (${res.status})`;
     else if (!config.tts) $("sayhint").textContent = config.tts_hint;
   } catch (e) { /* the token box is showing */ }
   if (location.hash === "#live") showTab("livetab");

@@ -12,6 +12,14 @@ from liveavatar.live.webrtc import MAX_SDP_BYTES, OfferRejected, Peer, WebRTCCon
 from liveavatar.live.webrtc_media import Run
 from liveavatar.serve.uploads import Rejected
 
+INSTALL_WEBRTC = "live sessions over WebRTC need the webrtc extra: pip install 'liveavatar[webrtc]' (aiortc), then restart the server"
+
+
+def webrtc_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("aiortc") is not None
+
 
 class Runs(Protocol):
     """What the transport needs of the server's session registry (``live.registry.SessionRegistry``)."""
@@ -48,6 +56,8 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
 
     @app.post("/v1/sessions/{session_id}/webrtc", status_code=201)
     async def offer(session_id: str, request: Request):
+        if not webrtc_available():
+            raise Rejected(501, "webrtc_not_installed", INSTALL_WEBRTC, "session_id")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/sdp":
             raise Rejected(415, "unsupported_media_type", f"the offer must be sent as application/sdp, not {kind or 'nothing'!r}", "body")
@@ -84,6 +94,8 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
     @app.get("/v1/webrtc")
     async def webrtc_config():
         """What the page needs before its offer: the ICE servers, and whether "say" can speak."""
+        if not webrtc_available():
+            raise Rejected(501, "webrtc_not_installed", INSTALL_WEBRTC)
         has_tts = tts.available()
         return {"ice_servers": list(config.ice_servers), "tts": has_tts, "tts_hint": None if has_tts else tts.INSTALL_HINT}
 
