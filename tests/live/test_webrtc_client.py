@@ -12,11 +12,11 @@ import pytest
 pytest.importorskip("aiortc")
 pytest.importorskip("fastapi")
 
-from support.webrtc_standin import mouth_opening, open_run
 from webrtc_helpers import StandinServer, call, speech_clip
 
 from liveavatar.live.registry import SessionRegistry
 from liveavatar.live.webrtc import WebRTCConfig
+from support.webrtc_standin import mouth_opening, open_run
 
 LEAD_S, SPEECH_S, TAIL_S = 0.8, 2.2, 1.6
 

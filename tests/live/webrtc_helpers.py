@@ -37,7 +37,10 @@ class Call:
         assert reports, f"no RTCP sender report for {kind}"
         pts = np.array([f.pts for _, f in frames], np.int64) + self.origins[kind]
         base = int(reports[0][1])
-        unwrap = lambda ts: (np.asarray(ts, np.int64) - base + 2**31) % 2**32 - 2**31
+
+        def unwrap(ts):
+            return (np.asarray(ts, np.int64) - base + 2**31) % 2**32 - 2**31
+
         offset = np.median([ntp - unwrap(rtp) / clock for ntp, rtp in reports])
         return unwrap(pts) / clock + offset
 
@@ -113,9 +116,8 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
 def _page_routes(app, registry) -> None:
     """The web page, and the session routes it calls, over stand-in sessions (the real ones are
     the server's /v1/sessions, tested with the engines)."""
-    from support.webrtc_standin import open_run
-
     from liveavatar.serve import ui
+    from support.webrtc_standin import open_run
 
     ui.add_routes(app)
 
