@@ -1,8 +1,8 @@
 """Live sessions over WebRTC with the preview engine: mouth-to-ear latency, on this machine's CPU.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/bench_webrtc.py [--utterances 20] [--size 384*384]
-A server runs in this process (uvicorn in a thread, `liveavatar serve --engine preview`); an aiortc
-client in the same process opens a session with the sample portrait (POST /v1/sessions), offers
+A server runs as its own process (`python -m liveavatar serve --engine preview`, as a user runs it);
+an aiortc client in this process opens a session with the sample portrait (POST /v1/sessions), offers
 (POST /v1/sessions/{id}/webrtc) and plays a microphone track made of samples/speech.wav: utterances
 of 1.2 s, each cut at a loud point (its onset is its first sample), between 1.8 s silences.
 
@@ -31,7 +31,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "tests" / "serve"))
 SR = 16_000
 SPEECH_S, PAUSE_S = 1.2, 1.8
 
@@ -132,7 +131,7 @@ def analyse(got: dict, onsets: np.ndarray) -> dict:
             latencies.append(1000 * (arrival[after[0]] - t))
     server = [e["server_latency_ms"] for e in got["events"] if e.get("type") == "speech.started" and "server_latency_ms" in e]
     return {"latencies": latencies, "server": server, "rest": rest, "talk": talk, "frames": len(arrival),
-            "fps": (len(arrival) - 1) / (arrival[-1] - arrival[0]), "lagging": sum(e.get("type") == "lagging" for e in got["events"]),
+            "fps": (len(arrival) - 1) / (arrival[-1] - arrival[0]),
             "dropped": sum(e.get("type") == "frames_dropped" for e in got["events"])}
 
 
@@ -142,23 +141,43 @@ def stats(name: str, values: list[float]) -> str:
     return f"{name}: median {statistics.median(values):.0f} ms, p95 {np.percentile(values, 95):.0f} ms, n={len(values)}"
 
 
+def serve(folder: Path, port: int):
+    """`liveavatar serve --engine preview` as a child process; returns it once /healthz says loaded."""
+    import subprocess
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "liveavatar", "serve", "--engine", "preview", "--port", str(port),
+                             "--token", "bench", "--data_dir", str(folder / "data")], env=env)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": "Bearer bench"}).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.kill()
+    raise SystemExit("the server did not load its engine within 180 s")
+
+
 def main() -> None:
-    from serve_helpers import ServerThread
+    import socket
 
-    from liveavatar.serve.settings import ServeSettings
-
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
         wav = Path(tmp) / "mic.wav"
         onsets = microphone(wav, ARGS.utterances)
-        server = ServerThread(ServeSettings(data_dir=Path(tmp) / "data", engine="preview", token="bench")).start()
+        server = serve(Path(tmp), port)
         try:
-            deadline = time.monotonic() + 120
-            while not server.queue.started and time.monotonic() < deadline:
-                time.sleep(0.2)
             seconds = 1.5 + ARGS.utterances * (SPEECH_S + PAUSE_S) + 1.0
-            got = asyncio.run(session_call(server.url, "bench", wav, seconds))
+            got = asyncio.run(session_call(f"http://127.0.0.1:{port}", "bench", wav, seconds))
         finally:
-            server.stop()
+            server.terminate()
+            server.wait(30)
     result = analyse(got, onsets)
     print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
           f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}; session {got['session'].get('width')}x"
@@ -166,8 +185,11 @@ def main() -> None:
     print(stats("mouth-to-ear (first sample sent -> first frame showing it, received)", result["latencies"]),
           f"of {ARGS.utterances} utterances")
     print(stats("server part (sample in -> frame out)", result["server"]))
-    print(f"received {result['frames']} frames at {result['fps']:.2f} fps; lagging events {result['lagging']}, "
-          f"frames_dropped events {result['dropped']}; mouth opening rest {result['rest']:.3f}, talking {result['talk']:.3f}")
+    print(f"received {result['frames']} frames at {result['fps']:.2f} fps; frames_dropped events {result['dropped']}; "
+          f"mouth opening rest {result['rest']:.3f}, talking {result['talk']:.3f}")
+    for event in got["events"]:
+        if event.get("type") in ("lagging", "error"):
+            print("event:", event)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ class GateConfig:
     aggressiveness: int = 2
     onset_ms: int = 60  # voiced audio needed to open (a click is shorter)
     hangover_ms: int = 450  # silence that ends an utterance (speech pauses between words are shorter)
-    preroll_ms: int = 150  # audio before the onset that is kept
+    preroll_ms: int = 60  # audio before the onset that is kept (a consonant's start); latency grows with it
     floor_dbfs: float = -50.0  # quieter frames count as silence whatever the VAD says (mic hiss)
 
 

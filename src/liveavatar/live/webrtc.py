@@ -31,7 +31,9 @@ class WebRTCConfig:
     # no microphone packets this long: the peer is gone (a closed tab sends no goodbye; ICE consent
     # would notice only after about 30 s); a live microphone track sends packets even in silence
     silent_timeout_s: float = 10.0
-    lead_s: float = 0.1  # the tracks send a block this long after it arrives (the margin for making the next)
+    # the tracks send a block this long after it arrives: the margin for the next block's making and
+    # hand-over (a preview block takes ~10 ms; a later one moves the clock, see webrtc_media)
+    lead_s: float = 0.06
 
 
 class OfferRejected(Exception):

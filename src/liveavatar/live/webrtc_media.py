@@ -56,7 +56,7 @@ class AvatarFeed:
     """A viewer of one run: blocks in (from the pacer's thread), two clocked track queues out, the
     microphone's speech and the data channel's controls back to the run."""
 
-    def __init__(self, run: Run, emit: Emit, on_ended: Callable[[str], None], lead_s: float = 0.1) -> None:
+    def __init__(self, run: Run, emit: Emit, on_ended: Callable[[str], None], lead_s: float = 0.06) -> None:
         self.run, self.emit, self.on_ended, self.lead_s = run, emit, on_ended, lead_s
         self.fps, self.rate = run.session.fps, run.session.sample_rate
         self.loop = asyncio.get_running_loop()
@@ -101,6 +101,11 @@ class AvatarFeed:
         if late > 0:  # came after it was due: move the one clock, both tracks keep in sync
             self.t0 += late + self.lead_s / 2
             self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late), "at_s": block.start_frame / self.fps})
+        elif -late > 2 * self.lead_s and not block.speaking:
+            # more margin than needed since a slow patch: while the avatar listens, move the clock
+            # back (what is queued goes out at once; the receiver's jitter buffer absorbs it), so a
+            # moment of lateness does not add to every later utterance's latency
+            self.t0 -= -late - self.lead_s
         self._route_events(block)
         for j, frame in enumerate(block.frames):
             self._put(self.video, (block.start_frame + j, frame), "video")
