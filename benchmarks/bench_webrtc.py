@@ -31,6 +31,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "tests" / "live"))  # the aiortc client of the WebRTC tests
 SR = 16_000
 SPEECH_S, PAUSE_S = 1.2, 1.8
 
@@ -58,11 +59,10 @@ def microphone(path: Path, utterances: int) -> np.ndarray:
 
 async def session_call(url: str, token: str, wav: Path, seconds: float) -> dict:
     import httpx
-    from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-    from aiortc.contrib.media import MediaPlayer
-    from aiortc.mediastreams import MediaStreamError
+    from aiortc import MediaStreamTrack
+    from webrtc_helpers import call
 
-    sent, video, events = [], [], []
+    sent = []
 
     class Timed(MediaStreamTrack):  # when each microphone frame goes to the encoder
         kind = "audio"
@@ -82,31 +82,12 @@ async def session_call(url: str, token: str, wav: Path, seconds: float) -> dict:
         r = await http.post("/v1/sessions", files=files, data={"prompt": "a woman talking", "size": ARGS.size})
         r.raise_for_status()
         session = r.json()
-        pc = RTCPeerConnection()
-        pc.addTrack(Timed(MediaPlayer(str(wav)).audio))
-        pc.addTransceiver("video", direction="recvonly")
-        channel = pc.createDataChannel("events")
-        channel.on("message", lambda m: events.append(__import__("json").loads(m)))
-
-        async def read(track) -> None:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    return
-                if track.kind == "video":
-                    video.append((time.monotonic(), frame.to_ndarray(format="rgb24")))
-
-        pc.on("track", lambda t: asyncio.ensure_future(read(t)))
-        await pc.setLocalDescription(await pc.createOffer())
-        r = await http.post(f"/v1/sessions/{session['id']}/webrtc", content=pc.localDescription.sdp,
-                            headers={"content-type": "application/sdp"})
-        r.raise_for_status()
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
-        await asyncio.sleep(seconds)
-        await pc.close()
+        got, _ = await call(url, session["id"], wav, seconds, headers=auth, wrap_mic=Timed)
+        if got.status != 201:
+            raise SystemExit(f"the offer was answered {got.status}")
         await http.delete(f"/v1/sessions/{session['id']}")
-    return {"sent": sent, "video": video, "events": events, "session": session}
+    video = [(t, f.to_ndarray(format="rgb24")) for t, f in got.video]
+    return {"sent": sent, "video": video, "events": [e for _, e in got.events], "session": session}
 
 
 def analyse(got: dict, onsets: np.ndarray) -> dict:

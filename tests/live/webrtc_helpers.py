@@ -57,9 +57,11 @@ def speech_clip(path: Path, lead_s: float, speech_s: float, tail_s: float) -> Pa
 
 
 async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool = True,
-               controls: tuple[tuple[float, str], ...] = (), until=None) -> tuple[Call, object]:
+               controls: tuple[tuple[float, str], ...] = (), until=None, headers: dict | None = None,
+               wrap_mic=None) -> tuple[Call, object]:
     """Offer (microphone from ``wav``, receive video + audio, a data channel), run ``seconds`` (or
-    until ``until(call)`` is true); ``controls``: (seconds after the answer, text) sent on the data channel."""
+    until ``until(call)`` is true); ``controls``: (seconds after the answer, text) sent on the data
+    channel; ``headers``: sent with the offer; ``wrap_mic(track)``: the track actually sent."""
     import httpx
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
@@ -67,8 +69,8 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
 
     got = Call()
     pc = RTCPeerConnection()
-    player = MediaPlayer(str(wav))
-    pc.addTrack(player.audio)
+    mic = MediaPlayer(str(wav)).audio
+    pc.addTrack(wrap_mic(mic) if wrap_mic else mic)
     pc.addTransceiver("video", direction="recvonly")
     channel = pc.createDataChannel("events")
     channel.on("message", lambda m: got.events.append((time.monotonic(), json.loads(m))))
@@ -88,7 +90,7 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient() as http:
         r = await http.post(f"{url}/v1/sessions/{session_id}/webrtc", content=pc.localDescription.sdp,
-                            headers={"content-type": "application/sdp"})
+                            headers={**(headers or {}), "content-type": "application/sdp"})
     got.status, got.location = r.status_code, r.headers.get("location", "")
     if r.status_code != 201:
         await pc.close()

@@ -98,7 +98,8 @@ class AvatarFeed:
             self._audio_pos = block.start_frame * self.rate // self.fps
             self.started.set()
         late = arrived - (self.t0 + block.start_frame / self.fps)
-        if late > 0:  # came after it was due: move the one clock, both tracks keep in sync
+        if late > 1 / self.fps:  # a frame late or more: move the one clock, both tracks keep in sync
+            # (less is left to the receiver's jitter buffer: the block's audio and video go out together)
             self.t0 += late + self.lead_s / 2
             self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late), "at_s": block.start_frame / self.fps})
         elif -late > 2 * self.lead_s and not block.speaking:

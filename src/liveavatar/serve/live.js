@@ -108,9 +108,10 @@ async function liveStop(why) {
   if (run) {
     run.timers.forEach(clearInterval);
     run.mic && run.mic.getTracks().forEach((t) => t.stop());
-    if (run.location) api(run.location, { method: "DELETE" }).catch(() => {});
+    // keepalive: these still go out when the tab is closing (pagehide)
+    if (run.location) api(run.location, { method: "DELETE", keepalive: true }).catch(() => {});
     run.pc && run.pc.close();
-    if (run.session && run.session.id) api(`/v1/sessions/${run.session.id}`, { method: "DELETE" }).catch(() => {});
+    if (run.session && run.session.id) api(`/v1/sessions/${run.session.id}`, { method: "DELETE", keepalive: true }).catch(() => {});
   }
   $("livestatus").textContent = typeof why === "string" ? why : "stopped";
   $("livestop").disabled = true;
@@ -139,6 +140,7 @@ async function liveInit() {
     if (!config) $("livestatus").textContent = res.status === 501 ? (await res.json()).error.message : `this server has no live sessions (${res.status})`;
     else if (!config.tts) $("sayhint").textContent = config.tts_hint;
   } catch (e) { /* the token box is showing */ }
+  window.addEventListener("pagehide", () => { if (liveRun) liveStop(); });
   if (location.hash === "#live") showTab("livetab");
 }
 liveInit();
