@@ -31,6 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--data_dir", type=Path, default=None, help="jobs database, inputs and videos (default ~/.local/state/liveavatar/serve)")
     p.add_argument("--keep_hours", type=number, default=24.0, help="delete finished videos this long after they finish (default 24)")
     p.add_argument("--workers", type=positive_int, default=1, help="jobs at a time (default 1; more only with the preview engine)")
+    p.add_argument("--max_sessions", type=positive_int, default=4, help="live sessions open at once; more get 429 (default 4)")
+    p.add_argument("--session_idle_s", type=number, default=30.0, help="close a live session this long without a client (default 30)")
     p.add_argument("--max_queue", type=positive_int, default=32, help="videos that may wait; more get 429 (default 32)")
     p.add_argument("--max_upload_mb", type=number, default=50.0, help="largest image or audio file in MB (default 50)")
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
@@ -42,7 +44,7 @@ def register(subparsers) -> None:
 
 def settings_from_args(args: argparse.Namespace):
     from liveavatar.errors import UserError
-    from liveavatar.serve.settings import Limits, ServeSettings, default_data_dir
+    from liveavatar.serve.settings import Limits, LiveSettings, ServeSettings, default_data_dir
 
     for flag in ("keep_hours", "max_upload_mb", "max_audio_s"):
         if getattr(args, flag) <= 0:
@@ -53,6 +55,7 @@ def settings_from_args(args: argparse.Namespace):
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
         engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
         offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit,
+        live=LiveSettings(max_sessions=args.max_sessions, idle_s=max(args.session_idle_s, 0.1)),
     )
 
 
