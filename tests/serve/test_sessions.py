@@ -33,6 +33,7 @@ def speech_start_in_file(received: Received) -> float:
     return received.of("speech.started")[0]["at_s"] - started["timeline_s"]
 
 
+@pytest.mark.slow  # 13 s of speech in real time, then FaceMesh on every frame: ~35 s on 2 cores
 def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_speech(preview_server):
     server = preview_server()
     pcm = speech_pcm()
