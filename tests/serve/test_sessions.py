@@ -61,7 +61,7 @@ def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_s
     opening = mouth_openings(frames)
     loud = Q.loudness_envelope(audio[: len(frames) * SR // 25], SR, len(frames))
     first = int(start / SR * 25)
-    r0, _, best = Q.lagged_correlation(opening[first:], loud[first:], max_lag=3)
+    _, _, best = Q.lagged_correlation(opening[first:], loud[first:], max_lag=3)
     assert best > 0.5, f"mouth vs loudness r={best:.2f}"
     rest = float(np.median(opening[: first - 2]))
     assert np.ptp(opening[: first - 2]) < 0.02  # listening: the mouth stays closed
@@ -73,7 +73,7 @@ def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_s
 def test_clear_stops_the_mouth_and_reports_the_interrupted_utterance(preview_server):
     server = preview_server()
     info = new_session(server)
-    received, sent = asyncio.run(talk(server, info["id"], speech_pcm(4.0), lead_s=1.0, clear_after_s=2.0, tail_s=0.8))
+    received, _ = asyncio.run(talk(server, info["id"], speech_pcm(4.0), lead_s=1.0, clear_after_s=2.0, tail_s=0.8))
     frames, audio, _ = decode(received.data)
     finished = received.of("playback.finished")
     assert len(finished) == 1 and finished[0]["interrupted"] is True
