@@ -50,7 +50,11 @@ class LiveRun:
         self._idle_since: float | None = time.monotonic()  # no viewer since then
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._started_event = next((e for e in session.poll_events() if e.get("type") == "session.started"), {})
+        first = session.poll_events()
+        self._started_event = next((e for e in first if e.get("type") == "session.started"), {})
+        for event in first:  # e.g. the engine is known to be slower than real time here: said from the start
+            if event.get("type") == "lagging":
+                self.lagging = None if event.get("recovered") else event
         self._thread = threading.Thread(target=self._pace, name=f"liveavatar-live-{run_id[-6:]}", daemon=True)
 
     # --- the transport's side ---------------------------------------------------------------
