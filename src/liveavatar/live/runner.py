@@ -129,11 +129,11 @@ class LiveRun:
                 wait = t0 + made / fps - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     break
+                # behind the wall clock (the engine or the machine was too slow for a while): the next
+                # blocks are made at once, without waiting, until the timeline is on time again; the
+                # speech queued meanwhile drains and the latency returns to what it was
                 block = self.session.next_block()
                 made += len(block.frames)
-                behind = time.monotonic() - (t0 + made / fps)
-                if behind > 1.0:  # slower than real time: the timeline restarts from now, never racing to catch up
-                    t0 += behind
                 self._deliver(block)
         except Exception as exc:  # the engine failed: the viewer hears why, the server goes on
             self._send_event({"type": "error", "code": "engine_failed", "message": f"{type(exc).__name__}: {exc}"})
