@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 from liveavatar.argtypes import number, positive_int
-from liveavatar.commands.options import add_generate_options
+from liveavatar.options import add_generate_options
+from liveavatar.config import ENGINE_OPTION, in_group
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
-# generate's flags that choose and load the engine, which the server keeps resident
-ENGINE_OPTIONS = ("engine", "ckpt_dir", "lora_path_dmd", "fp8", "offload_model", "num_gpus_dit")
 
 
 def register(subparsers) -> None:
@@ -38,11 +37,12 @@ def register(subparsers) -> None:
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
     p.add_argument("--max_audio_s", type=number, default=600.0, help="longest speech in seconds (default 600)")
     # the engine's own settings are generate's flags (same names, types, defaults and help)
-    add_generate_options(p, only=ENGINE_OPTIONS)
+    add_generate_options(p, only=in_group(ENGINE_OPTION))
     p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace):
+    from liveavatar.config import EngineOptions
     from liveavatar.errors import UserError
     from liveavatar.serve.settings import Limits, LiveSettings, ServeSettings, default_data_dir
 
@@ -53,8 +53,7 @@ def settings_from_args(args: argparse.Namespace):
         data_dir=args.data_dir or default_data_dir(), token=choose_token(args), keep_s=args.keep_hours * 3600, workers=args.workers,
         host=args.host, allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
-        engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
-        offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit,
+        options=EngineOptions.of(args),
         live=LiveSettings(max_sessions=args.max_sessions, idle_s=max(args.session_idle_s, 0.1)),
     )
 
@@ -131,8 +130,18 @@ def listening_socket(host: str, port: int):
     from liveavatar.errors import UserError
 
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family)
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+        # each response waits ~40 ms for the client's delayed ACK (Nagle)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except socket.gaierror:
         raise UserError("--host", f"{host!r} is not an address of this machine", "give an address such as 127.0.0.1 or 0.0.0.0") from None
     except OSError as exc:
