@@ -109,6 +109,8 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     import httpx
 
     for _ in range(1200):
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}")
         try:
             if httpx.get(url + "/healthz").status_code == 200:
                 return proc, url
