@@ -17,7 +17,7 @@ def numeric_flags() -> list[tuple[str, str]]:
     """(command, --flag) for every flag whose value type is a number, found from the parser itself."""
     from liveavatar import argtypes
 
-    numeric = {argtypes.number, argtypes.positive_int, argtypes.any_int, int, float}
+    numeric = {argtypes.number, argtypes.positive_int, argtypes.any_int, argtypes.gib_list, int, float}
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     found = []
@@ -46,7 +46,7 @@ def test_the_value_parser_refuses_non_finite(text):
 @pytest.mark.parametrize("command,flag", numeric_flags())
 def test_every_numeric_flag_refuses_non_finite(capsys, tmp_path, command, flag):
     required = {"generate": ["--image", "x.png", "--audio", "x.wav"], "prepare": ["--out", str(tmp_path / "o")]}.get(command, [])
-    for text in ("nan", "inf", "1e309"):
+    for text in ("nan", "inf", "1e309", "24,nan"):
         code = main([command, *required, flag, text])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and flag in err[0], (flag, text, err)

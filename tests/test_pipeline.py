@@ -20,11 +20,14 @@ class StripesEngine:
 
     def __init__(self, fail_after_clips: int | None = None):
         self.fail_after_clips = fail_after_clips
+        self.resume_states: dict[int, dict] = {}
 
-    def generate(self, inputs, plan, notify):
+    def generate(self, inputs, plan, notify, start_clip=0, memory=None):
         for clip, count in enumerate(plan.clip_frame_counts()):
             if self.fail_after_clips is not None and clip == self.fail_after_clips:
                 raise RuntimeError("CUDA out of memory (simulated)")
+            if clip < start_clip:
+                continue
             frames = np.zeros((count, plan.height, plan.width, 3), np.uint8)
             frames[:, :, :, 1] = 80
             yield frames

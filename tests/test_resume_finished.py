@@ -24,7 +24,8 @@ def one_error(capsys) -> str:
 
 
 def test_resume_of_a_finished_video_compares_its_settings(preview_args, tmp_path, capsys, speech_path):
-    from conftest import write_tone
+    import numpy as np
+    import soundfile
 
     out = tmp_path / "v.mp4"
     assert main([*preview_args, "--num_clip", "2", "--save_file", str(out)]) == 0
@@ -36,7 +37,8 @@ def test_resume_of_a_finished_video_compares_its_settings(preview_args, tmp_path
     assert "nothing to do" in capsys.readouterr().err
     assert main([*preview_args, "--num_clip", "2", "--save_file", str(out), "--resume", "--base_seed", "7"]) == 2
     assert "--base_seed (was 420, now 7)" in one_error(capsys)
-    other = write_tone(tmp_path / "other.wav", 3.0)
+    other = tmp_path / "other.wav"  # another speech track: a 3 s tone
+    soundfile.write(str(other), (0.3 * np.sin(2 * np.pi * 220 * np.arange(48_000) / 16_000)).astype(np.float32), 16_000)
     args = [a if a != str(speech_path) else str(other) for a in preview_args]
     assert main([*args, "--num_clip", "2", "--save_file", str(out), "--resume"]) == 2
     assert "made with other settings: --audio" in one_error(capsys)

@@ -35,6 +35,17 @@ def number(text: str) -> float:
     return value
 
 
+def gib_list(text: str) -> tuple[float, ...]:
+    """GiB per GPU: one number for every GPU, or a comma-separated list, one per GPU in device order."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(number(p) for p in parts)  # finite, as every number
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of GiB or a comma-separated list of finite ones, "
+                                         "e.g. 24 or 24,24,80") from None
+    return values
+
+
 def boolean(text: str) -> bool:
     """Upstream's str2bool: True/False, yes/no, 1/0."""
     lowered = text.strip().lower()

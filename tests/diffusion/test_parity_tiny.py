@@ -35,6 +35,7 @@ def _tiny_model():
     from liveavatar.engines.diffusion.loading.checkpoint import load_dit_checkpoint
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     model = CausalS2VDiT(DiTConfig.tiny(), device="meta")
     load_dit_checkpoint(model, REF / "tiny_dit.safetensors", device="cpu", dtype=torch.float32)
@@ -51,7 +52,7 @@ def _inputs():
 def test_sink_offset_rng_ring_wrap_behaviour():
     model, x = _tiny_model(), _inputs()
     text = model.encode_text(x["context"])
-    sink, caches = model.new_caches(3, ring_tokens=192, sink_tokens=96)
+    sink, caches = new_caches(model, 3, ring_tokens=192, sink_tokens=96)
     model.prefill_sink(sink, x["ref_latents"], x["motion_latents"], text)
     assert sink.length == 80
     audio, cond = x["audio_emb"][..., :12], x["cond_latents"][:, :, :3]

@@ -78,3 +78,42 @@ def test_other_rates_are_resampled_and_clear_buffer_stops_the_speech():
     played = sum(f.samples_per_channel for f in audio) / SR
     assert all(f.sample_rate == SR for f in audio) and 0.7 <= played <= 0.9  # stopped at the clear (0.8 s)
     assert not any(isinstance(f, AudioSegmentEnd) for f in out)  # interrupted: the runner reports that itself
+
+
+def test_avatar_runner_feeds_the_session_and_passes_clear_buffer_on():
+    """livekit's AvatarRunner itself, on a Room that is never connected: its audio side runs (the
+    receiver's frames reach the session; clear_buffer reaches the generator); its video side pulls
+    the first block, then waits for the room before publishing it."""
+    from livekit.agents.voice.avatar import AvatarRunner
+
+    async def scenario():
+        session = standin_session()
+        gen = LiveAvatarVideoGenerator(session)
+        audio = QueueAudioOutput(sample_rate=SR)
+        runner = AvatarRunner(rtc.Room(), audio_recv=audio, video_gen=gen, options=avatar_options(session))
+        await runner.start()
+        speech = tone(1.0)
+        for lo in range(0, len(speech), SR // 50):
+            part = speech[lo: lo + SR // 50]
+            await audio.capture_frame(rtc.AudioFrame(part.tobytes(), SR, 1, len(part)))
+        audio.flush()  # the output's resampler holds the last 80 ms until the segment ends
+        for _ in range(100):
+            if session.queued_seconds + session.speech_seconds_played >= 0.99:
+                break
+            await asyncio.sleep(0.02)
+        # the runner pulled the generator's first block (80 ms of the speech) before it waited for the room
+        queued = session.queued_seconds + session.speech_seconds_played
+        session.next_block()  # the utterance starts playing
+        audio.clear_buffer()  # the agent was interrupted
+        for _ in range(100):
+            if session.queued_seconds == 0:
+                break
+            await asyncio.sleep(0.02)
+        events = session.poll_events()
+        await runner.aclose()
+        return queued, session.queued_seconds, events
+
+    queued, left, events = asyncio.run(scenario())
+    assert queued == pytest.approx(1.0, abs=0.021) and left == 0
+    finished = [e for e in events if e["type"] == "playback.finished"]
+    assert finished and finished[-1]["interrupted"] is True

@@ -54,7 +54,7 @@ def test_tts_audio_becomes_avatar_frames_and_the_same_audio():
 
 
 def test_an_interruption_stops_the_avatar_speaking():
-    pcm, frames = tts_frames(3.0)
+    _, frames = tts_frames(3.0)
     down, _ = asyncio.run(run_test(LiveAvatarProcessor(standin_session()),
                                    frames_to_send=[TTSStartedFrame(), *frames, SleepFrame(sleep=0.8), InterruptionFrame(), SleepFrame(sleep=0.6)]))
     _, audio = split(down)

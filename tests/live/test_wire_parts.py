@@ -85,3 +85,58 @@ def test_client_messages_are_parsed_or_named_as_wrong():
     assert parse_control('{"type": "clear"}') == "clear"
     assert parse_control("{")[0] == "bad_message"
     assert parse_control('{"type": 3}')[0] == "unknown_control"
+
+
+class SlowMaker:
+    """A block maker slower than real time from the start (as the diffusion engine on a CPU)."""
+
+    width = height = 32
+    block_frames, lookahead_samples = 2, 0
+
+    def make(self, audio, speech, start_frame):
+        import time
+
+        time.sleep(0.12)  # 80 ms of video per 120 ms
+        return np.zeros((len(speech), 32, 32, 3), np.uint8)
+
+    def expected_block_s(self):
+        return 0.12
+
+    def keep_up_offer(self, block_s):
+        return {"size": "16*16", "message": "a smaller size would keep up"}
+
+    def close(self):
+        pass
+
+
+def test_a_viewer_that_comes_later_still_hears_that_the_session_lags_and_what_would_keep_up():
+    from liveavatar.live.runner import LiveRun
+    from liveavatar.live.session import Session
+
+    class Viewer:
+        def __init__(self):
+            self.events, self.blocks = [], 0
+
+        def event(self, event):
+            self.events.append(event)
+
+        def block(self, block):
+            self.blocks += 1
+
+        def ended(self, reason):
+            self.events.append({"type": "ended", "reason": reason})
+
+    run = LiveRun("sess_test", Session(SlowMaker()), {"engine": "slow"}).start()
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert run.view()["lagging"]["offer"]["size"] == "16*16"  # said at the start, before any client
+        viewer = Viewer()
+        run.attach(viewer)
+        kinds = [e["type"] for e in viewer.events]
+        assert kinds[:2] == ["session.started", "lagging"] and viewer.events[1]["offer"]["size"] == "16*16"
+        assert viewer.events[0]["timeline_s"] >= 0 and viewer.events[0]["id"] == "sess_test"
+    finally:
+        run.close()
+    assert viewer.events[-1] == {"type": "ended", "reason": "closed"}

@@ -13,7 +13,7 @@ from liveavatar import argtypes
 from liveavatar.serve.store import JobStore
 from liveavatar.serve.uploads import OPTIONS
 
-NUMERIC = sorted(name for name, parse in OPTIONS.items() if parse in {argtypes.number, argtypes.positive_int, argtypes.any_int})
+NUMERIC = sorted(name for name, parse in OPTIONS.items() if parse in {argtypes.number, argtypes.positive_int, argtypes.any_int, argtypes.gib_list})
 NON_FINITE = ["nan", "-nan", "NaN", "inf", "-Infinity", "1e309"]
 
 

@@ -63,3 +63,25 @@ def test_page_generates_and_plays_while_generating(start_server, tmp_path):
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_page_opened_with_the_printed_url_keeps_the_token(start_server):
+    """The URL `serve` prints (`/?token=...`): the page uses that token, for fetch and for the cookie
+    the <video> element sends, and takes it out of the address bar; a tricky token survives the cookie."""
+    from urllib.parse import quote
+
+    token = "a+b/c=d;e"
+    server = start_server(token=token)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_context(bypass_csp=True).new_page()
+            page.goto(f"{server.url}/?token={quote(token, safe='')}")
+            page.wait_for_function("document.getElementById('health').textContent.includes('loaded')")
+            assert page.url == f"{server.url}/"
+            assert page.locator("#tokenbox").is_hidden()
+            # a request carrying only the cookie (as <video> and EventSource do)
+            status = page.evaluate("fetch('/v1/videos', {credentials: 'same-origin'}).then(r => r.status)")
+            assert status == 200
+        finally:
+            browser.close()

@@ -4,6 +4,7 @@ project's own client streaming samples/speech.wav in 20 ms chunks in real time."
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import numpy as np
@@ -28,12 +29,35 @@ def preview_server(start_server):
     return start
 
 
+@pytest.fixture
+def rendered_mouth(monkeypatch) -> dict:
+    """timeline frame -> the mouth opening the preview engine rendered it with (recorded in-process)."""
+    from liveavatar.engines.preview.live import PreviewBlockMaker
+
+    mouth: dict[int, float] = {}
+    make = PreviewBlockMaker.make
+
+    def recording(self, audio, speech, start_frame):
+        frames = make(self, audio, speech, start_frame)
+        mouth.update({start_frame + j: float(v) for j, v in enumerate(self.last_open)})
+        return frames
+
+    monkeypatch.setattr(PreviewBlockMaker, "make", recording)
+    return mouth
+
+
+def per_file_frame(mouth: dict, received: Received, count: int) -> np.ndarray:
+    origin = round(received.of("session.started")[0]["timeline_s"] * 25)
+    return np.array([mouth[origin + i] for i in range(count)])
+
+
 def speech_start_in_file(received: Received) -> float:
     started = received.of("session.started")[0]
     return received.of("speech.started")[0]["at_s"] - started["timeline_s"]
 
 
-def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_speech(preview_server):
+@pytest.mark.slow  # 13 s of speech in real time, then FaceMesh on every frame: ~35 s on 2 cores
+def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_speech(preview_server, rendered_mouth):
     server = preview_server()
     pcm = speech_pcm()
     info = new_session(server)
@@ -56,23 +80,25 @@ def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_s
     finished = received.of("playback.finished")
     assert finished[0]["interrupted"] is False and finished[0]["position_s"] == pytest.approx(len(pcm) / SR, abs=0.001)
 
-    # the mouth follows the speech's loudness, rests in its pauses and while listening
+    # the mouth seen in the received frames (FaceMesh) follows the received speech's loudness: the
+    # frames and the audio arrive in step
     opening = mouth_openings(frames)
     loud = Q.loudness_envelope(audio[: len(frames) * SR // 25], SR, len(frames))
     first = int(start / SR * 25)
-    r0, _, best = Q.lagged_correlation(opening[first:], loud[first:], max_lag=3)
-    assert best > 0.5, f"mouth vs loudness r={best:.2f}"
-    rest = float(np.median(opening[: first - 2]))
-    assert np.ptp(opening[: first - 2]) < 0.02  # listening: the mouth stays closed
+    _, lag, best = Q.lagged_correlation(opening[first:], loud[first:], max_lag=3)
+    assert best > 0.5 and abs(lag) <= 1, f"mouth vs loudness r={best:.2f} at lag {lag}"
+    # the engine rendered a closed mouth while listening and in the speech's pauses
+    shown = per_file_frame(rendered_mouth, received, len(frames))
+    assert not shown[:first].any()
     pauses = Q.pause_frames(audio[: len(frames) * SR // 25], SR, len(frames))
     pauses[:first] = False
-    assert pauses.sum() >= 5 and Q.rest_share(opening, pauses, rest=rest) > 0.7
+    assert pauses.sum() >= 5 and np.mean(shown[pauses] < 0.05) > 0.8
 
 
-def test_clear_stops_the_mouth_and_reports_the_interrupted_utterance(preview_server):
+def test_clear_stops_the_mouth_and_reports_the_interrupted_utterance(preview_server, rendered_mouth):
     server = preview_server()
     info = new_session(server)
-    received, sent = asyncio.run(talk(server, info["id"], speech_pcm(4.0), lead_s=1.0, clear_after_s=2.0, tail_s=0.8))
+    received, _ = asyncio.run(talk(server, info["id"], speech_pcm(4.0), lead_s=1.0, clear_after_s=2.0, tail_s=0.8))
     frames, audio, _ = decode(received.data)
     finished = received.of("playback.finished")
     assert len(finished) == 1 and finished[0]["interrupted"] is True
@@ -83,13 +109,9 @@ def test_clear_stops_the_mouth_and_reports_the_interrupted_utterance(preview_ser
     after = int((stop + 0.2) * 25)  # within 200 ms of video time ...
     assert after + 10 <= len(frames)
     assert np.sqrt(np.mean(audio[int((stop + 0.2) * SR):] ** 2)) < 1e-3  # ... the audio is silent
-    # ... and the mouth is as closed as while listening before the speech (the mesh's reading of a
-    # closed mouth varies with the idle head motion; speech opens it well beyond that)
-    opening = mouth_openings(frames)
-    listening = opening[: int(start * 25) - 1]
-    closed_max = listening.max() + 0.01
-    assert opening[int(start * 25): int(stop * 25)].max() > closed_max + 0.01
-    assert np.all(opening[after:] < closed_max)
+    shown = per_file_frame(rendered_mouth, received, len(frames))
+    assert shown[int(start * 25): int(stop * 25)].max() > 0.3  # it spoke ...
+    assert not shown[after:].any()  # ... and the mouth is closed in every frame from there on
 
 
 def test_two_sessions_at_once(preview_server):
@@ -154,7 +176,7 @@ def test_an_abandoned_session_is_closed_after_the_idle_timeout(preview_server):
     never_connected, dropped = new_session(server), new_session(server)
     asyncio.run(talk(server, dropped["id"], speech_pcm(0.3), close=False, lead_s=0.1, tail_s=0.1))
     assert httpx.get(f"{server.url}/v1/sessions/{dropped['id']}").status_code == 200
-    deadline = asyncio.run(asyncio.sleep(1.5))  # noqa: F841
+    time.sleep(1.5)  # three idle timeouts
     for info in (never_connected, dropped):
         assert httpx.get(f"{server.url}/v1/sessions/{info['id']}").status_code == 404
     assert httpx.get(f"{server.url}/v1/sessions").json()["data"] == []

@@ -8,11 +8,10 @@ import os
 from pathlib import Path
 
 from liveavatar.argtypes import number, positive_int
-from liveavatar.commands.options import add_generate_options
+from liveavatar.options import add_generate_options
+from liveavatar.config import ENGINE_OPTION, in_group
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
-# generate's flags that choose and load the engine, which the server keeps resident
-ENGINE_OPTIONS = ("engine", "ckpt_dir", "lora_path_dmd", "fp8", "offload_model", "num_gpus_dit")
 
 
 def register(subparsers) -> None:
@@ -31,6 +30,8 @@ def register(subparsers) -> None:
     p.add_argument("--data_dir", type=Path, default=None, help="jobs database, inputs and videos (default ~/.local/state/liveavatar/serve)")
     p.add_argument("--keep_hours", type=number, default=24.0, help="delete finished videos this long after they finish (default 24)")
     p.add_argument("--workers", type=positive_int, default=1, help="jobs at a time (default 1; more only with the preview engine)")
+    p.add_argument("--max_sessions", type=positive_int, default=4, help="live sessions open at once; more get 429 (default 4)")
+    p.add_argument("--session_idle_s", type=number, default=30.0, help="close a live session this long without a client (default 30)")
     p.add_argument("--max_queue", type=positive_int, default=32, help="videos that may wait; more get 429 (default 32)")
     p.add_argument("--max_upload_mb", type=number, default=50.0, help="largest image or audio file in MB (default 50)")
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
@@ -39,13 +40,14 @@ def register(subparsers) -> None:
                    help='live sessions over WebRTC from other networks: STUN/TURN servers as the browser\'s RTCPeerConnection takes them, '
                         'e.g. \'[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]\' (default: none, enough on localhost)')
     # the engine's own settings are generate's flags (same names, types, defaults and help)
-    add_generate_options(p, only=ENGINE_OPTIONS)
+    add_generate_options(p, only=in_group(ENGINE_OPTION))
     p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace):
+    from liveavatar.config import EngineOptions
     from liveavatar.errors import UserError
-    from liveavatar.serve.settings import Limits, ServeSettings, default_data_dir
+    from liveavatar.serve.settings import Limits, LiveSettings, ServeSettings, default_data_dir
 
     for flag in ("keep_hours", "max_upload_mb", "max_audio_s"):
         if getattr(args, flag) <= 0:
@@ -54,8 +56,9 @@ def settings_from_args(args: argparse.Namespace):
         data_dir=args.data_dir or default_data_dir(), token=choose_token(args), keep_s=args.keep_hours * 3600, workers=args.workers,
         host=args.host, allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
-        engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
-        offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit, ice_servers=_ice_servers(args.ice_servers),
+        options=EngineOptions.of(args),
+        live=LiveSettings(max_sessions=args.max_sessions, idle_s=max(args.session_idle_s, 0.1)),
+        ice_servers=_ice_servers(args.ice_servers),
     )
 
 
@@ -143,8 +146,18 @@ def listening_socket(host: str, port: int):
     from liveavatar.errors import UserError
 
     try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family)
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say so, and without it
+        # each response waits ~40 ms for the client's delayed ACK (Nagle)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(2048)
+        except OSError:
+            sock.close()
+            raise
+        return sock
     except socket.gaierror:
         raise UserError("--host", f"{host!r} is not an address of this machine", "give an address such as 127.0.0.1 or 0.0.0.0") from None
     except OSError as exc:

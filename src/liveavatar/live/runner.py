@@ -50,7 +50,11 @@ class LiveRun:
         self._idle_since: float | None = time.monotonic()  # no viewer since then
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._started_event = next((e for e in session.poll_events() if e.get("type") == "session.started"), {})
+        first = session.poll_events()
+        self._started_event = next((e for e in first if e.get("type") == "session.started"), {})
+        for event in first:  # e.g. the engine is known to be slower than real time here: said from the start
+            if event.get("type") == "lagging":
+                self.lagging = None if event.get("recovered") else event
         self._thread = threading.Thread(target=self._pace, name=f"liveavatar-live-{run_id[-6:]}", daemon=True)
 
     # --- the transport's side ---------------------------------------------------------------
@@ -125,11 +129,11 @@ class LiveRun:
                 wait = t0 + made / fps - time.monotonic()
                 if wait > 0 and self._stop.wait(wait):
                     break
+                # behind the wall clock (the engine or the machine was too slow for a while): the next
+                # blocks are made at once, without waiting, until the timeline is on time again; the
+                # speech queued meanwhile drains and the latency returns to what it was
                 block = self.session.next_block()
                 made += len(block.frames)
-                behind = time.monotonic() - (t0 + made / fps)
-                if behind > 1.0:  # slower than real time: the timeline restarts from now, never racing to catch up
-                    t0 += behind
                 self._deliver(block)
         except Exception as exc:  # the engine failed: the viewer hears why, the server goes on
             self._send_event({"type": "error", "code": "engine_failed", "message": f"{type(exc).__name__}: {exc}"})

@@ -8,6 +8,7 @@ serve/guard.py.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from liveavatar.checks.findings import FLAGS
@@ -36,10 +37,11 @@ SSE_HEARTBEAT_S = 1.0
 
 def create_app(settings: ServeSettings, engine: Engine | None = None):
     """The ASGI app. ``engine``: already built (tests); otherwise built in the background at start."""
-    from liveavatar.serve import ui
+    from liveavatar.serve import ui, videos_api
     from liveavatar.serve.stream import finished_file, live_body
 
     engine_name = resolve_engine_name(settings)
+    engine_options = dataclasses.replace(settings.engine_options(), engine=engine_name)  # every job's
     queue = JobQueue(settings)
     sessions = SessionRegistry(settings.live.max_sessions, settings.live.idle_s)  # live sessions (serve/sessions.py)
     state = {"engine": engine, "error": None}
@@ -48,13 +50,23 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     def load_engine() -> None:
         try:
             if state["engine"] is None:
-                from liveavatar.config import GenerateConfig
                 from liveavatar.engines.select import build_engine
 
-                state["engine"] = build_engine(engine_name, GenerateConfig(image=Path(), audio=Path(), **settings.engine_options()))
+                memory = None
+                if engine_name == "diffusion":  # the planner imports torch: only for the engine that needs it
+                    from liveavatar.planning.fit import unplanned
+
+                    # built before any job: no shapes to plan for yet; each job brings the planner's
+                    # choice for its own config (pipeline.prepare), which the engine takes per run
+                    memory = unplanned(bool(engine_options.fp8))
+                state["engine"] = build_engine(engine_name, engine_options, memory)
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
+            if state["engine"].name == "preview":
+                from liveavatar.engines.preview import phonemes
+
+                phonemes.isolate(settings.workers)  # its decoder holds the GIL for seconds: not in the API's process
             queue.start(state["engine"])
         except Exception as exc:  # healthz reports it; jobs stay queued
             state["error"] = f"{type(exc).__name__}: {exc}"
@@ -100,20 +112,23 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     async def receive(request: Request, folder: Path, require: bool):
         form = await request.form(max_files=2, max_fields=64)
         async with form_closing(form):
-            options, skip_checks = parse_options(form)
+            options, skip_checks = parse_options(form, videos_api.FIELDS)
+            videos_api.check_model(form, engine_name)
+            options = videos_api.seconds_cap(form, options, engine_options)
             prompt = form.get("prompt")
             prompt = prompt.strip() if isinstance(prompt, str) else ""
             names = {}
-            for field, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+            # OpenAI's input_reference is the portrait when no image part is sent
+            image = "input_reference" if form.get("image") is None and form.get("input_reference") is not None else "image"
+            for key, field, suffixes in (("image", image, IMAGE_SUFFIXES), ("audio", "audio", AUDIO_SUFFIXES)):
                 if require or form.get(field) is not None:
-                    names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
+                    names[key] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
-    def inspect(folder: Path, names: dict, prompt: str, options: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
+    def inspect(folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
         """Limits, the plan (a dry run of the same pipeline) and the input checks."""
         from liveavatar import pipeline
         from liveavatar.checks import run_checks
-        from liveavatar.config import GenerateConfig
 
         image = folder / names["image"] if "image" in names else None
         audio = folder / names["audio"] if "audio" in names else None
@@ -121,14 +136,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             check_media_limits(image, audio, settings.limits)
         plan, notes = None, []
         if image is not None and audio is not None:
-            said: list[str] = []
-            config = GenerateConfig(image=image, audio=audio, prompt=prompt, engine=engine_name, **settings.engine_options(), **options)
-            try:
-                pipeline.run(config, say=said.append, notify=notes.append, dry_run=True)
+            config = engine_options.config(image=image, audio=audio, prompt=prompt, **request)
+            try:  # what the dry run prints: the same prepare as the real run, findings shown below instead of gating
+                plan = pipeline.prepare(config, notes.append, checks=False).summary()
             except UserError as exc:
                 raise Rejected(422, "invalid_input", exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
                                exc.input.lstrip("-")) from None
-            plan = json.loads(said[-1])
         findings = [] if skip_checks else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
         return plan, findings, notes
 
@@ -176,8 +189,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         return JSONResponse(queue.view(job), status_code=202)
 
     @app.get("/v1/videos")
-    async def list_videos():
-        return {"object": "list", "data": [queue.view(j) for j in reversed(queue.list())], "has_more": False}
+    async def list_videos(request: Request):
+        return videos_api.page(queue.views(), request.query_params)
 
     @app.get("/v1/videos/{video_id}")
     async def retrieve(video_id: str):
@@ -188,7 +201,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """Queued or running: cancel (a running job stops after its block, keeping a partial). Finished: delete."""
         job = job_or_404(video_id)
         if job.status in TERMINAL:
-            queue.delete(job)
+            await run_in_threadpool(queue.delete, job)  # deleting its files is disk work: not on the event loop
             return {"id": job.id, "object": "video", "deleted": True}
         queue.cancel(job)
         return queue.view(job)
@@ -218,6 +231,8 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         """The MP4: the finished file with Range; while queued or running, the live fragmented MP4."""
         job = job_or_404(video_id)
         folder = queue.folder(job.id)
+        if videos_api.variant(request.query_params) == "thumbnail":
+            return await thumbnail(job, folder)
         download = request.query_params.get("download") in {"1", "true"}
         if job.status in TERMINAL:
             path = finished_file(job, folder)
@@ -229,6 +244,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                                 headers={"X-Liveavatar-Partial": str(job.status != "completed").lower()})
         return StreamingResponse(live_body(job, folder, lambda: queue.get(job.id)), media_type="video/mp4",
                                  headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
+
+    async def thumbnail(job, folder: Path):
+        path = finished_file(job, folder) if job.status in TERMINAL else (Path(job.growing) if job.growing else None)
+        jpeg = await run_in_threadpool(videos_api.thumbnail, path) if path is not None else None
+        if jpeg is None:
+            raise Rejected(404, "no_content", f"video {job.id} has no frame yet", "video_id")
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     ui.add_routes(app)
     app.add_middleware(Guard, policy=policy(settings))
@@ -251,10 +273,9 @@ async def form_closing(form):
 
 def resolve_engine_name(settings: ServeSettings) -> str:
     """The engine every job of this server uses; refuses (UserError) when its files are missing."""
-    from liveavatar.config import GenerateConfig
     from liveavatar.engines.select import choose_engine, require_engine_files
 
-    config = GenerateConfig(image=Path(), audio=Path(), engine=settings.engine, **settings.engine_options())
-    name, _ = choose_engine(config)
-    require_engine_files(name, config)
+    options = settings.engine_options()
+    name, _ = choose_engine(options)
+    require_engine_files(name, options)
     return name

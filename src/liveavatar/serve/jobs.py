@@ -7,6 +7,7 @@ video, its partial); ids are generated here, never taken from a request.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -18,7 +19,6 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.store import JobStore, private_folders
@@ -61,7 +61,7 @@ class Job:
         return out
 
     @classmethod
-    def from_record(cls, record: dict) -> "Job":
+    def from_record(cls, record: dict) -> Job:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in known})
 
@@ -99,7 +99,7 @@ class Job:
         }
 
 
-def _sound_job(record: dict, keep_s: float) -> "Job | None":
+def _sound_job(record: dict, keep_s: float) -> Job | None:
     """The job of a stored record when it makes a valid API object (strict JSON), else None with a
     logged warning: a damaged row is left out instead of breaking every listing."""
     try:
@@ -110,6 +110,12 @@ def _sound_job(record: dict, keep_s: float) -> "Job | None":
                                                       record.get("id", "?"), type(exc).__name__, exc)
         return None
     return job
+
+
+def _add_once(lines: list[str], line: str) -> None:
+    """A job's run repeats the notes its submission's plan already gave: each is shown once."""
+    if line not in lines:
+        lines.append(line)
 
 
 def _int(value: float | None) -> int | None:
@@ -144,7 +150,9 @@ class JobQueue:
         """
         from liveavatar.media.writer import partial_path
 
-        for record in self._store.load():
+        records = self._store.load()
+        self._remove_orphans(self._store.ids())  # every row's id, damaged ones too: their files stay
+        for record in records:
             job = _sound_job(record, self.settings.keep_s)
             if job is None:
                 continue
@@ -166,6 +174,13 @@ class JobQueue:
             self._jobs[job.id] = job
             if job.status == "queued":
                 self._waiting.append(job.id)
+
+    def _remove_orphans(self, known: set) -> None:
+        """Job folders without a record: uploads a killed server never finished receiving."""
+        for folder in self.jobs_dir.iterdir():
+            if folder.name.startswith("video_") and folder.name not in known and folder.is_dir():
+                logging.getLogger("liveavatar.serve").warning("removing %s: an upload that never became a job", folder.name)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def _resumable(self, job: Job) -> tuple[str | None, int]:
         """``(None, frames kept)`` when ``job`` can continue where it stopped, else ``(why not, 0)``."""
@@ -230,6 +245,16 @@ class JobQueue:
 
     def view(self, job: Job) -> dict:
         return job.view(self.settings.keep_s, self.position(job))
+
+    def views(self) -> list[dict]:
+        """Every job's API object, oldest first; one that cannot be shown is left out with a warning."""
+        out = []
+        for job in self.list():
+            try:
+                out.append(self.view(job))
+            except Exception as exc:  # a record that slipped past the checks must not break the list
+                logging.getLogger("liveavatar.serve").warning("job %s left out of the list: %s: %s", job.id, type(exc).__name__, exc)
+        return out
 
     @property
     def started(self) -> bool:
@@ -329,16 +354,17 @@ class JobQueue:
 
         folder = self.folder(job.id)
         warnings = list(job.warnings)
-        config = GenerateConfig(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
-                                overwrite=True, resume=job.resume, engine=self.engine.name, skip_checks=True,  # checked at submission
-                                **self.settings.engine_options(), **job.options)
+        options = dataclasses.replace(self.settings.engine_options(), engine=self.engine.name)
+        config = options.config(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
+                                overwrite=True, resume=job.resume, skip_checks=True,  # checked at submission
+                                **job.options)
         hooks = Hooks(
             engine=self.engine,
             on_block=lambda done: self._update(job, frames_done=done.frames_done, growing=str(done.growing)),
             should_stop=lambda: job.cancel_requested or self._stopping,
         )
         scrub = lambda text: " ".join(text.replace(str(folder) + os.sep, "").split())  # noqa: E731  (no machine paths out)
-        notify = lambda line: warnings.append(scrub(line))  # noqa: E731
+        notify = lambda line: _add_once(warnings, scrub(line).replace(pipeline.RESUME_ADVICE, ""))  # noqa: E731
         end: dict = {"growing": None, "finished_at": None}
         try:
             pipeline.run(config, say=lambda _: None, notify=notify, hooks=hooks)

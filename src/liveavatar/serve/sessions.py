@@ -94,23 +94,20 @@ def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, 
 def open_run(run_id: str, engine: Engine, engine_name: str, settings: ServeSettings, image_path: Path, prompt: str,
              options: dict, skip_checks: bool):
     """Check the inputs, plan, and open the engine's session: a :class:`LiveRun` not yet started."""
-    from liveavatar.config import GenerateConfig
-    from liveavatar.engines.base import SessionInputs
+    import dataclasses
+
     from liveavatar.errors import UserError
+    from liveavatar.live.local import open_for
     from liveavatar.live.runner import LiveRun
-    from liveavatar.live.session import session_plan
-    from liveavatar.media.image import read_image
 
     check_image_limits(image_path, settings.limits)
     if not skip_checks:
         refuse_failed_checks(image_path, prompt)
     notes: list[str] = []
     try:
-        config = GenerateConfig(image=image_path, audio=Path(), prompt=prompt, engine=engine_name,
-                                **settings.engine_options(), **options).resolve()
-        image = read_image(image_path)
-        plan = session_plan(config, image, engine_name)
-        session = engine.open_session(SessionInputs(prompt=prompt, image=image), plan, notes.append)
+        engine_options = dataclasses.replace(settings.engine_options(), engine=engine_name)
+        config = engine_options.config(image=image_path, audio=Path(), prompt=prompt, **options).resolve()
+        session = open_for(engine, engine_name, config, notes.append)
     except UserError as exc:
         message = exc.one_line().removeprefix("error: ").replace(str(image_path.parent) + "/", "")
         raise Rejected(422, "invalid_input", message, exc.input.lstrip("-")) from None

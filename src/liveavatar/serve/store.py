@@ -56,6 +56,10 @@ class JobStore:
                 log.warning("job %s: its stored record is not an object; skipped", job_id)
         return records
 
+    def ids(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT id FROM jobs")}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -7,11 +7,13 @@ job's private folder: nothing a client sends becomes a path.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.commands.options import value_parser
+from liveavatar.options import value_parser
+from liveavatar.config import PER_REQUEST, in_group
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits
 
@@ -19,14 +21,13 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".we
 CHUNK = 1 << 20
 
 
-# generate's options a request may set, by their CLI names (= GenerateConfig fields, whose metadata
-# says how each is parsed); the engine's own flags (checkpoints, fp8, offload) belong to the server,
-# the output name to the job.
-OPTIONS: dict[str, Callable[[str], Any]] = {
-    name: value_parser(name)
-    for name in ("size", "num_clip", "infer_frames", "sample_steps", "sample_shift", "sample_guide_scale",
-                 "base_seed", "enable_online_decode", "preset", "transcript")
-}
+def request_options() -> dict[str, Callable[[str], Any]]:
+    """generate's options a request may set (config.PER_REQUEST), by their CLI names, each with how
+    its text is parsed; the engine's own flags belong to the server, the output name to the job."""
+    return {name: value_parser(name) for name in in_group(PER_REQUEST)}
+
+
+OPTIONS = request_options()
 FIELDS = {"image", "audio", "prompt", "skip_checks", *OPTIONS}
 
 
@@ -41,11 +42,12 @@ class Rejected(Exception):
         return {"error": {"message": self.message, "type": "invalid_request_error", "code": self.code, "param": self.param}, **self.extra}
 
 
-def parse_options(form) -> tuple[dict, bool]:
-    """``(GenerateConfig fields, skip_checks)`` from the form's text fields."""
-    unknown = sorted(set(form.keys()) - FIELDS)
+def parse_options(form, extra: frozenset[str] = frozenset()) -> tuple[dict, bool]:
+    """``(GenerateConfig fields, skip_checks)`` from the form's text fields (``extra``: more accepted names)."""
+    accepted = FIELDS | extra
+    unknown = sorted(set(form.keys()) - accepted)
     if unknown:
-        raise Rejected(422, "unknown_parameter", f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(FIELDS))}", unknown[0])
+        raise Rejected(422, "unknown_parameter", f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}", unknown[0])
     options: dict = {}
     for name, parse in OPTIONS.items():
         value = form.get(name)

@@ -39,8 +39,50 @@ def _chunk_bounds(audio: np.ndarray, sr: int, chunk_s: float = CHUNK_S) -> list[
     return bounds
 
 
+_pool = None  # set by isolate(): the decoder then runs in processes of its own
+
+
+def isolate(processes: int = 1) -> None:
+    """From now on, run the decoder in ``processes`` child processes (for a server).
+
+    pocketsphinx holds the GIL for the whole of each ``process_raw`` call (seconds per 30 s chunk),
+    which would stall every other thread of the process, such as a server's event loop. A child
+    computes exactly what this process would (same code, same input); it is started once, here.
+    """
+    global _pool
+    if _pool is None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _pool = ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"))
+        _pool.submit(_load).result()  # the children import pocketsphinx now, not in the first job
+
+
+def _load() -> None:
+    import pocketsphinx  # noqa: F401
+
+
+def _isolated(fn, *args):
+    """``fn(*args)`` in the child processes when isolate() was called, else here."""
+    global _pool
+    if _pool is None:
+        return fn(*args)
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return _pool.submit(fn, *args).result()
+    except BrokenProcessPool:  # a child was killed: start again once
+        _pool = None
+        isolate()
+        return _pool.submit(fn, *args).result()
+
+
 def recognise(audio: np.ndarray, sr: int) -> list[Phone]:
     """Phoneme recognition over the whole audio, 30 s at a time."""
+    return _isolated(_recognise, audio, sr)
+
+
+def _recognise(audio: np.ndarray, sr: int) -> list[Phone]:
     from pocketsphinx import Decoder, get_model_path
 
     decoder = Decoder(
@@ -63,6 +105,10 @@ def recognise(audio: np.ndarray, sr: int) -> list[Phone]:
 
 def align(audio: np.ndarray, sr: int, transcript: str) -> tuple[list[Phone] | None, str]:
     """Forced alignment of ``transcript``; ``(None, reason)`` when it cannot be done."""
+    return _isolated(_align, audio, sr, transcript)
+
+
+def _align(audio: np.ndarray, sr: int, transcript: str) -> tuple[list[Phone] | None, str]:
     from pocketsphinx import Decoder
 
     if len(audio) / sr > ALIGN_MAX_S:
