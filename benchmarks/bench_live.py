@@ -8,6 +8,8 @@ from the utterance's speech.started and the fragments' sample counts, read from 
 
     python benchmarks/bench_live.py [--seconds 60 | --minutes 30] [--size 512*512]
     python benchmarks/bench_live.py --engine diffusion --ckpt_dir TINY --seconds 20
+    python benchmarks/bench_live.py --transport webrtc [--size 384*384]   (benchmarks/bench_webrtc.py:
+        mouth-to-ear over WebRTC, utterances of 1.2 s for --seconds)
 """
 
 from __future__ import annotations
@@ -182,9 +184,14 @@ def main() -> None:
     parser.add_argument("--size", default="512*512")
     parser.add_argument("--engine", default="preview")
     parser.add_argument("--ckpt_dir", default=None)
+    parser.add_argument("--transport", choices=("websocket", "webrtc"), default="websocket")
     args = parser.parse_args()
     if args.minutes:
         args.seconds = args.minutes * 60
+    if args.transport == "webrtc":
+        import bench_webrtc
+
+        return bench_webrtc.report(utterances=max(1, int((args.seconds - 2.5) / 3.0)), size=args.size)
     server, url = start_server(args)
     proc = Proc(server.pid)
     try:

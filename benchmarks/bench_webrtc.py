@@ -1,6 +1,7 @@
 """Live sessions over WebRTC with the preview engine: mouth-to-ear latency, on this machine's CPU.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/bench_webrtc.py [--utterances 20] [--size 384*384]
+(or `benchmarks/bench_live.py --transport webrtc --seconds 60`, the live benchmark's WebRTC path)
 A server runs as its own process (`python -m liveavatar serve --engine preview`, as a user runs it);
 an aiortc client in this process opens a session with the sample portrait (POST /v1/sessions), offers
 (POST /v1/sessions/{id}/webrtc) and plays a microphone track made of samples/speech.wav: utterances
@@ -57,7 +58,7 @@ def microphone(path: Path, utterances: int) -> np.ndarray:
     return np.array(onsets)
 
 
-async def session_call(url: str, token: str, wav: Path, seconds: float) -> dict:
+async def session_call(url: str, token: str, wav: Path, seconds: float, size: str) -> dict:
     import httpx
     from aiortc import MediaStreamTrack
     from webrtc_helpers import call
@@ -79,7 +80,7 @@ async def session_call(url: str, token: str, wav: Path, seconds: float) -> dict:
     auth = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, headers=auth, timeout=120) as http:
         files = {"image": ("portrait.png", (REPO / "samples" / "portrait.png").read_bytes())}
-        r = await http.post("/v1/sessions", files=files, data={"prompt": "a woman talking", "size": ARGS.size})
+        r = await http.post("/v1/sessions", files=files, data={"prompt": "a woman talking", "size": size})
         r.raise_for_status()
         session = r.json()
         got, _ = await call(url, session["id"], wav, seconds, headers=auth, wrap_mic=Timed)
@@ -143,7 +144,8 @@ def serve(folder: Path, port: int):
     raise SystemExit("the server did not load its engine within 180 s")
 
 
-def main() -> None:
+def report(utterances: int, size: str) -> None:
+    """Run the benchmark and print its figures."""
     import socket
 
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as sock:
@@ -151,11 +153,11 @@ def main() -> None:
         port = sock.getsockname()[1]
         sock.close()
         wav = Path(tmp) / "mic.wav"
-        onsets = microphone(wav, ARGS.utterances)
+        onsets = microphone(wav, utterances)
         server = serve(Path(tmp), port)
         try:
-            seconds = 1.5 + ARGS.utterances * (SPEECH_S + PAUSE_S) + 1.0
-            got = asyncio.run(session_call(f"http://127.0.0.1:{port}", "bench", wav, seconds))
+            seconds = 1.5 + utterances * (SPEECH_S + PAUSE_S) + 1.0
+            got = asyncio.run(session_call(f"http://127.0.0.1:{port}", "bench", wav, seconds, size))
         finally:
             server.terminate()
             server.wait(30)
@@ -164,7 +166,7 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}; session {got['session'].get('width')}x"
           f"{got['session'].get('height')} preview")
     print(stats("mouth-to-ear (first sample sent -> first frame showing it, received)", result["latencies"]),
-          f"of {ARGS.utterances} utterances")
+          f"of {utterances} utterances")
     print(stats("server part (sample in -> frame out)", result["server"]))
     print(f"received {result['frames']} frames at {result['fps']:.2f} fps; frames_dropped events {result['dropped']}; "
           f"mouth opening rest {result['rest']:.3f}, talking {result['talk']:.3f}")
@@ -177,5 +179,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--utterances", type=int, default=20)
     parser.add_argument("--size", default="384*384")
-    ARGS = parser.parse_args()
-    main()
+    args = parser.parse_args()
+    report(args.utterances, args.size)
