@@ -37,7 +37,7 @@ class Speaker:
             proc.stdin.flush()
             head = proc.stdout.read(8)
             if len(head) < 8:
-                self._proc = None
+                self.close()
                 raise RuntimeError("the text-to-speech process ended; see the server's log")
             rate, n = struct.unpack("<II", head)
             pcm = np.frombuffer(proc.stdout.read(2 * n), "<i2").astype(np.float32) / 32768.0
@@ -53,10 +53,13 @@ class Speaker:
         return self._proc
 
     def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        self._proc = None
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.stdin.close()  # the worker's loop ends at the end of its input
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        proc.stdout.close()
