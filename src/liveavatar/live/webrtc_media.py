@@ -19,7 +19,6 @@ from typing import Protocol
 
 import numpy as np
 
-from liveavatar.engines.base import LiveBlock, LiveSession
 from liveavatar.live.vad import GateConfig, UtteranceGate
 
 VIDEO_CLOCK = 90_000
@@ -28,10 +27,27 @@ QUEUE_S = 2.0  # at most this much made-but-unsent media per track; more is drop
 Emit = Callable[[dict], None]
 
 
+class LiveBlock(Protocol):
+    """What the feed reads of a block (``engines.base.LiveBlock``; named here, not imported: the
+    transports stay below the engines in the import graph)."""
+
+    frames: np.ndarray
+    audio: np.ndarray
+    start_frame: int
+    speaking: bool
+
+
+class Clock(Protocol):
+    """What the feed reads of the session (``engines.base.LiveSession``)."""
+
+    fps: int
+    sample_rate: int
+
+
 class Run(Protocol):
     """What the transport uses of a live run (``live.runner.LiveRun``): the session, paced for us."""
 
-    session: LiveSession
+    session: Clock
 
     def attach(self, viewer) -> None: ...
 
