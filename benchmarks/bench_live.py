@@ -7,7 +7,8 @@ it to receiving the MP4 fragment holding the frame that shows its first sample (
 from the utterance's speech.started and the fragments' sample counts, read from the moof boxes).
 
     python benchmarks/bench_live.py [--seconds 60 | --minutes 30] [--size 512*512]
-    python benchmarks/bench_live.py --engine diffusion --ckpt_dir TINY --seconds 20
+    python benchmarks/bench_live.py --engine diffusion --ckpt_dir TINY/Wan2.2-S2V-14B \
+        --lora_path_dmd TINY/LiveAvatar/liveavatar.safetensors --size 384*256 --seconds 20
     python benchmarks/bench_live.py --transport webrtc [--size 384*384]   (benchmarks/bench_webrtc.py:
         mouth-to-ear over WebRTC, utterances of 1.2 s for --seconds)
 """
@@ -106,6 +107,8 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
            "--data_dir", tempfile.mkdtemp(prefix="bench-live-")]
     if args.ckpt_dir:
         cmd += ["--ckpt_dir", args.ckpt_dir]
+    if args.lora_path_dmd:
+        cmd += ["--lora_path_dmd", args.lora_path_dmd]
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(REPO / "src")}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -184,6 +187,7 @@ def main() -> None:
     parser.add_argument("--size", default="512*512")
     parser.add_argument("--engine", default="preview")
     parser.add_argument("--ckpt_dir", default=None)
+    parser.add_argument("--lora_path_dmd", default=None)
     parser.add_argument("--transport", choices=("websocket", "webrtc"), default="websocket")
     args = parser.parse_args()
     if args.minutes:
