@@ -1,6 +1,6 @@
 # Two entry points (see README "Quick start"): `make demo` and `make test`.
 # Each creates the virtual environment it needs and installs the project into it (test: with the
-# diffusion, serve and test extras).
+# diffusion, serve, webrtc and test extras).
 # The interpreter for the virtual environment: PYTHON if given, else the first of python3,
 # python3.12, python3.11 that is 3.11 or 3.12 (see packaging/pick-python; pyproject's requires-python).
 PYTHON_CANDIDATES := $(or $(PYTHON),python3 python3.12 python3.11)
@@ -36,7 +36,7 @@ $(CORE_STAMP): pyproject.toml | $(BIN)/python
 	touch $@
 
 $(FULL_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[diffusion,serve,test]"
+	$(BIN)/python -m pip install -q -e ".[diffusion,serve,webrtc,test]"
 	touch $(CORE_STAMP) $@
 
 clean:

@@ -12,7 +12,7 @@ from liveavatar import __version__
 from liveavatar.errors import UserError
 
 # Subcommand modules under liveavatar.commands; each has register(subparsers) and a run(args) -> int.
-COMMANDS = ("generate", "check", "prepare", "serve", "tiny-checkpoint", "doctor")
+COMMANDS = ("generate", "check", "prepare", "serve", "live", "tiny-checkpoint", "doctor")
 
 
 class OneLineParser(argparse.ArgumentParser):

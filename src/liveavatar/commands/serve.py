@@ -30,10 +30,15 @@ def register(subparsers) -> None:
     p.add_argument("--data_dir", type=Path, default=None, help="jobs database, inputs and videos (default ~/.local/state/liveavatar/serve)")
     p.add_argument("--keep_hours", type=number, default=24.0, help="delete finished videos this long after they finish (default 24)")
     p.add_argument("--workers", type=positive_int, default=1, help="jobs at a time (default 1; more only with the preview engine)")
+    p.add_argument("--max_sessions", type=positive_int, default=4, help="live sessions open at once; more get 429 (default 4)")
+    p.add_argument("--session_idle_s", type=number, default=30.0, help="close a live session this long without a client (default 30)")
     p.add_argument("--max_queue", type=positive_int, default=32, help="videos that may wait; more get 429 (default 32)")
     p.add_argument("--max_upload_mb", type=number, default=50.0, help="largest image or audio file in MB (default 50)")
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
     p.add_argument("--max_audio_s", type=number, default=600.0, help="longest speech in seconds (default 600)")
+    p.add_argument("--ice_servers", default="", metavar="JSON",
+                   help='live sessions over WebRTC from other networks: STUN/TURN servers as the browser\'s RTCPeerConnection takes them, '
+                        'e.g. \'[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]\' (default: none, enough on localhost)')
     # the engine's own settings are generate's flags (same names, types, defaults and help)
     add_generate_options(p, only=in_group(ENGINE_OPTION))
     p.set_defaults(func=run)
@@ -42,7 +47,7 @@ def register(subparsers) -> None:
 def settings_from_args(args: argparse.Namespace):
     from liveavatar.config import EngineOptions
     from liveavatar.errors import UserError
-    from liveavatar.serve.settings import Limits, ServeSettings, default_data_dir
+    from liveavatar.serve.settings import Limits, LiveSettings, ServeSettings, default_data_dir
 
     for flag in ("keep_hours", "max_upload_mb", "max_audio_s"):
         if getattr(args, flag) <= 0:
@@ -52,7 +57,21 @@ def settings_from_args(args: argparse.Namespace):
         host=args.host, allowed_hosts=_names(args.allowed_hosts), cors_origins=_names(args.cors_origins),
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
         options=EngineOptions.of(args),
+        live=LiveSettings(max_sessions=args.max_sessions, idle_s=max(args.session_idle_s, 0.1)),
+        ice_servers=_ice_servers(args.ice_servers),
     )
+
+
+def _ice_servers(text: str) -> tuple[dict, ...]:
+    from liveavatar.errors import UserError
+    from liveavatar.live.webrtc import parse_ice_servers
+
+    if not text.strip():
+        return ()
+    try:
+        return parse_ice_servers(text)
+    except ValueError as exc:
+        raise UserError("--ice_servers", str(exc), 'give a JSON list such as [{"urls": "stun:stun.example:3478"}]') from None
 
 
 def choose_token(args: argparse.Namespace) -> str | None:

@@ -57,8 +57,11 @@ class Engine(Protocol):
         """
         ...
 
-    def open_session(self, portrait: "SessionInputs", plan: Plan, notify: Notify) -> "LiveSession":
-        """A live session over this engine: audio pushed as it arrives, frames as they are made."""
+    def open_session(self, portrait: "SessionInputs", plan: Plan, notify: Notify, options=None) -> "LiveSession":
+        """A live session over this engine: audio pushed as it arrives, frames as they are made.
+
+        ``options``: ``live.session.SessionOptions`` (sample rate, queue bounds); defaults when None.
+        The session (``live.session.Session``) is shared; the engine supplies its block maker."""
         ...
 
 
@@ -92,10 +95,13 @@ class LiveBlock:
 class LiveSession(Protocol):
     """One portrait, one continuous timeline at ``fps``; the transport moves audio in and frames out.
 
-    ``push_audio`` queues speech (float32 or int16 mono at ``sample_rate``); ``next_block`` makes the next
-    block as soon as it can be made (speech that has arrived plus ``lookahead_ms``, or idle frames when
-    no speech is queued, so the timeline never stops); ``clear`` drops queued speech (barge-in);
-    ``close`` frees the engine's resources.
+    ``push_audio`` queues speech (float32 or int16 mono at ``sample_rate``, or at another rate, then
+    resampled); ``next_block`` makes the next ``block_frames`` frames now (speech that has arrived plus
+    ``lookahead_ms``, or listening frames when no speech is ready, so the timeline never stops; it never
+    waits: the transport calls it at the timeline's pace); ``clear`` drops queued speech (barge-in);
+    ``poll_events`` returns what happened since the last poll (``session.started``, ``speech.started``,
+    ``playback.finished {position_s, interrupted}``, ``lagging``, ``error {code, message}``) for the
+    transport to forward; ``close`` frees the engine's resources.
     """
 
     fps: int
@@ -103,8 +109,13 @@ class LiveSession(Protocol):
     width: int
     height: int
     lookahead_ms: float
+    block_frames: int
+    seconds_shown: float  # video made so far (frames / fps)
+    speech_seconds_played: float  # speech that has been on the timeline, all utterances
 
-    def push_audio(self, pcm: np.ndarray) -> None: ...
+    def push_audio(self, pcm: np.ndarray, sample_rate: int | None = None) -> None: ...
+
+    def poll_events(self) -> list[dict]: ...
 
     def end_of_speech(self) -> None: ...
 

@@ -48,7 +48,7 @@ def temp_path(path: Path, pid: int | None = None) -> Path:
 
 
 
-def container_options() -> dict[str, str]:
+def container_options(fragment_us: int = FRAGMENT_US) -> dict[str, str]:
     """Fragmented MP4 (a killed run leaves a playable prefix) that still carries edit lists.
 
     ``delay_moov`` writes the header once the first fragment's timestamps are known, which is
@@ -58,7 +58,7 @@ def container_options() -> dict[str, str]:
     """
     return {
         "movflags": "frag_keyframe+empty_moov+default_base_moof+delay_moov",
-        "frag_duration": str(FRAGMENT_US),
+        "frag_duration": str(fragment_us),
         "use_editlist": "1",
         "flush_packets": "1",
     }
@@ -77,6 +77,18 @@ def audio_pts(sample_index: int) -> int:
 def audio_samples_for(frames: int, fps: int, rate: int) -> int:
     """Audio samples that cover ``frames`` video frames exactly."""
     return frames * rate // fps
+
+
+def h264_encoder(width: int, height: int, fps: int, gop_size: int, options: dict[str, str]):
+    """A fresh libx264 encoder for one segment: it opens with an IDR frame (``options``: x264's)."""
+    import av
+
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, fps), Fraction(fps)
+    encoder.gop_size = gop_size
+    encoder.options = dict(options)
+    return encoder
 
 
 class VideoWriter:
@@ -173,15 +185,8 @@ class VideoWriter:
 
     def _start_segment(self):
         """A fresh encoder, set up as the stream's: the segment opens with an IDR frame."""
-        import av
-
-        encoder = av.CodecContext.create("libx264", "w")
-        encoder.width, encoder.height, encoder.pix_fmt = self.width, self.height, "yuv420p"
-        encoder.time_base, encoder.framerate = Fraction(1, self.fps), Fraction(self.fps)
-        encoder.gop_size = self._video.codec_context.gop_size
-        encoder.options = dict(self._x264)
-        self._encoder = encoder
-        return encoder
+        self._encoder = h264_encoder(self.width, self.height, self.fps, self._video.codec_context.gop_size, self._x264)
+        return self._encoder
 
     def _mux_video(self, packets) -> None:
         for packet in packets:

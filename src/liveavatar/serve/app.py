@@ -23,10 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from liveavatar.checks.findings import FLAGS
 from liveavatar.engines.base import Engine
 from liveavatar.errors import UserError
+from liveavatar.live.registry import SessionRegistry
+from liveavatar.live.webrtc import WebRTCConfig
 from liveavatar.serve.guard import AUTHORIZED, Guard, Policy
 from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
+from liveavatar.serve.sessions import add_session_routes
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
+from liveavatar.serve.webrtc_routes import add_routes as add_webrtc_routes
 
 SSE_HEARTBEAT_S = 1.0
 
@@ -39,6 +43,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     engine_name = resolve_engine_name(settings)
     engine_options = dataclasses.replace(settings.engine_options(), engine=engine_name)  # every job's
     queue = JobQueue(settings)
+    sessions = SessionRegistry(settings.live.max_sessions, settings.live.idle_s)  # live sessions (serve/sessions.py)
     state = {"engine": engine, "error": None}
     inspect_lock = threading.Lock()  # one submission inspected at a time: acceptance order is queue order
 
@@ -70,11 +75,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     async def lifespan(app):
         queue.recover()
         threading.Thread(target=load_engine, name="liveavatar-engine-load", daemon=True).start()
+        sessions.start()
         yield
+        await webrtc.close()
+        sessions.stop()
         queue.stop()
 
     app = FastAPI(title="liveavatar", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.queue = queue
+    app.state.sessions = sessions
+    add_session_routes(app, settings, sessions, lambda: queue.engine, engine_name)
+    webrtc = add_webrtc_routes(app, sessions, WebRTCConfig(ice_servers=settings.ice_servers))
 
     @app.exception_handler(Rejected)
     async def rejected(request, exc: Rejected):

@@ -9,7 +9,11 @@ SAMPLE_FILES = {"portrait.png": "image/png", "speech.wav": "audio/wav", "prompt.
 
 
 def page() -> str:
-    return files("liveavatar.serve").joinpath("ui.html").read_text(encoding="utf-8")
+    """ui.html with the Live tab's script (live.js) inlined: one document, so the token check that
+    guards every other path never stands between the page and its own script."""
+    here = files("liveavatar.serve")
+    live = here.joinpath("live.js").read_text(encoding="utf-8")
+    return here.joinpath("ui.html").read_text(encoding="utf-8").replace("<!-- live.js -->", f"<script>\n{live}</script>")
 
 
 def add_routes(app) -> None:

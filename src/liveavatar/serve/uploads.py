@@ -88,6 +88,14 @@ async def save_upload(form, field: str, folder: Path, suffixes: set[str], limit:
 
 def check_media_limits(image: Path, audio: Path, limits: Limits) -> None:
     """413 for a portrait with too many pixels or speech that is too long (headers only)."""
+    check_image_limits(image, limits)
+    seconds = audio_seconds(audio)
+    if seconds is not None and seconds > limits.audio_s:
+        raise Rejected(413, "audio_too_long", f"audio lasts {seconds:.1f} s; the limit is {limits.audio_s:g} s", "audio")
+
+
+def check_image_limits(image: Path, limits: Limits) -> None:
+    """413 for a portrait with too many pixels (header only)."""
     from PIL import Image
 
     try:
@@ -97,9 +105,6 @@ def check_media_limits(image: Path, audio: Path, limits: Limits) -> None:
         width = height = 0
     if width * height > limits.pixels:
         raise Rejected(413, "image_too_large", f"image is {width}x{height} = {width * height} pixels; the limit is {limits.pixels}", "image")
-    seconds = audio_seconds(audio)
-    if seconds is not None and seconds > limits.audio_s:
-        raise Rejected(413, "audio_too_long", f"audio lasts {seconds:.1f} s; the limit is {limits.audio_s:g} s", "audio")
 
 
 def audio_seconds(path: Path) -> float | None:

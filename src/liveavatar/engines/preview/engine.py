@@ -7,7 +7,7 @@ from typing import Iterator
 import numpy as np
 
 from liveavatar.config import Plan
-from liveavatar.engines.base import Inputs, Notify
+from liveavatar.engines.base import Inputs, Notify, SessionInputs
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 
 
@@ -75,6 +75,12 @@ class PreviewEngine:
                         block[j] = renderer.render(tracks.params(start + lo + j))
                     yield block
             start += count
+
+    def open_session(self, portrait: SessionInputs, plan: Plan, notify: Notify, options=None):
+        """A live session (``live.session.Session``): the same renderer, its tracks made block by block."""
+        from liveavatar.engines.preview.live import open_preview_session
+
+        return open_preview_session(portrait, plan, notify, self.style, options)
 
 
 class FrameTracks:

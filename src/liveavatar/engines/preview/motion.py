@@ -68,12 +68,22 @@ def blink_track(num_frames: int, rng: np.random.Generator, style: PreviewStyle =
 
 def smooth_noise(num_frames: int, rng: np.random.Generator, freqs: tuple[float, float] = (0.08, 0.45)) -> np.ndarray:
     """Smooth zero-mean wander in about [-1, 1]: a sum of slow sinusoids with random phases."""
-    t = np.arange(num_frames, dtype=np.float64) / FPS
-    out = np.zeros(num_frames)
-    for _ in range(4):
-        f = rng.uniform(*freqs)
-        out += rng.uniform(0.5, 1.0) * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-    return (out / 2.0).astype(np.float32)
+    return wander_at(wander_params(rng, freqs), np.arange(num_frames, dtype=np.float64) / FPS)
+
+
+def wander_params(rng: np.random.Generator, freqs: tuple[float, float] = (0.08, 0.45)) -> np.ndarray:
+    """(frequency, amplitude, phase) of the wander's 4 sinusoids, ``[4, 3]``."""
+    out = np.zeros((4, 3))
+    for k in range(4):
+        out[k] = rng.uniform(*freqs), rng.uniform(0.5, 1.0), rng.uniform(0, 2 * np.pi)
+    return out
+
+
+def wander_at(params: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The wander at times ``t`` (seconds): a function of time alone, so a live session evaluates
+    it block by block for as long as it runs, and it never drifts."""
+    f, amp, phase = params[:, 0:1], params[:, 1:2], params[:, 2:3]
+    return ((amp * np.sin(2 * np.pi * f * t[None, :] + phase)).sum(axis=0) / 2.0).astype(np.float32)
 
 
 def nod_track(loudness: np.ndarray) -> np.ndarray:

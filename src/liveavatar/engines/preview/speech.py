@@ -49,32 +49,47 @@ class MouthTrack:
 
 def frame_loudness(audio: np.ndarray, sr: int, num_frames: int, window_s: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
     """RMS level (dBFS) and spectral centroid (Hz) of a window centred on each frame time."""
+    db = np.full(num_frames, -120.0, np.float32)
+    centroid = np.zeros(num_frames, np.float32)
+    for lo in range(0, num_frames, 1024):  # a block of frames at a time: bounded memory
+        idx = np.arange(lo, min(num_frames, lo + 1024))
+        db[idx], centroid[idx] = window_levels(audio, sr, np.round(idx * sr / FPS).astype(np.int64), window_s)
+    return db, centroid
+
+
+def window_levels(audio: np.ndarray, sr: int, centres: np.ndarray, window_s: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+    """RMS level (dBFS) and spectral centroid (Hz) of windows centred on sample indices ``centres``
+    (samples outside ``audio`` count as silence). A live session calls it block by block."""
     half = int(window_s * sr / 2)
     win = np.hanning(2 * half).astype(np.float32)
     freqs = np.fft.rfftfreq(2 * half, 1 / sr).astype(np.float32)
-    db = np.full(num_frames, -120.0, np.float32)
-    centroid = np.zeros(num_frames, np.float32)
-    padded_len = len(audio)
-    for lo in range(0, num_frames, 1024):  # a block of frames at a time: bounded memory
-        idx = np.arange(lo, min(num_frames, lo + 1024))
-        centres = np.round(idx * sr / FPS).astype(np.int64)
-        offs = centres[:, None] + np.arange(-half, half)[None, :]
-        valid = (offs >= 0) & (offs < padded_len)
-        seg = np.where(valid, audio[np.clip(offs, 0, max(0, padded_len - 1))] if padded_len else 0.0, 0.0).astype(np.float32)
-        rms = np.sqrt((seg**2).mean(axis=1) + 1e-12)
-        db[idx] = 20 * np.log10(rms)
-        spec = np.abs(np.fft.rfft(seg * win, axis=1))
-        centroid[idx] = (spec * freqs).sum(axis=1) / (spec.sum(axis=1) + 1e-9)
-    return db, centroid
+    n = len(audio)
+    offs = centres[:, None] + np.arange(-half, half)[None, :]
+    valid = (offs >= 0) & (offs < n)
+    seg = np.where(valid, audio[np.clip(offs, 0, max(0, n - 1))] if n else 0.0, 0.0).astype(np.float32)
+    rms = np.sqrt((seg**2).mean(axis=1) + 1e-12)
+    spec = np.abs(np.fft.rfft(seg * win, axis=1))
+    centroid = (spec * freqs).sum(axis=1) / (spec.sum(axis=1) + 1e-9)
+    return (20 * np.log10(rms)).astype(np.float32), centroid.astype(np.float32)
 
 
 def normalise_loudness(db: np.ndarray) -> np.ndarray:
     """Map frame levels to 0..1 relative to the speech level; silence (and noise) to 0."""
-    audible = db[db > -70]
+    span = level_span(db, db[db > -70])
+    return np.zeros_like(db) if span is None else scale_loudness(db, *span)
+
+
+def level_span(db: np.ndarray, audible: np.ndarray) -> tuple[float, float] | None:
+    """(speech reference, noise floor) in dBFS from frame levels ``db`` and their audible part;
+    None without enough speech to tell."""
     if audible.size < 3:
-        return np.zeros_like(db)
+        return None
     ref = float(np.percentile(audible, 95))
     floor = max(ref - 32.0, float(np.percentile(db, 10)) + 6.0, -62.0)
+    return ref, floor
+
+
+def scale_loudness(db: np.ndarray, ref: float, floor: float) -> np.ndarray:
     return np.clip((db - floor) / max(ref - floor, 6.0), 0.0, 1.0).astype(np.float32)
 
 
@@ -121,14 +136,29 @@ def phones_reliable(phones: list[tuple[str, float, float]], loud: np.ndarray) ->
 def _fallback_shape(centroid: np.ndarray, loud: np.ndarray) -> np.ndarray:
     """Without phonemes: bright sounds spread the lips, dark ones round them."""
     speech = loud > 0.2
+    logc = np.log(np.maximum(centroid, 50.0))
+    if speech.sum() > 3:
+        return spectral_shape(logc, loud, float(logc[speech].mean()), float(logc[speech].std()))
+    return spectral_shape(logc, loud, 0.0, np.inf)
+
+
+def spectral_shape(log_centroid: np.ndarray, loud: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """Viseme targets ``[n, 4]`` from the log spectral centroid against the speech's mean and spread
+    (the whole track's offline; a running estimate live)."""
     out = np.zeros((len(loud), 4), np.float32)
     out[:, 0] = 0.8
-    if speech.sum() > 3:
-        logc = np.log(np.maximum(centroid, 50.0))
-        z = (logc - logc[speech].mean()) / (logc[speech].std() + 1e-6)
-        out[:, 1] = np.clip(0.4 * z, 0, 0.8)
-        out[:, 2] = np.clip(-0.4 * z, 0, 0.8)
+    z = (log_centroid - mean) / (std + 1e-6)
+    out[:, 1] = np.clip(0.4 * z, 0, 0.8)
+    out[:, 2] = np.clip(-0.4 * z, 0, 0.8)
     return out
+
+
+def mouth_opening(shape: np.ndarray, loud: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Viseme targets ``[n, 4]`` and loudness -> (opening before smoothing, lip spread), per frame."""
+    scale, spread, rnd, closure = shape[:, 0], shape[:, 1], shape[:, 2], shape[:, 3]
+    scale = np.maximum(scale, 0.35 * (loud > 0.25))  # never mute loud speech entirely
+    open_ = loud ** 0.8 * (0.35 + 0.65 * scale) * (1.0 - 0.85 * closure)
+    return open_, spread - rnd
 
 
 def analyse_speech(audio: np.ndarray, sr: int, num_frames: int, transcript: str | None, notify: Notify) -> MouthTrack:
@@ -157,14 +187,12 @@ def analyse_speech(audio: np.ndarray, sr: int, num_frames: int, transcript: str 
         shape = coarticulate(viseme_raster(phones, steps))[::4]
     else:
         shape = _fallback_shape(gaussian_filter1d(centroid, 1.5), loud)
-    scale, spread, rnd, closure = shape[:, 0], shape[:, 1], shape[:, 2], shape[:, 3]
-    scale = np.maximum(scale, 0.35 * (loud > 0.25))  # never mute loud speech entirely
-    open_ = loud ** 0.8 * (0.35 + 0.65 * scale) * (1.0 - 0.85 * closure)
+    open_, spread = mouth_opening(shape, loud)
     open_ = gaussian_filter1d(open_, 0.7, mode="nearest")
     open_[loud <= 0.0] = 0.0
     return MouthTrack(
         open=np.clip(open_, 0, 1).astype(np.float32),
-        spread=np.clip(spread - rnd, -1, 1).astype(np.float32),
+        spread=np.clip(spread, -1, 1).astype(np.float32),
         loudness=loud,
         source=source,
     )
