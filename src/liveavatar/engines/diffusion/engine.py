@@ -209,6 +209,13 @@ class DiffusionEngine:
                 next_motion=next_motion),
             frames, LoopState.start(plan.seed))
 
+    def open_session(self, portrait, plan: Plan, notify: Notify, options=None):
+        """A live session (``live.session.Session``) over this loaded engine: the same block loop, fed
+        block by block (engines/diffusion/live.py)."""
+        from liveavatar.engines.diffusion.live import open_diffusion_session
+
+        return open_diffusion_session(self, portrait, plan, notify, options)
+
     def _decoder(self, mode):
         from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
         from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
