@@ -45,16 +45,23 @@ class DiffusionBlockMaker:
         import torch
 
         from liveavatar.engines.diffusion.encoders.audio_window import SlidingFeatures
-        from liveavatar.engines.diffusion.encoders.conditioning import motion_from_frames, reference_latents
+        from liveavatar.engines.diffusion.encoders.conditioning import (
+            motion_from_frames,
+            reference_latents,
+        )
         from liveavatar.engines.diffusion.engine import DECODER_WARMUP_LATENTS
         from liveavatar.engines.diffusion.runtime.endless import MAX_CLIPS, EndlessPlan
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
-        from liveavatar.engines.diffusion.runtime.loop import LoopState, StepCaches, denoise_blocks
+        from liveavatar.engines.diffusion.runtime.loop import (
+            LoopState,
+            StepCaches,
+            denoise_blocks,
+        )
 
         m = engine.models
         self.engine, self.plan = engine, plan
         self.width, self.height = plan.width, plan.height
-        self.lookahead_samples = int(round(LOOKAHEAD_S * AUDIO_SAMPLE_RATE))
+        self.lookahead_samples = round(LOOKAHEAD_S * AUDIO_SAMPLE_RATE)
         frames_per_clip = plan.frames_per_clip
         if frames_per_clip % BLOCK_FRAMES:
             notify(f"note: a live session makes clips of {LIVE_FRAMES_PER_CLIP} frames (--infer_frames "

@@ -27,6 +27,31 @@ CONTEXT_S = 2.0  # past audio each window holds
 LOOKAHEAD_S = 0.32  # audio past a block's end that its features wait for
 
 
+def frames_from_hidden(hidden: torch.Tensor, first_sample: int, start_frame: int, count: int) -> torch.Tensor:
+    """wav2vec2 states ``[layers, N50, dim]`` of audio starting at global sample ``first_sample`` ->
+    features ``[1, layers, dim, count]`` of video frames ``start_frame ..``, on the exact grid: frame ``i``
+    takes the 30 Hz index ``round(1.2 i)`` as offline, i.e. the 50 Hz position ``round(1.2 i) * 5 / 3``
+    (offline, the whole-track resampling stretches this by up to a 50 Hz frame or two, with the length)."""
+    motion_index = np.round(np.arange(start_frame, start_frame + count) * MOTION_RATE / FPS)
+    position = motion_index * FEATURE_RATE / MOTION_RATE - first_sample / HOP  # 50 Hz frames into the window
+    position = np.clip(position, 0, hidden.shape[1] - 1)
+    lo = np.floor(position).astype(np.int64)
+    hi = np.minimum(lo + 1, hidden.shape[1] - 1)
+    w = torch.tensor(position - lo, dtype=torch.float32, device=hidden.device).view(1, -1, 1)
+    cols = hidden[:, lo].float() * (1 - w) + hidden[:, hi].float() * w  # [layers, count, dim]
+    return cols.permute(0, 2, 1).unsqueeze(0)
+
+
+def whole_track_states(encoder, audio: np.ndarray) -> torch.Tensor:
+    """wav2vec2 states of the whole track at once, as the offline path computes them (normalised over
+    the track): the reference the sliding window is measured against."""
+    from liveavatar.engines.diffusion.encoders.audio_features import wav2vec2_hidden_states
+
+    values = encoder.extractor(audio, sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt").input_values[0]
+    with torch.no_grad():
+        return wav2vec2_hidden_states(values, encoder.model)
+
+
 class SlidingFeatures:
     """Per-video-frame wav2vec2 features ``[1, layers, dim, n]`` for consecutive blocks of audio.
 
@@ -54,14 +79,7 @@ class SlidingFeatures:
             window = np.pad(window, (0, WINDOW - len(window)))
         hidden = self._hidden(window)  # [layers, N50, dim]
         first_sample = start_frame * self.spf - len(self.past)  # global sample index of window[0]
-        motion_index = np.round(np.arange(start_frame, start_frame + count) * MOTION_RATE / FPS)
-        position = motion_index * FEATURE_RATE / MOTION_RATE - first_sample / HOP  # 50 Hz frames into the window
-        position = np.clip(position, 0, hidden.shape[1] - 1)
-        lo = np.floor(position).astype(np.int64)
-        hi = np.minimum(lo + 1, hidden.shape[1] - 1)
-        w = torch.tensor(position - lo, dtype=torch.float32, device=hidden.device).view(1, -1, 1)
-        cols = hidden[:, lo].float() * (1 - w) + hidden[:, hi].float() * w  # [layers, count, dim]
-        self.columns = cols.permute(0, 2, 1).unsqueeze(0).to(self.device, self.dtype)
+        self.columns = frames_from_hidden(hidden, first_sample, start_frame, count).to(self.device, self.dtype)
         self.first_column = start_frame
         self.past = np.concatenate([self.past, shown])[-self.context:] if self.context else np.zeros(0, np.float32)
         return self.columns
