@@ -196,6 +196,9 @@ class Session:
                     self._enqueue(tail)
                 self._resampler = StreamResampler(rate, self.sample_rate)
             samples = self._resampler.push(samples)
+        elif self._resampler is not None:  # back at the session's rate: the resampler's tail goes first
+            self._enqueue(self._resampler.flush())
+            self._resampler = None
         self._enqueue(samples)
 
     def _enqueue(self, samples: np.ndarray) -> None:
