@@ -1,6 +1,6 @@
 """Live sessions: speech pushed as it is spoken, frames made as they can be (one timeline per session).
 
-``session.py`` holds what every engine's session shares (the timeline, the speech queue, barge-in,
-events); each engine supplies only a :class:`~liveavatar.live.session.BlockMaker` through its
+``session.py`` gives what every engine's session shares (the timeline, the speech queue, barge-in,
+events; defined in engines/session.py); each engine supplies only a BlockMaker through its
 ``open_session``. Transports (WebSocket, WebRTC, LiveKit, Pipecat) move audio in and blocks out.
 """

@@ -214,7 +214,7 @@ class DiffusionEngine:
         block by block (engines/diffusion/live.py)."""
         from liveavatar.engines.diffusion.live import open_diffusion_session
 
-        return open_diffusion_session(self, portrait, plan, notify, options)
+        return open_diffusion_session(self, portrait, plan, notify, options, DECODER_WARMUP_LATENTS)
 
     def _decoder(self, mode):
         from liveavatar.engines.diffusion.vae.vae import StreamingDecoder

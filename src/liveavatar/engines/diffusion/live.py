@@ -37,11 +37,11 @@ class _EveryClip:
 
 
 class DiffusionBlockMaker:
-    """``live.session.BlockMaker`` over a loaded :class:`DiffusionEngine`."""
+    """``engines.session.BlockMaker`` over a loaded :class:`DiffusionEngine`."""
 
     block_frames = BLOCK_FRAMES
 
-    def __init__(self, engine, portrait: np.ndarray, plan: Plan, notify: Notify) -> None:
+    def __init__(self, engine, portrait: np.ndarray, plan: Plan, notify: Notify, warmup_latents: int) -> None:
         import torch
 
         from liveavatar.engines.diffusion.encoders.audio_window import SlidingFeatures
@@ -49,7 +49,6 @@ class DiffusionBlockMaker:
             motion_from_frames,
             reference_latents,
         )
-        from liveavatar.engines.diffusion.engine import DECODER_WARMUP_LATENTS
         from liveavatar.engines.diffusion.runtime.endless import MAX_CLIPS, EndlessPlan
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
         from liveavatar.engines.diffusion.runtime.loop import (
@@ -75,7 +74,7 @@ class DiffusionBlockMaker:
                                 latent_hw=(plan.height // 8, plan.width // 8), sample_steps=plan.sample_steps,
                                 sample_shift=plan.sample_shift, seed=plan.seed, rolling_sink=plan.enable_online_decode)
         decoder = engine._decoder(engine.mode)
-        decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
+        decoder.decode_next(motion[:, :, :warmup_latents])  # primed as for a file (engine.DECODER_WARMUP_LATENTS)
         self.frames = BlockFrames(decoder, True, [], True)
         self.frames.remaining = _EveryClip(frames_per_clip)  # (a list would need one entry per clip)
         steps = tuple(range(plan.sample_steps))
@@ -126,9 +125,11 @@ class DiffusionBlockMaker:
         self.blocks = self.frames = self.features = None
 
 
-def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: Notify, options=None):
-    """A :class:`liveavatar.live.session.Session` over a loaded diffusion engine."""
-    from liveavatar.live.session import Session, SessionOptions
+def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: Notify, options=None,
+                           warmup_latents: int = 7):
+    """A :class:`liveavatar.engines.session.Session` over a loaded diffusion engine (which passes its
+    decoder warm-up, so this module never imports engine.py: engine.py imports it)."""
+    from liveavatar.engines.session import Session, SessionOptions
     from liveavatar.media.image import fit_to_size
 
     options = options or SessionOptions()
@@ -139,5 +140,5 @@ def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: 
         raise UserError("--num_gpus_dit", "live sessions run the DiT on one GPU", "use --num_gpus_dit 1")
     for line in engine.load_message.splitlines():
         notify(line)
-    maker = DiffusionBlockMaker(engine, fit_to_size(portrait.image, plan.height, plan.width), plan, notify)
+    maker = DiffusionBlockMaker(engine, fit_to_size(portrait.image, plan.height, plan.width), plan, notify, warmup_latents)
     return Session(maker, options, engine="diffusion")
