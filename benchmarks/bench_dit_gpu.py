@@ -96,8 +96,10 @@ def fill_ring(cache, torch, seed) -> None:
 
 def run_one(model, torch, ring, num_steps=4):
     """A fresh set-up for a small model: returns one full-window denoise_block output."""
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
+
     inp = make_inputs(model, torch)
-    sink, caches = model.new_caches(num_steps, ring_tokens=ring, sink_tokens=2800)
+    sink, caches = new_caches(model, num_steps, ring_tokens=ring, sink_tokens=2800)
     text = model.encode_text(inp["text_raw"])
     model.prefill_sink(sink, inp["ref"], inp["motion"], text)
     fill_ring(caches[0], torch, 7)
@@ -108,6 +110,7 @@ def run_one(model, torch, ring, num_steps=4):
 def bench_dit(args, torch, emit) -> None:
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     torch._dynamo.config.cache_size_limit = 64
     if args.sanity:
@@ -119,7 +122,7 @@ def bench_dit(args, torch, emit) -> None:
     p_tok = (H // 2) * (W // 2)
     block = FRAMES * p_tok
     ring = 4 * block
-    sink, caches = model.new_caches(4, ring_tokens=ring, sink_tokens=2800)
+    sink, caches = new_caches(model, 4, ring_tokens=ring, sink_tokens=2800)
     inp = make_inputs(model, torch)
     text = model.encode_text(inp["text_raw"])
     model.prefill_sink(sink, inp["ref"], inp["motion"], text)

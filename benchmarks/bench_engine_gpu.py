@@ -10,7 +10,6 @@ timed per 12-frame block as a user's run would be.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import tempfile
@@ -31,6 +30,7 @@ def tiny_engine_checks() -> None:
     from liveavatar.engines.diffusion.engine import DiffusionEngine
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.planning import make_plan
+    from liveavatar.planning.fit import unplanned
     from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
     ckpt, lora = write_tiny_checkpoint(Path(tempfile.mkdtemp()))
@@ -44,7 +44,7 @@ def tiny_engine_checks() -> None:
         os.environ["ENABLE_COMPILE"] = env
         cfg = GenerateConfig(image=Path("x"), audio=Path("y"), prompt="a person talking", size="256*256", ckpt_dir=ckpt,
                              lora_path_dmd=lora, infer_frames=24, **kw).resolve()
-        engine = DiffusionEngine.from_config(cfg, resolve_layout(ckpt, lora))
+        engine = DiffusionEngine.from_config(cfg, resolve_layout(ckpt, lora), unplanned(bool(cfg.fp8)))
         plan = make_plan(cfg, inputs, "diffusion")
         t0 = time.perf_counter()
         frames = np.concatenate(list(engine.generate(inputs, plan, print)))

@@ -32,20 +32,20 @@ GIB = 2**30
 
 def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
     from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
+    from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches, denoise_blocks
-    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
     from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
+    from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
     from liveavatar.planning.memory import estimate
 
     cuda = device.type == "cuda"
     h, w = work.latent_hw
-    plan = LoopPlan(frames_per_clip=work.frames_per_clip, num_clips=clips, latent_hw=(h, w),
-                    sample_steps=work.steps, sample_shift=3.0, seed=0)
+    plan = LoopPlan.for_size(work.height, work.width, work.frames_per_clip, work.steps, num_clips=clips)
     dtype = dit.dtype
     text = dit.encode_text(torch.randn(min(120, dit.config.text_len), dit.config.text_dim, device=device))
     audio = torch.randn(1, 25, dit.config.audio_dim, clips * plan.frames_per_clip, device=device, dtype=dtype)
-    ref = torch.randn(1, 16, 1, h, w, device=device, dtype=dtype)
-    motion = torch.randn(1, 16, 19, h, w, device=device, dtype=dtype)
+    ref = torch.randn(1, LATENT_CHANNELS, 1, h, w, device=device, dtype=dtype)
+    motion = torch.randn(1, LATENT_CHANNELS, 19, h, w, device=device, dtype=dtype)
     per_pass = 1 if cuda else 0
     decoder = (TiledStreamingDecoder(vae, mode.decode_tiles, latents_per_pass=per_pass, compile=cuda)
                if mode.decode_tiles > 1 else StreamingDecoder(vae, latents_per_pass=per_pass, compile=cuda))
@@ -74,12 +74,12 @@ def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
 
 def main() -> None:
     from bench_dit_gpu import init_random
-
+    from liveavatar.engines.diffusion.loading.precision import model_dtype
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
     from liveavatar.engines.diffusion.vae.vae import VAEConfig, build_vae
-    from liveavatar.planning.memory import MODES, Workload, choose
+    from liveavatar.planning.memory import FP8_WEIGHTS, Workload, choose
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=2)
@@ -92,7 +92,7 @@ def main() -> None:
     config = DiTConfig.tiny() if args.tiny else DiTConfig.wan_s2v_14b()
     height, width = (128, 128) if args.tiny else (384, 704)
     vae_config = VAEConfig(dim=4) if args.tiny else VAEConfig.wan21()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = model_dtype(device)
     torch.manual_seed(0)
     dit = CausalS2VDiT(config, dtype=dtype, device="meta")
     dit.to_empty(device=device)
@@ -104,7 +104,7 @@ def main() -> None:
     vae = build_vae(vae_config, device=device, dtype=dtype)
     work = Workload(config, height, width, 48, 4, num_frames=args.clips * 48, lora=False,
                     value_bytes=torch.finfo(dtype).bits // 8, vae_dim=vae_config.dim)
-    results = [run_mode(dit, vae, MODES[1], work, args.clips, device)]
+    results = [run_mode(dit, vae, FP8_WEIGHTS, work, args.clips, device)]
     capped = choose(work, int(args.cap_gib * GIB), fp8_weights=True)
     print(f"planner for {args.cap_gib} GiB: {capped.mode.name} ({capped.reason})", flush=True)
     if device.type == "cuda":

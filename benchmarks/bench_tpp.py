@@ -62,6 +62,7 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
 
     import torch
 
+    from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches
@@ -73,9 +74,9 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
     caches = StepCaches.allocate(dit, plan, (0,))
     h, w = latent_hw
     text = dit.encode_text(torch.randn(5, config.text_dim, device=device))
-    ref, motion = torch.randn(1, 16, 1, h, w, device=device), torch.randn(1, 16, 19, h, w, device=device)
+    ref, motion = torch.randn(1, LATENT_CHANNELS, 1, h, w, device=device), torch.randn(1, LATENT_CHANNELS, 19, h, w, device=device)
     audio = torch.randn(1, 25, config.audio_dim, 12, device=device)
-    x = torch.randn(1, 16, 3, h, w, device=device, dtype=dtype)
+    x = torch.randn(1, LATENT_CHANNELS, 3, h, w, device=device, dtype=dtype)
     times = []
     with torch.no_grad():
         dit.prefill_sink(caches.sink, ref, motion, text)
@@ -91,6 +92,9 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
 def main() -> None:
     import torch
 
+    from liveavatar.engines.diffusion import latents
+    from liveavatar.engines.diffusion.loading.precision import model_dtype
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dim", type=int, default=256, help="DiT width (14B: 5120)")
     parser.add_argument("--layers", type=int, default=4, help="DiT depth (14B: 40)")
@@ -101,15 +105,15 @@ def main() -> None:
     args = parser.parse_args()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = "cuda" if gpus else "cpu"
-    dtype = torch.bfloat16 if gpus else torch.float32
+    dtype = model_dtype(device)
     width, height = (int(v) for v in args.size.split("*"))
-    latent_hw = (height // 8, width // 8)
+    latent_hw = latents.latent_hw(height, width)
     machine = torch.cuda.get_device_name(0) if gpus else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
     step = step_time_s(args.dim, args.layers, latent_hw, device, dtype, args.calls)
     backend = "nccl" if gpus >= 2 else "gloo"
-    shape = (1, 16, 3, *latent_hw)
+    shape = (1, latents.LATENT_CHANNELS, 3, *latent_hw)
     send = send_cost_ms(backend, shape, "bfloat16" if gpus else "float32", args.rounds)
-    kib = 16 * 3 * latent_hw[0] * latent_hw[1] * (2 if gpus else 4) / 1024
+    kib = latents.LATENT_CHANNELS * 3 * latent_hw[0] * latent_hw[1] * (2 if gpus else 4) / 1024
     print(f"machine: {machine}; torch {torch.__version__}; DiT dim {args.dim} x {args.layers} layers at {args.size}")
     print(f"one denoising step of one block: {step * 1000:.1f} ms (median of {args.calls})")
     print(f"one block's latents ({kib:.0f} KiB) from one worker to the next over {backend}: {send:.3f} ms "

@@ -63,7 +63,7 @@ def main() -> None:
         stream.decode_next(blocks[0])  # a first block, so that compilation is not timed
         times, frames = [], []
         for block in blocks[1:]:
-            seconds, out = timed(lambda b=block: stream.decode_next(b))
+            seconds, out = timed(lambda b=block, s=stream: s.decode_next(b))
             assert out.shape[2] == 12
             times.append(seconds)
             frames.append(out)

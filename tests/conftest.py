@@ -44,8 +44,11 @@ class FlatEngine:
 
     name = "preview"
 
-    def generate(self, inputs, plan, notify):
-        for count in plan.clip_frame_counts():
+    def __init__(self) -> None:
+        self.resume_states: dict[int, dict] = {}  # no state: nothing for a resumed run to compare
+
+    def generate(self, inputs, plan, notify, start_clip=0, memory=None):
+        for count in plan.clip_frame_counts()[start_clip:]:
             yield np.full((count, plan.height, plan.width, 3), 90, np.uint8)
 
 

@@ -57,3 +57,23 @@ def test_doctor_two_worker_collective_over_gloo(capsys):
     code, report = _report(capsys)
     checks = {c["name"]: c for c in report["checks"]}
     assert code == 0 and checks["collective"]["status"] == "ok" and "gloo" in checks["collective"]["message"]
+
+
+def test_doctor_compares_each_gpu_with_its_own_workers_plan():
+    from liveavatar.doctor import Request, worker_memory_checks
+
+    gib = 2**30
+    five = Request(num_gpus_dit=4, sample_steps=4, size="704*384", infer_frames=48, fp8=False, ckpt_dir=None,
+                   enable_vae_parallel=True)
+    checks = worker_memory_checks(five, [(24 * gib, 24 * gib)] * 5)
+    assert [c.name for c in checks] == [f"memory gpu{g}" for g in (1, 2, 3, 4, 0)]  # the decoding process keeps GPU 0
+    assert all(c.status == "ok" for c in checks) and "worker 4 (decode)" in checks[-1].message
+    # GPU 3 has less free (another job on it): only the worker planned there fails
+    cards = [(24 * gib, 24 * gib)] * 5
+    cards[3] = (12 * gib, 24 * gib)
+    checks = {c.name: c for c in worker_memory_checks(five, cards)}
+    assert checks["memory gpu3"].status == "fail" and "worker 2 (DiT step 2)" in checks["memory gpu3"].message
+    assert checks["memory gpu3"].fix and all(c.status == "ok" for n, c in checks.items() if n != "memory gpu3")
+    # no GPU: what each worker needs, the decode worker included
+    (info,) = worker_memory_checks(five, [])
+    assert info.status == "info" and info.message.count("GiB") == 5 and "worker 4 (decode)" in info.message

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from liveavatar.cli import build_parser, main
-from liveavatar.commands.options import add_generate_options, config_from_args, help_text
+from liveavatar.options import add_generate_options, config_from_args, help_text
 from liveavatar.config import GenerateConfig, inert_flag_notes
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -96,10 +96,10 @@ def test_dry_run_diffusion_keeps_the_sampling_settings(capsys, portrait_path, sp
 
 
 def test_serve_takes_generates_engine_flags():
-    from liveavatar.commands.serve import ENGINE_OPTIONS
+    from liveavatar.config import ENGINE_OPTION, in_group
 
     sub = build_parser()._subparsers._group_actions[0].choices
-    for name in ENGINE_OPTIONS:
+    for name in in_group(ENGINE_OPTION):
         serve_help = next(a.help for a in sub["serve"]._actions if f"--{name}" in a.option_strings)
         generate_help = next(a.help for a in sub["generate"]._actions if f"--{name}" in a.option_strings)
         assert serve_help == generate_help
@@ -108,7 +108,7 @@ def test_serve_takes_generates_engine_flags():
 
 
 def test_server_form_fields_parse_as_the_flags_do():
-    from liveavatar.commands.options import value_parser
+    from liveavatar.options import value_parser
 
     assert value_parser("enable_online_decode")("no") is False and value_parser("num_clip")("3") == 3
     assert value_parser("preset")("quick") == "quick"

@@ -20,11 +20,14 @@ class StripesEngine:
 
     def __init__(self, fail_after_clips: int | None = None):
         self.fail_after_clips = fail_after_clips
+        self.resume_states: dict[int, dict] = {}
 
-    def generate(self, inputs, plan, notify):
+    def generate(self, inputs, plan, notify, start_clip=0, memory=None):
         for clip, count in enumerate(plan.clip_frame_counts()):
             if self.fail_after_clips is not None and clip == self.fail_after_clips:
                 raise RuntimeError("CUDA out of memory (simulated)")
+            if clip < start_clip:
+                continue
             frames = np.zeros((count, plan.height, plan.width, 3), np.uint8)
             frames[:, :, :, 1] = 80
             yield frames
@@ -133,3 +136,19 @@ def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path,
     out = pipeline.run(dataclasses.replace(config, resume=True), say=lambda _: None, notify=lambda _: None, hooks=hooks).path
     assert out == tmp_path / "v.mp4" and seen[-1].frames_done == seen[-1].frames_total
     assert seen[0].frames_done == 72
+
+
+def test_prepare_is_what_the_dry_run_prints(capsys, portrait_path, speech_path):
+    """One prepare for the dry run, the real run and the server: its summary is the dry run's JSON."""
+    from liveavatar import pipeline
+    from liveavatar.config import GenerateConfig
+
+    args = ["--image", str(portrait_path), "--audio", str(speech_path), "--engine", "diffusion", "--preset", "quick"]
+    assert main(["generate", *args, "--dry_run"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    notes: list[str] = []
+    config = GenerateConfig(image=portrait_path, audio=speech_path, engine="diffusion", preset="quick")
+    prepared = pipeline.prepare(config, notes.append, checks=False)
+    assert prepared.summary() == printed
+    assert prepared.engine == "diffusion" and prepared.inputs.audio_seconds > 1
+    assert prepared.memory is not None and prepared.memory.mode.name == printed["memory"]["mode"]

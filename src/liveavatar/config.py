@@ -4,31 +4,45 @@ Each generate option is one field of :class:`GenerateConfig`; its flag, help tex
 default live in that field's metadata (see :func:`option`), and the CLI, its help and the
 ``note:`` lines about flags an engine ignores are all built from them. Adding a flag means adding
 one field here.
+
+Each field also declares, once, the groups it belongs to (``groups=`` in :func:`option`): whether it
+builds the engine (the server keeps that resident), whether a server request may set it, whether it
+changes the video (the resume identity) and whether ``doctor`` asks for it. Every list of option
+names elsewhere is derived from those tags through :func:`in_group`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from liveavatar.commands.argtypes import any_int, number, positive_int
+from liveavatar.argtypes import any_int, gib_list, number, positive_int
 from liveavatar.errors import UserError
-from liveavatar.sizing import parse_size
+from liveavatar.sizing import DEFAULT_SIZE, parse_size
 
 ENGINES = ("preview", "diffusion")
 RANDOM_SEED = -1  # upstream's "pick a random seed"
 MAX_SEED = 2**63 - 1  # torch and numpy generators both take it
 MAX_SAMPLE_STEPS = 8
 DISTILLED_STEPS = 4  # the Live Avatar LoRA was distilled for 4 steps at shift 3
+DISTILLED_SHIFT = 3.0
+
+# The groups a GenerateConfig field may declare (option(groups=...)).
+ENGINE_OPTION = "engine_option"  # chooses or builds the engine: `serve` takes it at start, for every job
+PER_REQUEST = "per_request"  # a server request may set it (by its CLI name)
+IDENTITY = "identity"  # changes the video: part of the resume identity, repeated by the "finish" command
+DOCTOR = "doctor"  # describes the planned run that `liveavatar doctor` checks
+GROUPS = (ENGINE_OPTION, PER_REQUEST, IDENTITY, DOCTOR)
 
 
 def option(default: Any = None, *, help: str, type: Callable[[str], Any] | None = None, kind: str = "value",
            fallback: Any = None, shown: str | None = None, choices: tuple[str, ...] | None = None,
            required: bool = False, metavar: str | None = None, engines: tuple[str, ...] = ENGINES,
-           cuda_only: bool = False) -> Any:
+           cuda_only: bool = False, groups: tuple[str, ...] = (), doctor_default: Any = None) -> Any:
     """A config field that is also a ``generate`` flag (``--<field name>``).
 
     ``kind``: "value" (takes a value), "bool" (``--flag`` or ``--flag False``, upstream's str2bool)
@@ -36,9 +50,15 @@ def option(default: Any = None, *, help: str, type: Callable[[str], Any] | None 
     preset sets it (the field itself then defaults to ``None`` = "not given"); ``shown`` replaces
     the "(default ...)" the help text otherwise gets from the default or fallback. ``engines`` and
     ``cuda_only`` say where the flag has an effect; elsewhere giving it prints a ``note:`` line.
+    ``groups``: the lists the option belongs to (see GROUPS); ``doctor_default``: what ``doctor``
+    assumes when the flag is not given, where that differs from the run's own default.
     """
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown option groups {sorted(unknown)}; known: {GROUPS}")
     meta = {"help": help, "type": type, "kind": kind, "fallback": fallback, "shown": shown, "choices": choices,
-            "required": required, "metavar": metavar, "engines": engines, "cuda_only": cuda_only}
+            "required": required, "metavar": metavar, "engines": engines, "cuda_only": cuda_only,
+            "groups": frozenset(groups), "doctor_default": doctor_default}
     if required:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -58,7 +78,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "quick": Preset(size="384*256", num_clip=10, sample_steps=3, infer_frames=32, enable_online_decode=False),
     "standard": Preset(size="688*368", num_clip=100, sample_steps=4, infer_frames=48, enable_online_decode=True),
-    "high": Preset(size="704*384", num_clip=1000, sample_steps=5, infer_frames=48, enable_online_decode=True),
+    "high": Preset(size=DEFAULT_SIZE, num_clip=1000, sample_steps=5, infer_frames=48, enable_online_decode=True),
 }
 
 DIFFUSION = ("diffusion",)
@@ -71,47 +91,58 @@ class GenerateConfig:
     ``None`` means "not given": presets and fallbacks fill those in through :meth:`resolve`.
     """
 
-    image: Path = option(required=True, type=Path, help="reference portrait (JPG or PNG)")
-    audio: Path = option(required=True, type=Path, help="driving speech (WAV or MP3)")
-    prompt: str = option("", metavar="PROMPT", shown="empty",
+    image: Path = option(required=True, type=Path, groups=(IDENTITY,), help="reference portrait (JPG or PNG)")
+    audio: Path = option(required=True, type=Path, groups=(IDENTITY,), help="driving speech (WAV or MP3)")
+    prompt: str = option("", metavar="PROMPT", shown="empty", groups=(IDENTITY,),
                          help="text describing the character, action, scene and style (or @file.txt)")
-    size: str | None = option(fallback="704*384", metavar='"W*H"',
+    size: str | None = option(fallback=DEFAULT_SIZE, metavar='"W*H"', groups=(PER_REQUEST, IDENTITY, DOCTOR),
                               help="target area; the output keeps the portrait's aspect")
-    num_clip: int | None = option(type=positive_int, shown="as many as the audio needs", help="at most this many clips")
-    infer_frames: int | None = option(type=any_int, fallback=48, help="video frames per clip, a multiple of 4")
+    num_clip: int | None = option(type=positive_int, shown="as many as the audio needs", groups=(PER_REQUEST, IDENTITY),
+                                  help="at most this many clips")
+    infer_frames: int | None = option(type=any_int, fallback=48, groups=(PER_REQUEST, IDENTITY, DOCTOR),
+                                      help="video frames per clip, a multiple of 4")
     sample_steps: int | None = option(type=any_int, fallback=DISTILLED_STEPS, engines=DIFFUSION,
-                                      help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}")
-    sample_shift: float = option(3.0, type=number, engines=DIFFUSION, help="flow-matching time shift")
+                                      groups=(PER_REQUEST, IDENTITY, DOCTOR), help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}")
+    sample_shift: float = option(DISTILLED_SHIFT, type=number, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
+                                 help="flow-matching time shift")
     # its own warning (pipeline) says why it is ignored, so no engine note as well
-    sample_guide_scale: float = option(0.0, type=number, help="accepted for compatibility; the distilled model uses no guidance")
-    base_seed: int = option(420, type=any_int, help="random seed; -1 picks one and prints it")
-    enable_online_decode: bool | None = option(kind="bool", fallback=True, engines=DIFFUSION,
+    sample_guide_scale: float = option(0.0, type=number, groups=(PER_REQUEST,),
+                                       help="accepted for compatibility; the distilled model uses no guidance")
+    base_seed: int = option(420, type=any_int, groups=(PER_REQUEST, IDENTITY),
+                            help="random seed; -1 picks one and prints it")
+    enable_online_decode: bool | None = option(kind="bool", fallback=True, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
                                                help="decode each block as soon as it is denoised")
-    offload_model: bool | None = option(kind="bool", shown="on", engines=DIFFUSION, cuda_only=True,
+    offload_model: bool | None = option(kind="bool", shown="on", engines=DIFFUSION, cuda_only=True, groups=(ENGINE_OPTION,),
                                         help="text and audio encoders on the GPU only while they encode")
-    fp8: bool = option(False, kind="bool", engines=DIFFUSION, cuda_only=True, help="FP8 linear layers (Hopper/Ada GPUs)")
+    fp8: bool = option(False, kind="bool", engines=DIFFUSION, cuda_only=True, groups=(ENGINE_OPTION, IDENTITY, DOCTOR),
+                       help="FP8 linear layers (Hopper/Ada GPUs)")
     ckpt_dir: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/Wan2.2-S2V-14B",
-                                   help="the Wan2.2-S2V-14B folder")
-    lora_path_dmd: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/LiveAvatar",
+                                   groups=(ENGINE_OPTION, IDENTITY, DOCTOR), help="the Wan2.2-S2V-14B folder")
+    lora_path_dmd: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/LiveAvatar", groups=(ENGINE_OPTION, IDENTITY),
                                         help="the Live Avatar LoRA file or folder")
-    num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION,
+    # doctor checks a multi-GPU machine: it plans for the guide's 4 workers unless told otherwise
+    num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION, groups=(ENGINE_OPTION, DOCTOR), doctor_default=4,
                                help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)")
-    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left",
+    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION, DOCTOR),
                                               help="with --num_gpus_dit > 1: one more worker only decodes")
     save_file: Path | None = option(type=Path, shown="output/<date>_<steps>step_<prompt>.mp4", help="output .mp4")
     engine: str | None = option(choices=ENGINES, shown="diffusion when a complete checkpoint is configured, else preview",
-                                help="which engine runs")
-    preset: str | None = option(choices=tuple(sorted(PRESETS)), shown="none", help="the guide's presets (explicit flags win)")
-    transcript: str | None = option(engines=("preview",), shown="none",
+                                groups=(ENGINE_OPTION, IDENTITY), help="which engine runs")
+    preset: str | None = option(choices=tuple(sorted(PRESETS)), shown="none", groups=(PER_REQUEST,),
+                                help="the guide's presets (explicit flags win)")
+    transcript: str | None = option(engines=("preview",), shown="none", groups=(PER_REQUEST, IDENTITY),
                                     help="what the speech says (exact lip timing by forced alignment)")
-    gpu_memory: float | None = option(type=number, engines=DIFFUSION, shown="what CUDA reports free",
-                                      help="GiB per GPU the memory planner fits the run into")
+    # several GPUs of different sizes: one budget per GPU (a multi-GPU run plans each worker for its own)
+    gpu_memory: tuple[float, ...] | None = option(type=gib_list, engines=DIFFUSION, shown="what CUDA reports free on each",
+                                                  groups=(ENGINE_OPTION,), metavar="GIB[,GIB...]",
+                                                  help="GiB per GPU the memory planner fits the run into: one number for "
+                                                       "every GPU, or one per GPU in device order")
     skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
     overwrite: bool = option(False, kind="switch", help="replace an existing output file")
     resume: bool = option(False, kind="switch",
                           help="continue the interrupted run of --save_file (same arguments) where it stopped")
 
-    def resolve(self) -> "GenerateConfig":
+    def resolve(self) -> GenerateConfig:
         """Fill unset values from the preset, then from each field's fallback, and validate."""
         preset = PRESETS[self.preset] if self.preset else None
         filled = {}
@@ -134,27 +165,100 @@ class GenerateConfig:
                 if f.default is not dataclasses.MISSING and getattr(self, f.name) != f.default]
 
     def validate(self) -> None:
-        if self.size is not None:
-            parse_size(self.size)
-        if self.num_clip is not None and self.num_clip <= 0:
-            raise UserError("--num_clip", f"{self.num_clip} clips requested", "give a positive number of clips, or leave it out to follow the audio")
-        if self.infer_frames is not None:
-            if self.infer_frames <= 0:
-                raise UserError("--infer_frames", f"{self.infer_frames} frames per clip", "give a positive multiple of 4, e.g. 48")
-            if self.infer_frames % 4:
-                raise UserError("--infer_frames", f"{self.infer_frames} is not a multiple of 4", "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48")
-        if self.sample_steps is not None and not 1 <= self.sample_steps <= MAX_SAMPLE_STEPS:
-            raise UserError("--sample_steps", f"{self.sample_steps} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses {DISTILLED_STEPS})")
-        if not 0 <= self.base_seed <= MAX_SEED and self.base_seed != RANDOM_SEED:
-            raise UserError("--base_seed", f"{self.base_seed} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
-        if self.sample_shift <= 0:
-            raise UserError("--sample_shift", f"{self.sample_shift} is not positive", "give a positive shift, e.g. 3")
-        if self.gpu_memory is not None and not self.gpu_memory > 0:
-            raise UserError("--gpu_memory", f"{self.gpu_memory} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24")
-        if self.num_gpus_dit <= 0:
-            raise UserError("--num_gpus_dit", f"{self.num_gpus_dit} GPUs", "give a positive number of GPUs")
-        if self.engine is not None and self.engine not in ENGINES:
-            raise UserError("--engine", f'"{self.engine}" is not an engine', f"use one of: {', '.join(ENGINES)}")
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name))
+
+
+def check_value(name: str, value: Any) -> None:
+    """UserError when option ``name`` cannot take ``value`` (``None``, "not given", always can).
+
+    One place for the limits, so every front-end (generate, serve, doctor) refuses the same values."""
+    if value is None:
+        return
+    if name == "size":
+        parse_size(value)
+    elif name == "num_clip" and value <= 0:
+        raise UserError("--num_clip", f"{value} clips requested", "give a positive number of clips, or leave it out to follow the audio")
+    elif name == "infer_frames" and value <= 0:
+        raise UserError("--infer_frames", f"{value} frames per clip", "give a positive multiple of 4, e.g. 48")
+    elif name == "infer_frames" and value % 4:
+        raise UserError("--infer_frames", f"{value} is not a multiple of 4",
+                        "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48")
+    elif name == "sample_steps" and not 1 <= value <= MAX_SAMPLE_STEPS:
+        raise UserError("--sample_steps", f"{value} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses {DISTILLED_STEPS})")
+    elif name == "base_seed" and not 0 <= value <= MAX_SEED and value != RANDOM_SEED:
+        raise UserError("--base_seed", f"{value} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
+    elif name == "sample_shift" and value <= 0:
+        raise UserError("--sample_shift", f"{value} is not positive", "give a positive shift, e.g. 3")
+    elif name == "gpu_memory" and not all(v > 0 for v in (value if isinstance(value, (tuple, list)) else (value,))):
+        raise UserError("--gpu_memory", f"{value} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24 or 24,24,80")
+    elif name == "num_gpus_dit" and value <= 0:
+        raise UserError("--num_gpus_dit", f"{value} GPUs", "give a positive number of GPUs")
+    elif name == "engine" and value not in ENGINES:
+        raise UserError("--engine", f'"{value}" is not an engine', f"use one of: {', '.join(ENGINES)}")
+
+
+def option_fields() -> tuple[dataclasses.Field, ...]:
+    """GenerateConfig's fields in declaration order: each one is a flag ``--<name>`` (the one source
+    every option list below reads)."""
+    return dataclasses.fields(GenerateConfig)
+
+
+def in_group(group: str) -> tuple[str, ...]:
+    """The names of the options that declare ``group`` (one of GROUPS), in declaration order."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown option group {group!r}; known: {GROUPS}")
+    return tuple(f.name for f in option_fields() if group in f.metadata["groups"])
+
+
+def unset_value(f: dataclasses.Field) -> Any:
+    """What option ``f`` is when nobody sets it: its fallback, else its default (None when required)."""
+    if f.metadata["fallback"] is not None:
+        return f.metadata["fallback"]
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def doctor_defaults() -> dict[str, Any]:
+    """The planned run `doctor` assumes: each DOCTOR option's doctor_default, else its unset value."""
+    out = {}
+    for f in option_fields():
+        if DOCTOR in f.metadata["groups"]:
+            meta = f.metadata
+            out[f.name] = meta["doctor_default"] if meta["doctor_default"] is not None else unset_value(f)
+    return out
+
+
+class _EngineOptionsMethods:
+    """The methods of :data:`EngineOptions` (its fields are generated from the tags below)."""
+
+    # A resident engine serves every step count: each request's own is checked when it is planned.
+    sample_steps = None
+
+    @classmethod
+    def of(cls, source: Any) -> Any:
+        """The engine options of ``source``: a GenerateConfig, or a namespace parsed by generate's flags."""
+        return cls(**{f.name: getattr(source, f.name) for f in dataclasses.fields(cls)})
+
+    def values(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def config(self, **request: Any) -> GenerateConfig:
+        """The GenerateConfig of one run on this engine: these options plus the request's (which may
+        not repeat an engine option: that is a TypeError, not a silent override)."""
+        return GenerateConfig(**self.values(), **request)
+
+
+def engine_options_type() -> type:
+    """A frozen record of GenerateConfig's ENGINE_OPTION fields (same names, types and defaults),
+    built from the tags so a newly tagged option is in it without a second list."""
+    fields = [(f.name, f.type, dataclasses.field(default=f.default)) for f in option_fields()
+              if ENGINE_OPTION in f.metadata["groups"]]
+    return dataclasses.make_dataclass("EngineOptions", fields, bases=(_EngineOptionsMethods,), frozen=True,
+                                      namespace={"__module__": __name__})
+
+
+# What `serve` keeps for its resident engine and builds every job's GenerateConfig from (see above).
+EngineOptions = engine_options_type()
 
 
 def inert_flag_notes(config: GenerateConfig, engine: str, device: str) -> list[str]:

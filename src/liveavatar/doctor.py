@@ -15,6 +15,8 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
+from liveavatar.config import doctor_defaults
+
 UPSTREAM_PORT = 29103  # upstream's scripts rendezvous here (torchrun --master_port 29103)
 NCCL_VARIABLES = {
     "NCCL_P2P_DISABLE": "1 routes GPU-to-GPU sends through host memory (slower); unset it unless peer access fails",
@@ -27,6 +29,7 @@ NCCL_VARIABLES = {
     "CUDA_VISIBLE_DEVICES": "which GPUs this process sees",
 }
 COLLECTIVE_TIMEOUT_S = 60
+PLANNED = doctor_defaults()  # the run doctor assumes, declared with GenerateConfig's DOCTOR options
 
 
 @dataclass(frozen=True)
@@ -39,14 +42,15 @@ class Check:
 
 @dataclass(frozen=True)
 class Request:
-    """The run the user plans: memory is checked against it."""
+    """The run the user plans (GenerateConfig's DOCTOR options): memory is checked against it."""
 
-    num_gpus_dit: int = 4
-    sample_steps: int = 4
-    size: str = "704*384"
-    infer_frames: int = 48
-    fp8: bool = False
-    ckpt_dir: str | None = None
+    num_gpus_dit: int = PLANNED["num_gpus_dit"]
+    sample_steps: int = PLANNED["sample_steps"]
+    size: str = PLANNED["size"]
+    infer_frames: int = PLANNED["infer_frames"]
+    fp8: bool = PLANNED["fp8"]
+    ckpt_dir: str | None = PLANNED["ckpt_dir"]
+    enable_vae_parallel: bool | None = PLANNED["enable_vae_parallel"]
 
 
 def run_checks(request: Request, collective: bool = True) -> list[Check]:
@@ -114,15 +118,6 @@ def _gpu_check(gpus: int, request: Request) -> Check:
     return Check("gpus", "ok", f"{gpus} GPUs visible{shown}; {k} DiT workers, {extra}")
 
 
-def _request_plan(request: Request):
-    from liveavatar.engines.diffusion.runtime.loop import LoopPlan
-    from liveavatar.sizing import parse_size
-
-    width, height = parse_size(request.size)
-    return LoopPlan(frames_per_clip=request.infer_frames, num_clips=1, latent_hw=(height // 8, width // 8),
-                    sample_steps=request.sample_steps, sample_shift=3.0, seed=0)
-
-
 def _dit_config(request: Request):
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
@@ -137,30 +132,50 @@ def _dit_config(request: Request):
 
 
 def _memory_checks(torch, gpus: int, request: Request) -> list[Check]:
-    from liveavatar.engines.diffusion.runtime.loop import split_steps
-    from liveavatar.engines.diffusion.runtime.memory_notes import weight_bytes, worker_estimate
-    from liveavatar.planning.memory import GIB
-
     if request.num_gpus_dit > request.sample_steps:
         return [Check("memory", "fail", f"{request.num_gpus_dit} DiT workers cannot share {request.sample_steps} steps",
                       f"use --num_gpus_dit {request.sample_steps} or fewer")]
-    config, plan = _dit_config(request), _request_plan(request)
-    weights = weight_bytes(config, 2, request.fp8)
-    stages = split_steps(request.sample_steps, request.num_gpus_dit)
-    needs = [worker_estimate(config, plan, len(s.steps), 2, request.fp8).peak for s in stages]
-    what = f"{request.size}, {request.infer_frames} frames/clip, {request.sample_steps} steps{', fp8' if request.fp8 else ''}"
-    if gpus == 0:
-        return [Check("memory", "info", f"each DiT worker needs about {max(needs) / GIB:.1f} GiB of GPU memory for {what} "
-                      f"({weights / GIB:.1f} GiB weights); no GPU here to compare")]
+    from liveavatar.planning.memory import cuda_budget
+
+    # what CUDA reports free on each GPU (plus the context this process opened there to ask)
+    free_total = [(cuda_budget(i), torch.cuda.get_device_properties(i).total_memory) for i in range(gpus)]
+    return worker_memory_checks(request, free_total)
+
+
+def worker_memory_checks(request: Request, free_total: list[tuple[int, int]]) -> list[Check]:
+    """Each worker's memory plan (planner) against the free memory of ITS GPU (`free_total[gpu]`:
+    bytes free and in all); without GPUs, what each worker needs."""
+    from liveavatar.engines.diffusion.runtime.ranks import roles_for
+    from liveavatar.errors import UserError
+    from liveavatar.planning.memory import GIB, Workload, choose, share_workload, worker_shares
+    from liveavatar.sizing import parse_size
+
+    width, height = parse_size(request.size)
+    k, steps = request.num_gpus_dit, request.sample_steps
+    base = Workload(_dit_config(request), height, width, request.infer_frames, steps, num_frames=request.infer_frames)
+    decode_worker = k > 1 and roles_for(k, request.enable_vae_parallel, len(free_total)).decode_worker
+    shares = worker_shares(k, decode_worker, steps)
+    what = f"{request.size}, {request.infer_frames} frames/clip, {steps} steps{', fp8' if request.fp8 else ''}"
+    if not free_total:
+        needs = []
+        for share in shares:
+            first = choose(share_workload(base, share), None, fp8_weights=request.fp8)
+            needs.append(f"{share.label} about {first.estimate.peak / GIB:.1f} GiB ({first.mode.name})")
+        return [Check("memory", "info", f"for {what}: " + "; ".join(needs) + "; less in slower modes; no GPU here to compare")]
     out = []
-    for rank, need in enumerate(needs):
-        if rank >= gpus:
-            break
-        free, total = torch.cuda.mem_get_info(rank)
-        ok = need <= free
-        out.append(Check(f"memory gpu{rank}", "ok" if ok else "fail",
-                         f"worker {rank} needs about {need / GIB:.1f} GiB for {what}; {free / GIB:.1f} of {total / GIB:.1f} GiB free",
-                         "" if ok else "use --fp8, more --num_gpus_dit, a smaller --size or --infer_frames, or free the GPU"))
+    for share in shares:
+        if share.gpu >= len(free_total):
+            continue  # the gpus check says how many are missing
+        free, total = free_total[share.gpu]
+        name, have = f"memory gpu{share.gpu}", f"{free / GIB:.1f} of {total / GIB:.1f} GiB free"
+        try:
+            ch = choose(share_workload(base, share), free, fp8_weights=request.fp8, budget_source="free")
+        except UserError as err:
+            out.append(Check(name, "fail", f"{share.label} fits no memory mode for {what}; {have} ({err.message})",
+                             "free the GPU, or use more --num_gpus_dit, a smaller --size or --infer_frames"))
+            continue
+        out.append(Check(name, "ok", f"{share.label}: {ch.mode.name}, about {ch.estimate.peak / GIB:.1f} GiB for "
+                                     f"{what}; {have}"))
     return out
 
 

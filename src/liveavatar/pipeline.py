@@ -1,4 +1,8 @@
-"""inputs -> checks -> engine -> writer, with progress and an atomic output file."""
+"""inputs -> checks -> plan -> engine -> writer, with progress and an atomic output file.
+
+`prepare` (inputs, checks, plan, memory choice) is shared by the dry run, the real run and the
+server; `run` is the only way a video file is made.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,15 @@ import errno
 import json
 import os
 import re
-from itertools import accumulate
 import time
+from itertools import accumulate
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from liveavatar import resume
 from liveavatar.config import DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan, inert_flag_notes
-from liveavatar.engines.base import Inputs
+from liveavatar.engines.base import Engine, Inputs
 from liveavatar.errors import UserError
 from liveavatar.hooks import BlockDone, Hooks, Stopped
 from liveavatar.media.audio import read_audio
@@ -26,8 +30,71 @@ from liveavatar.planning import make_plan
 from liveavatar.progress import frame_progress
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
 
+if TYPE_CHECKING:  # the planner imports torch: only when a run asks it (prepare)
+    from liveavatar.planning.fit import MemoryFit
+
 Say = Callable[[str], None]
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run made ready: the engine chosen, and (after `prepare`) the inputs read and checked, the
+    plan and the memory choice. ``config`` is resolved, with any guide rung the planner took applied."""
+
+    asked: GenerateConfig  # as given: flags the user set are never overridden
+    config: GenerateConfig
+    engine: str
+    why: str  # why this engine (printed by the real run)
+    clip_source: str  # the flag that set the clip count (coverage note)
+    inputs: Inputs | None = None
+    plan: Plan | None = None
+    memory: "MemoryFit | None" = None  # the diffusion engine's; None for the others
+
+    def summary(self) -> dict:
+        """The dry run's JSON object: the plan, and the memory choice when there is one."""
+        out = self.plan.summary()
+        memory = self.memory.summary() if self.memory is not None else None
+        if memory is not None:
+            out["memory"] = memory
+        return out
+
+
+def choose(config: GenerateConfig, notify: Say) -> Prepared:
+    """Resolve the config and choose the engine; say which flags it ignores."""
+    from liveavatar.engines.select import choose_engine, engine_device
+
+    asked = config
+    clip_source = f"--preset {config.preset}" if config.preset and config.num_clip is None else "--num_clip"
+    config = config.resolve()
+    engine_name, why = choose_engine(config)
+    for note in inert_flag_notes(asked, engine_name, engine_device(engine_name)):
+        notify(note)
+    if config.sample_guide_scale:
+        notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
+    if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
+        notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
+               "steps at shift 3; other counts run off the schedule it learned")
+    return Prepared(asked, config, engine_name, why, clip_source)
+
+
+def prepare(config: GenerateConfig | Prepared, notify: Say, checks: bool = True) -> Prepared:
+    """inputs -> checks -> plan -> memory: everything before the engine, for the dry run, the real run
+    and the server. ``config``: a GenerateConfig, or `choose`'s result (the real run claims its output
+    between the two). ``checks``: gate on the input checks (unless the config skips them)."""
+    from liveavatar.planning.fit import fit_memory
+
+    chosen = config if isinstance(config, Prepared) else choose(config, notify)
+    config = chosen.config
+    inputs = read_inputs(config)
+    if checks and not config.skip_checks:
+        from liveavatar.checks import gate
+
+        gate(inputs, notify)
+    plan = make_plan(config, inputs, chosen.engine)
+    config, plan, memory = fit_memory(chosen.asked, config, inputs, plan, chosen.engine, notify)
+    _note_coverage(chosen.clip_source, inputs, plan, notify)
+    return dataclasses.replace(chosen, config=config, inputs=inputs, plan=plan, memory=memory)
 
 
 @dataclass(frozen=True)
@@ -100,31 +167,16 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
     that starts with ``warning:`` or ``note:`` (stderr). ``hooks``: see :mod:`liveavatar.hooks`.
     """
-    from liveavatar.engines.select import build_engine, choose_engine, engine_device, require_engine_files
+    from liveavatar.engines.select import build_engine, require_engine_files
 
     hooks = hooks or Hooks()
-    asked = config
     random_seed = config.base_seed == RANDOM_SEED
-    clip_source = f"--preset {config.preset}" if config.preset and config.num_clip is None else "--num_clip"
-    config = config.resolve()
-    engine_name, why = choose_engine(config)
-    for note in inert_flag_notes(asked, engine_name, engine_device(engine_name)):
-        notify(note)
-    if config.sample_guide_scale:
-        notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
-    if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
-        notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
-               "steps at shift 3; other counts run off the schedule it learned")
+    chosen = choose(config, notify)
+    config, engine_name = chosen.config, chosen.engine
     if dry_run:
-        inputs = read_inputs(config)
-        plan = make_plan(config, inputs, engine_name)
-        config, plan, memory = _fit_memory(asked, config, inputs, plan, engine_name, notify)
-        _note_coverage(clip_source, inputs, plan, notify)
-        summary = plan.summary()
-        if memory is not None:
-            summary["memory"] = memory.summary()
-        say(json.dumps(summary))
-        return Outcome(plan=plan, path=None)
+        prepared = prepare(chosen, notify, checks=False)
+        say(json.dumps(prepared.summary()))
+        return Outcome(plan=prepared.plan, path=None)
     require_engine_files(engine_name, config)
     # with --resume an existing output is not an error: there is nothing left to do
     may_exist = config.overwrite or config.resume
@@ -136,25 +188,19 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     try:
         output = claim.path
         resume.refuse_unfinished(config, output, notify)
-        inputs = read_inputs(config)
-        if not config.skip_checks:
-            from liveavatar.checks import gate
-
-            gate(inputs, notify)
-        plan = make_plan(config, inputs, engine_name)
-        config, plan, memory = _fit_memory(asked, config, inputs, plan, engine_name, notify)
-        _note_coverage(clip_source, inputs, plan, notify)
+        prepared = prepare(chosen, notify)
+        config, plan = prepared.config, prepared.plan
         start = resume.prepare(config, plan, output, notify)
         if start is None:  # --resume of a finished video
             path = output
         else:
-            say(f"engine: {engine_name} ({why})")
+            say(f"engine: {engine_name} ({chosen.why})")
             if random_seed:
                 say(f"seed: {plan.seed} (random; pass --base_seed {plan.seed} to repeat this video)")
-            engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config, memory)
+            engine = hooks.engine if hooks.engine is not None else build_engine(engine_name, config, prepared.memory)
             if engine.name != engine_name:
                 raise ValueError(f"the resident engine is {engine.name}, the run needs {engine_name}")
-            path = _render(engine, inputs, plan, output, notify, progress, start, hooks)
+            path = _render(engine, prepared, output, notify, progress, start, hooks)
     except BaseException:
         claim.release()
         if made_folder:
@@ -164,38 +210,6 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     return Outcome(plan=plan, path=path)
 
 
-def _fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, plan: Plan, engine_name: str,
-                notify: Say):
-    """The memory planner's choice for the diffusion engine's shapes (None for other engines),
-    with the config and plan a guide rung (smaller size, fewer frames) changes before the first frame.
-
-    The shapes come from the checkpoint's config.json alone (a folder holding just that file is
-    enough for a dry run); without one, the diffusion engine plans for the released 14B model.
-    Flags the user gave (``asked``, before resolve) are never overridden.
-    """
-    import importlib.util
-
-    from liveavatar.engines.diffusion.loading.layout import resolve_layout
-
-    # the planner is about the diffusion engine's GPU memory: a preview run is never reshaped by it
-    if engine_name != "diffusion" or importlib.util.find_spec("torch") is None:
-        return config, plan, None
-    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
-    from liveavatar.planning.memory import plan_for_run, read_dit_config
-
-    dit = read_dit_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)
-    explicit = tuple(n for n in ("size", "infer_frames") if getattr(asked, n) is not None)
-    choice = plan_for_run(config, plan, dit or DiTConfig.wan_s2v_14b(), explicit)
-    if not choice.mode.keeps_shape:
-        config = dataclasses.replace(config, size=choice.mode.size or config.size,
-                                     infer_frames=choice.mode.infer_frames or config.infer_frames)
-        plan = make_plan(config, inputs, engine_name)
-        notify(f"note: the video shrinks to fit the GPU: {choice.mode.name}")
-    if choice.budget is not None:
-        notify(f"note: memory mode {choice.mode.name}: {choice.reason}")
-    return config, plan, choice
-
-
 def _remove_if_empty(folder: Path) -> None:
     try:
         folder.rmdir()
@@ -203,8 +217,9 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progress: bool | None,
+def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progress: bool | None,
             start: resume.RunStart, hooks: Hooks = Hooks()) -> Path:
+    inputs, plan = prepared.inputs, prepared.plan
     point, record = start.point, start.record
     # a new run writes straight into <name>.partial.mp4, so a kill -9 leaves it playable (an older
     # partial that no record can resume is kept under the next free .partial-N name); a resumed run
@@ -226,12 +241,12 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
             writer.copy_finished(point.source, [f for c, f in record.segments if c <= point.clips])
         else:
             resume.write_record(record_file, record)
-        blocks = _generate_from(engine, inputs, plan, notify, point)
+        blocks = engine.generate(inputs, plan, notify, start_clip=point.clips, memory=prepared.memory)
         with frame_progress(plan.num_frames, plan.num_clips, progress) as advance:
             advance(point.frames, point.clips)
             for n, block in enumerate(blocks):
                 if n == 0 and point.clips:
-                    resume.check_replay(point.expected_state, getattr(engine, "resume_states", {}).get(point.clips), notify)
+                    resume.check_replay(point.expected_state, engine.resume_states.get(point.clips), notify)
                 while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
                     if not ends:
                         raise RuntimeError(f"engine {plan.engine} produced more than {plan.num_frames} frames")
@@ -267,28 +282,7 @@ def _render(engine, inputs: Inputs, plan: Plan, output: Path, notify: Say, progr
     return path
 
 
-def _generate_from(engine, inputs: Inputs, plan: Plan, notify: Say, point: resume.ResumePoint):
-    """The engine's blocks from clip ``point.clips`` on. An engine whose ``generate`` takes no
-    ``start_clip`` runs from the start and its first ``point.frames`` frames are dropped (exact
-    for any engine that is deterministic, as every engine must be)."""
-    import inspect
-
-    if not point.clips:
-        return engine.generate(inputs, plan, notify)
-    if "start_clip" in inspect.signature(engine.generate).parameters:
-        return engine.generate(inputs, plan, notify, start_clip=point.clips)
-
-    def skipping():
-        skip = point.frames
-        for block in engine.generate(inputs, plan, notify):
-            if skip < len(block):
-                yield block[skip:]
-            skip = max(0, skip - len(block))
-
-    return skipping()
-
-
-def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
+def _end_segment(writer: VideoWriter, engine: Engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
                  output: Path, last: bool) -> None:
     """Close the writer's segment and, unless the video is complete, record that it is finished."""
     writer.end_segment()
@@ -298,7 +292,7 @@ def _end_segment(writer: VideoWriter, engine, record: resume.ResumeRecord, recor
     resume.fsync_path(writer.growing_path)
     if writer.growing_path != partial_path(output):  # a resumed run: its file now holds a new segment
         writer.move_work(partial_path(output))
-    record.finish_segment(clips, frames, getattr(engine, "resume_states", {}).get(clips))
+    record.finish_segment(clips, frames, engine.resume_states.get(clips))
     resume.write_record(record_file, record)
 
 

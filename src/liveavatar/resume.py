@@ -19,6 +19,7 @@ MP4's last fragment reached the disk can never make the video skip frames.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -27,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from liveavatar.config import GenerateConfig, Plan
+from liveavatar.config import IDENTITY, GenerateConfig, Plan, in_group
 from liveavatar.errors import UserError
 
 RECORD_VERSION = 1
@@ -83,26 +84,39 @@ def _checkpoint_identity(config: GenerateConfig) -> str:
     return sha_text(json.dumps(listing))
 
 
+# How an identity option (config.IDENTITY) is recorded where that is not the plan's value of the
+# same name (else the config's): the inputs by hash, the resolved values by the plan's name for them.
+_RECORDED = {
+    "image": lambda config, plan: sha256_file(config.image),
+    "audio": lambda config, plan: sha256_file(config.audio),
+    "prompt": lambda config, plan: sha_text(plan.prompt),
+    "size": lambda config, plan: f"{plan.width}*{plan.height}",
+    "infer_frames": lambda config, plan: plan.frames_per_clip,
+    "num_clip": lambda config, plan: plan.num_clips,
+    "base_seed": lambda config, plan: plan.seed,
+    "transcript": lambda config, plan: sha_text(config.transcript),
+    # the checkpoint: one entry for both of its flags, by its files, only when the engine reads it
+    "ckpt_dir": lambda config, plan: _checkpoint_identity(config) if plan.engine == "diffusion" else None,
+}
+_SHARED = {"lora_path_dmd": "ckpt_dir"}  # recorded in the entry of the option named
+_KEYS = {"ckpt_dir": "--ckpt_dir/--lora_path_dmd"}
+_PLAN_FIELDS = frozenset(f.name for f in dataclasses.fields(Plan))
+
+
 def run_settings(config: GenerateConfig, plan: Plan) -> dict:
-    """Every setting that changes the video, keyed by the flag that sets it."""
-    settings = {
-        "--engine": plan.engine,
-        "--image": sha256_file(config.image),
-        "--audio": sha256_file(config.audio),
-        "--prompt": sha_text(plan.prompt),
-        "--size": f"{plan.width}*{plan.height}",
-        "--infer_frames": plan.frames_per_clip,
-        "--num_clip": plan.num_clips,
-        "--sample_steps": plan.sample_steps,
-        "--sample_shift": plan.sample_shift,
-        "--base_seed": plan.seed,
-        "--enable_online_decode": plan.enable_online_decode,
-        "--fp8": config.fp8,
-        "--transcript": sha_text(config.transcript),
-        "writer": WRITER_SETTINGS,
-    }
-    if plan.engine == "diffusion":
-        settings["--ckpt_dir/--lora_path_dmd"] = _checkpoint_identity(config)
+    """Every setting that changes the video (the IDENTITY options), keyed by the flag that sets it."""
+    settings = {}
+    for name in in_group(IDENTITY):
+        if name in _SHARED:
+            continue
+        if name in _RECORDED:
+            value = _RECORDED[name](config, plan)
+        else:
+            value = getattr(plan if name in _PLAN_FIELDS else config, name)
+        if name in _KEYS and value is None:
+            continue  # a checkpoint the engine does not read
+        settings[_KEYS.get(name, f"--{name}")] = value
+    settings["writer"] = WRITER_SETTINGS
     return settings
 
 
@@ -250,14 +264,6 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
     point = choose_point(record, partial_path(output), plan.fps)
     notify(f"note: resuming {output.name} from clip {point.clips} of {plan.num_clips} ({point.frames} frames kept)")
     return RunStart(point, record)
-
-
-def remember_state(states: dict[int, dict], clips: int, state: dict, keep: int = 2) -> None:
-    """An engine's fingerprint after ``clips`` clips, keeping the last few (the pipeline reads them
-    at its segment ends, a block or two after the engine passed there)."""
-    states[clips] = state
-    for old in sorted(states)[:-keep]:
-        del states[old]
 
 
 def check_replay(expected: dict | None, actual: dict | None, notify) -> None:

@@ -15,13 +15,14 @@ from liveavatar.errors import UserError
 FPS = 25
 SIZE_DIVISOR = 64
 AUDIO_SAMPLE_RATE = 16_000
+DEFAULT_SIZE = "704*384"  # the guide's 14B size ("W*H"): --size when nothing else sets it
 
 
 def parse_size(text: str) -> tuple[int, int]:
     """Parse ``"W*H"`` (upstream's notation; ``x`` is accepted too) into ``(width, height)``."""
     cleaned = text.strip().lower().replace("x", "*")
     parts = cleaned.split("*")
-    fix = 'give it as "W*H" with two positive whole numbers, e.g. --size "704*384"'
+    fix = f'give it as "W*H" with two positive whole numbers, e.g. --size "{DEFAULT_SIZE}"'
     if len(parts) != 2:
         raise UserError("--size", f'"{text}" is not a size', fix)
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import av
@@ -17,6 +16,7 @@ from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, denoise_blocks
 from liveavatar.planning import make_plan
+from liveavatar.planning.fit import unplanned
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
 
@@ -29,7 +29,7 @@ def tiny_release(tmp_path_factory) -> tuple[Path, Path]:
 def engine(tiny_release) -> DiffusionEngine:
     ckpt, lora = tiny_release
     config = GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora)
-    return DiffusionEngine.from_config(config.resolve(), resolve_layout(ckpt, lora))
+    return DiffusionEngine.from_config(config.resolve(), resolve_layout(ckpt, lora), unplanned())
 
 
 def make_inputs(seconds: float, image: np.ndarray | None = None) -> Inputs:

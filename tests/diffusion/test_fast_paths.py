@@ -28,13 +28,14 @@ def test_two_part_attention_matches_concatenated_keys():
 
 def _tiny_streaming_run(model, split: bool):
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig  # noqa: F401
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
 
     model.accelerate(split_sink=split)
     c = model.config
     g = torch.Generator().manual_seed(3)
     h, w, frames = 8, 16, 3
     p_tok = (h // 2) * (w // 2)
-    sink, caches = model.new_caches(1, ring_tokens=2 * frames * p_tok, sink_tokens=128)
+    sink, caches = new_caches(model, 1, ring_tokens=2 * frames * p_tok, sink_tokens=128)
     text = model.encode_text(torch.randn(5, c.text_dim, generator=g))
     model.prefill_sink(sink, torch.randn(1, 16, 1, h, w, generator=g), torch.randn(1, 16, 19, h, w, generator=g), text)
     rng = random.Random(0)

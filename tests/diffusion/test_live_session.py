@@ -70,11 +70,12 @@ def test_a_live_session_runs_the_block_loop_and_says_the_cpu_lags(tiny):
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
     from liveavatar.live.session import session_plan
     from liveavatar.media.audio import read_audio
+    from liveavatar.planning.fit import unplanned
 
     ckpt, lora = tiny
     config = GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora, size="64*64",
                             prompt="a person talking").resolve()
-    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora))
+    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
     image = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
     session = engine.open_session(SessionInputs("a person talking", image), session_plan(config, image, "diffusion"),
                                   lambda line: None)

@@ -68,7 +68,7 @@ def test_stages_in_sequence_equal_one_worker(setup, workers):
     passed: list = []
     # the reference a non-last stage needs at clip 1 is the first block's clean latent
     reference = whole[0][1][:, :, :1]
-    for k, stage in enumerate(stages):
+    for stage in stages:
         out: list = []
         link = QueueLink(passed, out, reference)
         produced = run(setup, stage=stage, link=link)

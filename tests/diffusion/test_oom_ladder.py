@@ -3,7 +3,6 @@ decode pass; the run completes from the last block boundary and the frames equal
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +15,8 @@ from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
-from liveavatar.errors import UserError
 from liveavatar.planning import make_plan
+from liveavatar.planning.fit import unplanned
 from liveavatar.planning.memory import MODES, Mode
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
@@ -35,7 +34,7 @@ def release(tmp_path_factory):
 def new_engine(release) -> DiffusionEngine:
     ckpt, lora = release
     config = GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora).resolve()
-    return DiffusionEngine.from_config(config, resolve_layout(ckpt, lora))
+    return DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
 
 
 @pytest.fixture(scope="module")

@@ -49,9 +49,11 @@ def _inputs():
 
 @needs_ref
 def test_sink_offset_rng_ring_wrap_behaviour():
+    from liveavatar.engines.diffusion.runtime.caches import new_caches
+
     model, x = _tiny_model(), _inputs()
     text = model.encode_text(x["context"])
-    sink, caches = model.new_caches(3, ring_tokens=192, sink_tokens=96)
+    sink, caches = new_caches(model, 3, ring_tokens=192, sink_tokens=96)
     model.prefill_sink(sink, x["ref_latents"], x["motion_latents"], text)
     assert sink.length == 80
     audio, cond = x["audio_emb"][..., :12], x["cond_latents"][:, :, :3]

@@ -22,6 +22,7 @@ from liveavatar.config import GenerateConfig
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.planning import make_plan
+from liveavatar.planning.fit import unplanned
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
 SIZE = "64*64"
@@ -46,7 +47,7 @@ def _frames(release, workers: int, notes: list | None = None, **kw) -> np.ndarra
     ckpt, lora = release
     config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt="a person talking", size=SIZE, infer_frames=12,
                             ckpt_dir=ckpt, lora_path_dmd=lora, num_gpus_dit=workers, **kw).resolve()
-    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora))
+    engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
     inputs = _inputs(1.0)
     plan = make_plan(config, inputs, "diffusion")
     assert plan.num_clips >= 2  # the rolling sink's clip-1 re-prefill is crossed
@@ -67,11 +68,13 @@ def _hash(frames: np.ndarray) -> str:
 
 @pytest.mark.slow
 def test_k_workers_give_the_single_process_frames(tiny_release):
-    """K = 2 (last rank decodes), 3 (uneven 2+1+1, decode worker, static sink) and 5 (6 steps: 2+1+1+1+1)."""
+    """K = 2 (last rank decodes), 3 (uneven 2+1+1, decode worker, static sink), 5 (6 steps: 2+1+1+1+1)
+    and 4 + a decode worker (the guide's five-card layout: one step per DiT worker)."""
     cases = [
         (2, dict(enable_vae_parallel=False)),
         (3, dict(enable_vae_parallel=True, enable_online_decode=False)),
         (5, dict(enable_vae_parallel=False, sample_steps=6)),
+        (4, dict(enable_vae_parallel=True)),
     ]
     for workers, kw in cases:
         single = _frames(tiny_release, 1, **kw)

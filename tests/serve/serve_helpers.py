@@ -24,8 +24,8 @@ class GatedEngine(PreviewEngine):
         self.gate = threading.Event()
         self.held = threading.Event()  # set once the engine waits at the gate
 
-    def generate(self, inputs, plan, notify):
-        for i, block in enumerate(super().generate(inputs, plan, notify)):
+    def generate(self, inputs, plan, notify, start_clip=0, memory=None):
+        for i, block in enumerate(super().generate(inputs, plan, notify, start_clip, memory)):
             if self.hold_at is not None and i == self.hold_at:
                 self.held.set()
                 self.gate.wait()
@@ -50,7 +50,7 @@ class ServerThread:
         self.app = create_app(settings, engine)
         self.queue = self.app.state.queue
         self._sock = free_socket()
-        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

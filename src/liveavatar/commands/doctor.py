@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from liveavatar.commands.argtypes import boolean, positive_int
+from liveavatar.options import add_generate_options
+from liveavatar.config import DOCTOR, doctor_defaults, in_group
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
 
@@ -15,23 +16,21 @@ def register(subparsers) -> None:
                               description="Check GPUs, free memory against the planned run, driver/CUDA/NCCL versions, "
                                           "peer access, the rendezvous port, NCCL variables and a 2-worker collective. "
                                           "Exit 1 when a check fails.")
-    p.add_argument("--num_gpus_dit", type=positive_int, default=4, help="DiT workers of the planned run (default 4)")
-    p.add_argument("--sample_steps", type=positive_int, default=4, help="denoising steps of the planned run (default 4)")
-    p.add_argument("--size", default="704*384", help='the planned "W*H" (default 704*384)')
-    p.add_argument("--infer_frames", type=positive_int, default=48, help="frames per clip of the planned run (default 48)")
-    p.add_argument("--fp8", type=boolean, nargs="?", const=True, default=False, help="the planned run uses fp8 weights")
-    p.add_argument("--ckpt_dir", default=None, help="read the DiT's shapes from this checkpoint (default: the 14B shapes)")
+    # the planned run: generate's own flags (names, types, help), with doctor's defaults
+    add_generate_options(p, only=in_group(DOCTOR), defaults=doctor_defaults())
     p.add_argument("--no_collective", action="store_true", help="skip the 2-worker collective (it starts 2 processes)")
     p.add_argument("--json", action="store_true", help='print one JSON object {"ok": ..., "checks": [...]}')
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from liveavatar.config import check_value
     from liveavatar.doctor import Request, as_dict, run_checks
-    from liveavatar.sizing import parse_size
 
-    parse_size(args.size)  # a bad size is one error line
-    request = Request(args.num_gpus_dit, args.sample_steps, args.size, args.infer_frames, args.fp8, args.ckpt_dir)
+    planned = {name: getattr(args, name) for name in in_group(DOCTOR)}
+    for name, value in planned.items():
+        check_value(name, value)  # what generate refuses is one error line here too
+    request = Request(**planned)
     checks = run_checks(request, collective=not args.no_collective)
     report = as_dict(checks)
     if args.json:

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-from liveavatar.commands.options import add_generate_options, config_from_args
-
-SAMPLES = Path(__file__).resolve().parents[3] / "samples"
+from liveavatar.options import add_generate_options, config_from_args
 
 
 def register(subparsers) -> None:

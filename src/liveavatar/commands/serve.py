@@ -8,12 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-from liveavatar.commands.argtypes import number, positive_int
-from liveavatar.commands.options import add_generate_options
+from liveavatar.argtypes import number, positive_int
+from liveavatar.options import add_generate_options
+from liveavatar.config import ENGINE_OPTION, in_group
 
 INSTALL_SERVE = "pip install 'liveavatar[serve]'"
-# generate's flags that choose and load the engine, which the server keeps resident
-ENGINE_OPTIONS = ("engine", "ckpt_dir", "lora_path_dmd", "fp8", "offload_model", "num_gpus_dit")
 
 
 def register(subparsers) -> None:
@@ -31,11 +30,12 @@ def register(subparsers) -> None:
     p.add_argument("--max_pixels", type=positive_int, default=4096 * 4096, help="largest portrait in pixels (default 4096*4096)")
     p.add_argument("--max_audio_s", type=number, default=600.0, help="longest speech in seconds (default 600)")
     # the engine's own settings are generate's flags (same names, types, defaults and help)
-    add_generate_options(p, only=ENGINE_OPTIONS)
+    add_generate_options(p, only=in_group(ENGINE_OPTION))
     p.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace):
+    from liveavatar.config import EngineOptions
     from liveavatar.errors import UserError
     from liveavatar.serve.settings import Limits, ServeSettings, default_data_dir
 
@@ -45,8 +45,7 @@ def settings_from_args(args: argparse.Namespace):
     return ServeSettings(
         data_dir=args.data_dir or default_data_dir(), token=token, keep_s=args.keep_hours * 3600, workers=args.workers,
         limits=Limits(upload_bytes=int(args.max_upload_mb * 1024 * 1024), pixels=args.max_pixels, audio_s=args.max_audio_s, queue=args.max_queue),
-        engine=args.engine, ckpt_dir=args.ckpt_dir, lora_path_dmd=args.lora_path_dmd, fp8=args.fp8,
-        offload_model=args.offload_model, num_gpus_dit=args.num_gpus_dit,
+        options=EngineOptions.of(args),
     )
 
 

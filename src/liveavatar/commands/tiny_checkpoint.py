@@ -31,7 +31,7 @@ def try_command(ckpt_dir: Path, lora: Path) -> str:
     """A command that works from any folder: absolute paths, the bundled samples when this is a checkout."""
     import shlex
 
-    from liveavatar.commands.generate import SAMPLES
+    from liveavatar.media.samples import SAMPLES
 
     image, audio = SAMPLES / "portrait.png", SAMPLES / "speech.wav"
     if not (image.is_file() and audio.is_file()):  # installed without the repository's samples/

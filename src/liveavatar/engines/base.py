@@ -45,13 +45,15 @@ class Engine(Protocol):
     """After (or during) ``generate``: a small JSON-able fingerprint of the engine's state at each clip
     boundary it passed, keyed by clips done. Resume records store them; a resumed run compares them."""
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
+                 memory: object | None = None) -> Iterator[np.ndarray]:
         """Yield uint8 RGB frame blocks ``[n, plan.height, plan.width, 3]``.
 
         Exactly ``plan.num_frames`` frames in all (from clip ``start_clip`` on: the frames of the
         clips before it are not yielded, but the engine's state is as if they had been); clip ``k``
         contributes ``plan.clip_frame_counts()[k]`` of them. Raise :class:`~liveavatar.errors.UserError`
-        for problems with the inputs (no face, ...).
+        for problems with the inputs (no face, ...). ``memory``: the run's memory choice from
+        ``pipeline.prepare`` (planning/fit.py's MemoryFit; None for engines the planner does not plan).
         """
         ...
 
@@ -61,6 +63,14 @@ class Engine(Protocol):
         ``options``: ``engines.session.SessionOptions`` (sample rate, queue bounds); defaults when None.
         The session (``engines.session.Session``) is shared; the engine supplies its block maker."""
         ...
+
+
+def remember_state(states: dict[int, dict], clips: int, state: dict, keep: int = 2) -> None:
+    """An engine's fingerprint after ``clips`` clips, keeping the last few (the pipeline reads them, for
+    its resume records, at its segment ends, a block or two after the engine passed there)."""
+    states[clips] = state
+    for old in sorted(states)[:-keep]:
+        del states[old]
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from liveavatar.config import GenerateConfig
+from liveavatar.config import EngineOptions, GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.errors import UserError
 
 
-def choose_engine(config: GenerateConfig) -> tuple[str, str]:
+def choose_engine(config: GenerateConfig | EngineOptions) -> tuple[str, str]:
     """``(engine name, why)``: the flag if given, else diffusion when a complete checkpoint is configured."""
     if config.engine:
         return config.engine, "--engine"
@@ -41,7 +41,7 @@ def engine_device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def require_engine_files(name: str, config: GenerateConfig) -> None:
+def require_engine_files(name: str, config: GenerateConfig | EngineOptions) -> None:
     """Fail early, before any output exists, when the engine's files are not all there."""
     if name == "diffusion":
         missing = _diffusion_missing()
@@ -55,14 +55,17 @@ def require_engine_files(name: str, config: GenerateConfig) -> None:
         resolve_layout(config.ckpt_dir, config.lora_path_dmd).require_complete()
 
 
-def build_engine(name: str, config: GenerateConfig, memory=None) -> Engine:
-    """`memory`: the planner's Choice (planning/memory.py) for the diffusion engine, or None."""
+def build_engine(name: str, config: GenerateConfig | EngineOptions, memory=None) -> Engine:
+    """`config`: a run's, or a resident engine's EngineOptions (the server); `memory`: the planner's
+    MemoryFit (planning/fit.py), which the diffusion engine needs."""
     if name == "preview":
         from liveavatar.engines.preview import PreviewEngine
 
         return PreviewEngine()
     from liveavatar.engines.diffusion.engine import DiffusionEngine
 
+    if memory is None:
+        raise ValueError("the diffusion engine is built for a memory choice: pass planning.fit's MemoryFit")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
     return DiffusionEngine.from_config(config, layout, memory)

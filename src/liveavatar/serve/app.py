@@ -7,6 +7,7 @@ Imported only by `liveavatar serve` (fastapi is the `serve` extra). Every route 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hmac
 import json
 import shutil
@@ -93,6 +94,7 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     from liveavatar.serve.stream import finished_file, live_body
 
     engine_name = resolve_engine_name(settings)
+    engine_options = dataclasses.replace(settings.engine_options(), engine=engine_name)  # every job's
     queue = JobQueue(settings)
     state = {"engine": engine, "error": None}
     inspect_lock = threading.Lock()  # one submission inspected at a time: acceptance order is queue order
@@ -100,10 +102,16 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     def load_engine() -> None:
         try:
             if state["engine"] is None:
-                from liveavatar.config import GenerateConfig
                 from liveavatar.engines.select import build_engine
 
-                state["engine"] = build_engine(engine_name, GenerateConfig(image=Path(), audio=Path(), **settings.engine_options()))
+                memory = None
+                if engine_name == "diffusion":  # the planner imports torch: only for the engine that needs it
+                    from liveavatar.planning.fit import unplanned
+
+                    # built before any job: no shapes to plan for yet; each job brings the planner's
+                    # choice for its own config (pipeline.prepare), which the engine takes per run
+                    memory = unplanned(bool(engine_options.fp8))
+                state["engine"] = build_engine(engine_name, engine_options, memory)
             from liveavatar.serve.warmup import warm_up
 
             warm_up()  # a job's lazy imports, now: the first job is as quick as the later ones
@@ -152,11 +160,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                     names[field] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
-    def inspect(folder: Path, names: dict, prompt: str, options: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
+    def inspect(folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
         """Limits, the plan (a dry run of the same pipeline) and the input checks."""
         from liveavatar import pipeline
         from liveavatar.checks import run_checks
-        from liveavatar.config import GenerateConfig
 
         image = folder / names["image"] if "image" in names else None
         audio = folder / names["audio"] if "audio" in names else None
@@ -164,14 +171,12 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             check_media_limits(image, audio, settings.limits)
         plan, notes = None, []
         if image is not None and audio is not None:
-            said: list[str] = []
-            config = GenerateConfig(image=image, audio=audio, prompt=prompt, engine=engine_name, **settings.engine_options(), **options)
-            try:
-                pipeline.run(config, say=said.append, notify=notes.append, dry_run=True)
+            config = engine_options.config(image=image, audio=audio, prompt=prompt, **request)
+            try:  # what the dry run prints: the same prepare as the real run, findings shown below instead of gating
+                plan = pipeline.prepare(config, notes.append, checks=False).summary()
             except UserError as exc:
                 raise Rejected(422, "invalid_input", exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
                                exc.input.lstrip("-")) from None
-            plan = json.loads(said[-1])
         findings = [] if skip_checks else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
         return plan, findings, notes
 
@@ -288,10 +293,9 @@ async def form_closing(form):
 
 def resolve_engine_name(settings: ServeSettings) -> str:
     """The engine every job of this server uses; refuses (UserError) when its files are missing."""
-    from liveavatar.config import GenerateConfig
     from liveavatar.engines.select import choose_engine, require_engine_files
 
-    config = GenerateConfig(image=Path(), audio=Path(), engine=settings.engine, **settings.engine_options())
-    name, _ = choose_engine(config)
-    require_engine_files(name, config)
+    options = settings.engine_options()
+    name, _ = choose_engine(options)
+    require_engine_files(name, options)
     return name

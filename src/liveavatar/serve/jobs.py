@@ -7,6 +7,7 @@ video, its partial); ids are generated here, never taken from a request.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import shutil
@@ -16,7 +17,6 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.store import JobStore
@@ -59,7 +59,7 @@ class Job:
         return out
 
     @classmethod
-    def from_record(cls, record: dict) -> "Job":
+    def from_record(cls, record: dict) -> Job:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in record.items() if k in known})
 
@@ -313,9 +313,10 @@ class JobQueue:
 
         folder = self.folder(job.id)
         warnings = list(job.warnings)
-        config = GenerateConfig(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
-                                overwrite=True, resume=job.resume, engine=self.engine.name, skip_checks=True,  # checked at submission
-                                **self.settings.engine_options(), **job.options)
+        options = dataclasses.replace(self.settings.engine_options(), engine=self.engine.name)
+        config = options.config(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
+                                overwrite=True, resume=job.resume, skip_checks=True,  # checked at submission
+                                **job.options)
         hooks = Hooks(
             engine=self.engine,
             on_block=lambda done: self._update(job, frames_done=done.frames_done, growing=str(done.growing)),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from liveavatar.config import EngineOptions
 
 
 def default_data_dir() -> Path:
@@ -33,15 +36,11 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     keep_s: float = 24 * 3600.0  # finished videos are deleted this long after they finished
     workers: int = 1
-    # how the resident engine is built: generate's engine flags
+    # how the resident engine is built: generate's engine options (config.ENGINE_OPTION)
+    options: EngineOptions = field(default_factory=EngineOptions)
+    # a shorthand for options.engine (which engine), when given it wins
     engine: str | None = None
-    ckpt_dir: Path | None = None
-    lora_path_dmd: Path | None = None
-    fp8: bool = False
-    offload_model: bool | None = None
-    num_gpus_dit: int = 1
 
-    def engine_options(self) -> dict:
-        """The GenerateConfig fields every job of this server shares."""
-        return {"ckpt_dir": self.ckpt_dir, "lora_path_dmd": self.lora_path_dmd, "fp8": self.fp8,
-                "offload_model": self.offload_model, "num_gpus_dit": self.num_gpus_dit}
+    def engine_options(self) -> EngineOptions:
+        """The engine options every job of this server shares."""
+        return dataclasses.replace(self.options, engine=self.engine) if self.engine else self.options

@@ -15,7 +15,7 @@ def page() -> str:
 def add_routes(app) -> None:
     from fastapi.responses import FileResponse, HTMLResponse
 
-    from liveavatar.commands.generate import SAMPLES
+    from liveavatar.media.samples import SAMPLES
     from liveavatar.serve.uploads import Rejected
 
     html = page()

@@ -7,11 +7,13 @@ job's private folder: nothing a client sends becomes a path.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from liveavatar.commands.argtypes import boolean
-from liveavatar.commands.options import value_parser
+from liveavatar.argtypes import boolean
+from liveavatar.options import value_parser
+from liveavatar.config import PER_REQUEST, in_group
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
 from liveavatar.serve.settings import Limits
 
@@ -19,14 +21,13 @@ AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus", ".we
 CHUNK = 1 << 20
 
 
-# generate's options a request may set, by their CLI names (= GenerateConfig fields, whose metadata
-# says how each is parsed); the engine's own flags (checkpoints, fp8, offload) belong to the server,
-# the output name to the job.
-OPTIONS: dict[str, Callable[[str], Any]] = {
-    name: value_parser(name)
-    for name in ("size", "num_clip", "infer_frames", "sample_steps", "sample_shift", "sample_guide_scale",
-                 "base_seed", "enable_online_decode", "preset", "transcript")
-}
+def request_options() -> dict[str, Callable[[str], Any]]:
+    """generate's options a request may set (config.PER_REQUEST), by their CLI names, each with how
+    its text is parsed; the engine's own flags belong to the server, the output name to the job."""
+    return {name: value_parser(name) for name in in_group(PER_REQUEST)}
+
+
+OPTIONS = request_options()
 FIELDS = {"image", "audio", "prompt", "skip_checks", *OPTIONS}
 
 

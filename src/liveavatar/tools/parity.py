@@ -63,16 +63,16 @@ def replay(model, ref: Path, info: dict, spec: dict, inputs: dict) -> dict:
     if motion is not None and tuple(motion) != tuple(model.config.motion_frames):
         raise SystemExit(f"motion_frames {motion} differ from the model's {model.config.motion_frames}")
     text = model.encode_text(inputs[spec.get("context_input", "context")])
+    from liveavatar.engines.diffusion.runtime.caches import KVCache, new_caches
+
     caches: dict[str, Any] = {}
     sink = None
     outputs = {}
     for call in spec["call_list"]:
         cache_id = str(call.get("kv_cache", "0"))
         if sink is None:
-            sink, _ = model.new_caches(0, int(info["kv_cache_size"]), int(info["cond_cache_capacity"]))
+            sink, _ = new_caches(model, 0, int(info["kv_cache_size"]), int(info["cond_cache_capacity"]))
         if cache_id not in caches:
-            from liveavatar.engines.diffusion.model.attention import KVCache
-
             caches[cache_id] = KVCache.allocate(sink, int(info["kv_cache_size"]))
         x = inputs[call["x"]]
         if call["kind"] == "sink":

@@ -222,7 +222,7 @@ def replay_vae(ref: Path) -> dict:
     """encode, full decode and the engine's streaming decode (warm-up, then blocks) of the tiny VAE."""
     import torch
 
-    from liveavatar.engines.diffusion.engine import DECODER_WARMUP_LATENTS
+    from liveavatar.engines.diffusion.runtime.run import DECODER_WARMUP_LATENTS
     from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, VAEConfig, build_vae
 
     state = load_tensors(ref / "vae_weights.safetensors")

@@ -12,12 +12,10 @@ import numpy as np
 
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs, Notify
+from liveavatar.engines.diffusion.loading.build import build_dit, compile_enabled
 from liveavatar.engines.diffusion.loading.layout import CheckpointLayout
+from liveavatar.engines.diffusion.loading.precision import model_dtype
 from liveavatar.media.image import fit_to_size
-
-# the decoder is primed with this many still-reference latents so the first generated block
-# continues a still portrait (4 frames per latent from the start; nothing is dropped)
-DECODER_WARMUP_LATENTS = 7
 
 
 @dataclass
@@ -28,87 +26,64 @@ class Models:
     audio: object  # AudioFeatureEncoder
 
 
-def compile_enabled(device) -> bool:
-    """torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch)."""
-    return device.type == "cuda" and os.environ.get("ENABLE_COMPILE", "true").lower() != "false"
-
-
-def build_dit(config: GenerateConfig, layout: CheckpointLayout, device, dtype, fp8: bool | None = None):
-    """The DiT with the LoRA merged (fp8 and compiled as configured): ``(dit, merge report)``.
-
-    ``fp8`` (default: ``--fp8`` on CUDA): the memory planner's mode may ask for it too."""
-    from liveavatar.engines.diffusion.loading.checkpoint import load_dit
-    from liveavatar.engines.diffusion.loading.lora import merge_lora
-
-    fp8 = (bool(config.fp8) if fp8 is None else fp8) and device.type == "cuda"
-    # weights go straight from the memory-mapped shards to their device and dtype (no second
-    # host copy); the LoRA is merged there, each W + (alpha/r) B A formed in fp32, then cast.
-    # fp8: load and merge in host memory, quantise module by module onto the GPU, so the GPU
-    # never holds the bf16 weights (30 GiB at 14B)
-    dit = load_dit(layout.root, device="cpu" if fp8 else device, dtype=dtype)
-    merged = merge_lora(dit, layout.lora)
-    if fp8:
-        from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
-
-        quantize_linears_fp8(dit, device=device)
-        dit._rope = None
-    dit.fp8 = fp8
-    if compile_enabled(device):
-        dit.accelerate(compile=True)  # one graph per layer half: ~20 s once, then 1.6x faster blocks
-    return dit, merged
-
-
 class DiffusionEngine:
+    """Builds the parts from the checkpoint once; each `generate` is one `runtime.run.DiffusionRun`.
+
+    ``memory``: the planner's MemoryFit (planning/fit.py) the engine was built for: the mode it
+    starts in, the out-of-memory ladder's rungs, the command named when none is left. A run may
+    bring its own (the server's resident engine runs many configs); the engine never asks the planner.
+    """
+
     name = "diffusion"
     team = None  # runtime.workers.Team when the DiT runs on K > 1 workers
+    text_on_cpu = False
 
-    def __init__(self, models: Models, device, dtype, offload: bool, compile_decoder: bool = False,
-                 notify_load: str = "", memory=None) -> None:
-        from liveavatar.planning.memory import MODES
-
+    def __init__(self, models: Models, device, dtype, offload: bool, memory, compile_decoder: bool = False,
+                 notify_load: str = "") -> None:
         self.compile_decoder = compile_decoder
         self.models = models
         self.device = device
         self.dtype = dtype
         self.offload = offload
         self.load_message = notify_load
-        # fingerprints (runtime/resume.clip_fingerprint) at the last clip ends, keyed by clips done
+        # fingerprints (runtime/run.clip_fingerprint) at the last clip ends, keyed by clips done
         self.resume_states: dict[int, dict] = {}
-        # the memory planner's mode and the shape-keeping modes after it (the out-of-memory ladder)
-        fp8 = getattr(models.dit, "fp8", False)
-        self.mode = memory.mode if memory is not None else MODES[1 if fp8 else 0]
-        self.later = list(memory.later) if memory is not None else list(MODES[MODES.index(self.mode) + 1:])
-        self.config: GenerateConfig | None = None
+        self.use_memory(memory)
+
+    def use_memory(self, memory) -> None:
+        """Take the planner's mode and the shape-keeping modes after it (the out-of-memory ladder)."""
+        self.memory = memory
+        self.mode, self.later = memory.mode, list(memory.later)
 
     @classmethod
-    def from_config(cls, config: GenerateConfig, layout: CheckpointLayout, memory=None) -> "DiffusionEngine":
-        """`memory`: the planner's Choice (planning/memory.py); its mode decides fp8 weights and where
-        the text encoder runs (explicit flags were already folded in by the planner)."""
-        """Load every model of the release; torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch)."""
+    def from_config(cls, config: GenerateConfig, layout: CheckpointLayout, memory) -> "DiffusionEngine":
+        """Load every model of the release; torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch).
+
+        `memory`: the planner's MemoryFit; its mode decides fp8 weights and where the text encoder runs
+        (explicit flags were already folded in by the planner)."""
         # large caches are allocated once and live long: expandable segments avoid fragmentation
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
         import torch
 
         from liveavatar.engines.diffusion.encoders.audio_features import AudioFeatureEncoder
-        from liveavatar.engines.diffusion.runtime.workers import Team
         from liveavatar.engines.diffusion.encoders.text_encoder import TextEncoder
+        from liveavatar.engines.diffusion.runtime.workers import Team
         from liveavatar.engines.diffusion.vae.vae import load_vae
 
         # K > 1 DiT workers: the others start loading now, in parallel with this process
-        team = Team.launch(config, layout)
+        team = Team.launch(config, layout, memory.choice)  # the workers follow the planner's per-rank plans
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        dtype = model_dtype(device)
         # as upstream on one GPU, offload defaults to on: the 11 GB umT5-XXL and wav2vec2 visit the
         # GPU only to encode, leaving the room to the DiT's step caches
         offload = (config.offload_model is not False) and device.type == "cuda"
-        compile_ = compile_enabled(device)
-        mode = memory.mode if memory is not None else None
-        fp8 = bool(config.fp8) or (mode is not None and mode.weights == "fp8")
+        mode = memory.mode
+        fp8 = bool(config.fp8) or mode.weights == "fp8"
         # with a decode worker this process only encodes and decodes: no DiT here
         dit, merged = (None, None) if team is not None and team.decode_worker else build_dit(config, layout, device, dtype, fp8)
         encoder_device = "cpu" if offload else device
         # the planner's low modes keep umT5-XXL (11 GB) off the GPU: it encodes on the CPU
-        text_on_cpu = mode is not None and not mode.text_encoder_on_gpu
+        text_on_cpu = not mode.text_encoder_on_gpu
         models = Models(
             dit=dit,
             vae=load_vae(layout.vae, device=device, dtype=dtype),
@@ -116,14 +91,11 @@ class DiffusionEngine:
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
         loaded = f"note: Live Avatar LoRA merged into {merged.num_merged} modules" if merged else ""
-        engine = cls(models, device, dtype, offload, compile_decoder=compile_,
-                     notify_load="\n".join(filter(None, [layout.lora_note, loaded])), memory=memory)
+        engine = cls(models, device, dtype, offload, memory, compile_decoder=compile_enabled(device),
+                     notify_load="\n".join(filter(None, [layout.lora_note, loaded])))
         engine.team = team
         engine.text_on_cpu = text_on_cpu
-        engine.config = config
         return engine
-
-    text_on_cpu = False
 
     @contextmanager
     def _on_device(self, module, stay: bool = False):
@@ -137,21 +109,15 @@ class DiffusionEngine:
         finally:
             module.to("cpu")
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
+                 memory=None) -> Iterator[np.ndarray]:
         """Yield the frames of clips ``start_clip`` on; earlier clips are replayed, not yielded
-        (the caches and the decoder's state come out exactly as in an uninterrupted run)."""
-        import torch
+        (the caches and the decoder's state come out exactly as in an uninterrupted run).
+        ``memory``: this run's MemoryFit (None: the one the engine was built with)."""
+        from liveavatar.engines.diffusion.runtime.run import DiffusionRun
 
-        from liveavatar.engines.diffusion.encoders.conditioning import motion_from_frames, reference_latents
-        from liveavatar.engines.diffusion.runtime.frames import BlockFrames
-        from liveavatar.engines.diffusion.runtime.ladder import Ladder
-        from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
-        from liveavatar.engines.diffusion.runtime.modes import step_down
-        from liveavatar.engines.diffusion.runtime.resume import clip_fingerprint
-        from liveavatar.errors import UserError
-        from liveavatar.planning.memory import finish_command
-        from liveavatar.resume import remember_state
-
+        if memory is not None:
+            self._adopt(memory)
         for line in self.load_message.splitlines():
             notify(line)
         m = self.models
@@ -160,65 +126,33 @@ class DiffusionEngine:
         with self._on_device(m.audio.model):
             audio = m.audio.encode(inputs.audio, plan.num_clips * plan.frames_per_clip).to(self.device)
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
-        ref, motion = reference_latents(m.vae, portrait)
-        loop_plan = LoopPlan(
-            frames_per_clip=plan.frames_per_clip,
-            num_clips=plan.num_clips,
-            latent_hw=(plan.height // 8, plan.width // 8),
-            sample_steps=plan.sample_steps,
-            sample_shift=plan.sample_shift,
-            seed=plan.seed,
-            last_clip_frames=plan.clip_frame_counts()[-1],
-            # upstream: the online-decode path rolls the sink at clip 1, the default script does not
-            rolling_sink=plan.enable_online_decode,
-        )
-        # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
-        # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
-        decoder = self._decoder(self.mode)
-        decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         self.resume_states = {}  # a resident engine (the server) runs many videos
+        yield from DiffusionRun(self, portrait, plan, notify, start_clip, text, audio)
 
-        def clip_end(block) -> None:  # resume records: the loop's state at each clip end (K > 1: in the workers)
-            state = ladder.live if self.team is None else None
-            remember_state(self.resume_states, block.clip + 1,
-                           clip_fingerprint(block.clip + 1, block.task.index + 1, state, block.latents))
+    def _adopt(self, memory) -> None:
+        """A run's own memory choice (the server's resident engine): weights and the text encoder
+        follow its mode as a build for it would have placed them; the caches and decoder are per run."""
+        if memory.mode.weights == "fp8" and self.device.type == "cuda" and not getattr(self.models.dit, "fp8", True):
+            from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
 
-        frames = BlockFrames(decoder, plan.enable_online_decode, plan.clip_frame_counts(), plan.num_clips > 1,
-                             start_clip=start_clip, on_clip_end=clip_end)
-        steps = tuple(range(plan.sample_steps))
-        finish = finish_command(self.config, plan.width, plan.height) if self.config else "a smaller --size"
-        ladder = Ladder(self.mode, self.later, lambda old, new: step_down(self, old, new, frames), notify,
-                        lambda block, mode: UserError(
-                            "--gpu_memory", f"out of GPU memory at block {block} even in the last memory mode ({mode.name})",
-                            f"the finished part is kept; to make the whole video run: {finish}"))
-
-        def next_motion():
-            return motion_from_frames(m.vae, torch.cat(frames.first_clip, dim=2), portrait)
-
-        if self.team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
-            for block in self.team.run(m.dit, text, audio, ref, motion, loop_plan, next_motion, notify):
-                out = frames(block)
-                if out is not None:
-                    yield out
-            return
-        text_ctx = m.dit.encode_text(text.to(self.device))
-        yield from ladder.run(
-            lambda form: StepCaches.allocate(m.dit, loop_plan, steps, mode=form),
-            lambda caches, state: denoise_blocks(
-                m.dit, text_ctx, audio, ref, motion, loop_plan, caches=caches, state=state,
-                next_motion=next_motion),
-            frames, LoopState.start(plan.seed))
+            quantize_linears_fp8(self.models.dit)
+            self.models.dit.fp8 = True
+        if not memory.mode.text_encoder_on_gpu and not self.text_on_cpu:
+            self.models.text.model.to("cpu")
+            self.text_on_cpu = True
+        self.use_memory(memory)
 
     def open_session(self, portrait, plan: Plan, notify: Notify, options=None):
         """A live session (``live.session.Session``) over this loaded engine: the same block loop, fed
         block by block (engines/diffusion/live.py)."""
         from liveavatar.engines.diffusion.live import open_diffusion_session
 
-        return open_diffusion_session(self, portrait, plan, notify, options, DECODER_WARMUP_LATENTS)
+        return open_diffusion_session(self, portrait, plan, notify, options)
 
-    def _decoder(self, mode):
-        from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
+    def decoder(self, mode):
+        """A fresh streaming decoder for `mode` (tiled passes in the low modes)."""
         from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
+        from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
 
         per_pass = 1 if self.device.type == "cuda" else 0
         if mode.decode_tiles > 1:

@@ -41,7 +41,7 @@ class DiffusionBlockMaker:
 
     block_frames = BLOCK_FRAMES
 
-    def __init__(self, engine, portrait: np.ndarray, plan: Plan, notify: Notify, warmup_latents: int) -> None:
+    def __init__(self, engine, portrait: np.ndarray, plan: Plan, notify: Notify) -> None:
         import torch
 
         from liveavatar.engines.diffusion.encoders.audio_window import SlidingFeatures
@@ -51,6 +51,7 @@ class DiffusionBlockMaker:
         )
         from liveavatar.engines.diffusion.runtime.endless import MAX_CLIPS, EndlessPlan
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
+        from liveavatar.engines.diffusion.runtime.run import DECODER_WARMUP_LATENTS
         from liveavatar.engines.diffusion.runtime.loop import (
             LoopState,
             StepCaches,
@@ -73,8 +74,8 @@ class DiffusionBlockMaker:
         loop_plan = EndlessPlan(frames_per_clip=frames_per_clip, num_clips=MAX_CLIPS,
                                 latent_hw=(plan.height // 8, plan.width // 8), sample_steps=plan.sample_steps,
                                 sample_shift=plan.sample_shift, seed=plan.seed, rolling_sink=plan.enable_online_decode)
-        decoder = engine._decoder(engine.mode)
-        decoder.decode_next(motion[:, :, :warmup_latents])  # primed as for a file (engine.DECODER_WARMUP_LATENTS)
+        decoder = engine.decoder(engine.mode)
+        decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])  # primed as for a file
         self.frames = BlockFrames(decoder, True, [], True)
         self.frames.remaining = _EveryClip(frames_per_clip)  # (a list would need one entry per clip)
         steps = tuple(range(plan.sample_steps))
@@ -125,10 +126,9 @@ class DiffusionBlockMaker:
         self.blocks = self.frames = self.features = None
 
 
-def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: Notify, options=None,
-                           warmup_latents: int = 7):
-    """A :class:`liveavatar.engines.session.Session` over a loaded diffusion engine (which passes its
-    decoder warm-up, so this module never imports engine.py: engine.py imports it)."""
+def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: Notify, options=None):
+    """A :class:`liveavatar.engines.session.Session` over a loaded diffusion engine (this module never
+    imports engine.py: engine.py imports it)."""
     from liveavatar.engines.session import Session, SessionOptions
     from liveavatar.media.image import fit_to_size
 
@@ -140,5 +140,5 @@ def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: 
         raise UserError("--num_gpus_dit", "live sessions run the DiT on one GPU", "use --num_gpus_dit 1")
     for line in engine.load_message.splitlines():
         notify(line)
-    maker = DiffusionBlockMaker(engine, fit_to_size(portrait.image, plan.height, plan.width), plan, notify, warmup_latents)
+    maker = DiffusionBlockMaker(engine, fit_to_size(portrait.image, plan.height, plan.width), plan, notify)
     return Session(maker, options, engine="diffusion")

@@ -49,14 +49,16 @@ class PreviewEngine:
         )
         return Renderer(portrait, face, self.style), tracks
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0) -> Iterator[np.ndarray]:
+    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
+                 memory: object | None = None) -> Iterator[np.ndarray]:
         """Yield the frames of clips ``start_clip`` on, in blocks of at most BLOCK_FRAMES.
 
         A frame is a pure function of its index (the tracks are computed for the whole video from
         the seed and the audio; the renderer keeps no state between frames), so a resumed run just
         skips the finished clips, and the block size changes when frames arrive, not what they are.
+        ``memory`` is not used: the CPU preview needs no memory plan.
         """
-        from liveavatar.resume import remember_state
+        from liveavatar.engines.base import remember_state
 
         renderer, tracks = self.prepare(inputs, plan, notify)
         digest = tracks.digest()

@@ -53,8 +53,6 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float |
     inside the lips, whatever is clearly not lip and touches the interior; its edge is feathered so
     the lips' texture and the fill blend without a line.
     """
-    import cv2
-
     c0, u, v = _mouth_frame(lm)
     poly = inner_points(lm).astype(np.float64)
     outer = lm[list(F.UPPER_OUTER + F.LOWER_OUTER[::-1][1:-1])].astype(np.float64)
@@ -70,17 +68,32 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float |
     x0, y0, x1, y1 = max(lo[0], 0), max(lo[1], 0), min(hi[0], w), min(hi[1], h)
     if x1 - x0 < 3 or y1 - y0 < 3:
         return portrait
+    box = (x0, y0, x1, y1)
+    inner, lips_all = _fill_poly(poly, box), _fill_poly(outer, box)
+    crop = portrait[y0:y1, x0:x1]
+    mask, band = _fill_mask(crop, inner, lips_all, margin, reach)
+    vals = _column_colours(portrait, lm, crop, mask, band, margin, (c0, u, v), box)
+    return _composite(portrait, mask, vals, inner, lips_all, margin, box, int((hi - lo).max()))
 
-    def fill_poly(pts: np.ndarray) -> np.ndarray:
-        m = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        cv2.fillPoly(m, [np.round((pts - (x0, y0)) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
-        return m
 
-    inner, lips_all = fill_poly(poly), fill_poly(outer)
+def _fill_poly(pts: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """A uint8 mask of the polygon `pts` over the crop `box` (quarter-pixel vertices)."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    m = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(m, [np.round((pts - (x0, y0)) * 4).astype(np.int32)], 255, cv2.LINE_8, shift=2)
+    return m
+
+
+def _fill_mask(crop: np.ndarray, inner: np.ndarray, lips_all: np.ndarray, margin: float,
+               reach: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the fill's mask, the lips' band around the interior): the interior dilated by `margin`, grown
+    over what touches it, lies inside the lips within `reach`, and is clearly not lip."""
+    import cv2
+
     k = int(np.ceil(margin)) * 2 + 1
     mask = cv2.dilate(inner, np.ones((k, k), np.uint8))
-    crop = portrait[y0:y1, x0:x1]
-    # what touches the interior, lies inside the lips within `reach`, and is clearly not lip
     kr = int(np.ceil(reach)) * 2 + 1
     zone = (cv2.dilate(inner, np.ones((kr, kr), np.uint8)) > 0) & (cv2.dilate(lips_all, np.ones((3, 3), np.uint8)) > 0)
     band = (lips_all > 0) & (inner == 0)
@@ -94,9 +107,23 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float |
         if (nxt == grown).all():
             break
         grown = nxt
-    mask = cv2.morphologyEx(grown.astype(np.uint8) * 255, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    return cv2.morphologyEx(grown.astype(np.uint8) * 255, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), band
+
+
+def _column_colours(portrait: np.ndarray, lm: np.ndarray, crop: np.ndarray, mask: np.ndarray, band: np.ndarray,
+                    margin: float, frame: tuple, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The fill colour of every mask pixel (in ``np.nonzero(mask)`` order).
+
+    Each column takes the mean colour of the middles of its two lips (the lips' inner edges are often
+    a dark shadow): the closing warp squeezes slivers of this fill between the lips, so it must be
+    one smooth lip colour, the same from above and below. A sample far from the lips' median colour
+    (a moustache over the upper lip, a tooth) is replaced by the median.
+    """
+    import cv2
+
+    c0, u, v = frame
     ys, xs = np.nonzero(mask)
-    px, py = xs + x0, ys + y0
+    px, py = xs + box[0], ys + box[1]
     a = (px - c0[0]) * u[0] + (py - c0[1]) * u[1]
 
     def line(idx: tuple[int, ...]) -> np.ndarray:
@@ -106,10 +133,6 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float |
         return np.interp(a, pa[order], pb[order])
 
     ui, li, uo, lo_ = line(F.UPPER_INNER), line(F.LOWER_INNER), line(F.UPPER_OUTER), line(F.LOWER_OUTER)
-    # Each column takes the mean colour of the middles of its two lips (the lips' inner edges are often
-    # a dark shadow): the closing warp squeezes slivers of this fill between the lips, so it must be
-    # one smooth lip colour, the same from above and below. A sample far from the lips' median colour
-    # (a moustache over the upper lip, a tooth) is replaced by the median.
     lip_px = crop[band & (mask == 0)].astype(np.float32)
     ref = np.median(lip_px, axis=0) if len(lip_px) >= 8 else None
     edge_u, edge_l = ui - margin, li + margin
@@ -122,12 +145,22 @@ def lip_base(portrait: np.ndarray, lm: np.ndarray, margin: float, reach: float |
             far = np.linalg.norm(got - ref, axis=1) > 40
             got[far] = ref
         vals = vals + 0.5 * got
+    return vals
+
+
+def _composite(portrait: np.ndarray, mask: np.ndarray, vals: np.ndarray, inner: np.ndarray, lips_all: np.ndarray,
+               margin: float, box: tuple[int, int, int, int], extent: int) -> np.ndarray:
+    """The portrait with the smoothed fill laid over the mask, feathered, never past the lips."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    ys, xs = np.nonzero(mask)
     out = portrait.copy()
     # smooth the fill (a blur normalised inside the mask): slivers of it must not show streaks
     fill = np.zeros(mask.shape + (3,), np.float32)
     fill[ys, xs] = vals
     weight = (mask > 0).astype(np.float32)
-    kb = 2 * int(max(2.0, 0.5 * (hi - lo).max() / 6)) + 1
+    kb = 2 * int(max(2.0, 0.5 * extent / 6)) + 1
     fill = cv2.GaussianBlur(fill, (kb, kb), 0) / np.maximum(cv2.GaussianBlur(weight, (kb, kb), 0), 1e-3)[..., None]
     # feathered edge, but opaque over the interior itself
     sigma = max(0.6, 0.6 * margin)

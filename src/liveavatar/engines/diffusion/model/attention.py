@@ -1,12 +1,10 @@
-"""Attention through torch SDPA. The streaming caches it reads (per-step KV ring + shared sink)
-live in runtime/caches.py (resident, fp8 and host-streamed forms); re-exported here."""
+"""Attention through torch SDPA. The streaming caches it reads (per-step KV ring + shared sink) are
+called through model/caches.py's interface; their forms live in runtime/caches.py."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-
-from liveavatar.engines.diffusion.runtime.caches import KVCache, SinkCache  # noqa: F401 (re-export)
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

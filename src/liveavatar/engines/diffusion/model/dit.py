@@ -6,7 +6,7 @@ P = (h/2)(w/2) tokens per latent frame; F = latent frames per block, 3 upstream)
     model = CausalS2VDiT(DiTConfig.wan_s2v_14b(), dtype=torch.bfloat16, device="meta")
     load_dit_checkpoint(model, ckpt_dir, device="cuda")            # checkpoint.py
     text = model.encode_text(t5_features)                          # once per video: TextContext
-    sink, caches = model.new_caches(num_steps=4, ring_tokens=4 * 3 * P, sink_tokens=2800)
+    sink, caches = new_caches(model, num_steps=4, ring_tokens=4 * 3 * P, sink_tokens=2800)  # runtime/caches.py
     model.prefill_sink(sink, ref_latents, motion_latents, text)    # once (t=0), shared by all steps
     for each block b (global latent frame index c = current_start // P):
         for step i, t_i:
@@ -17,8 +17,8 @@ P = (h/2)(w/2) tokens per latent frame; F = latent frames per block, 3 upstream)
 * ``encode_text(context)``: T5 features ``[L, text_dim]`` (or ``[B, L, text_dim]`` / a list of
   ``[L_i, text_dim]``), zero-padded to text_len -> ``TextContext`` holding the text embedding and
   every block's cross-attention K/V ``[B, text_len, H, D]`` (computed once per video).
-* ``new_caches(num_steps, ring_tokens, sink_tokens, batch=1)`` -> ``(SinkCache, [KVCache] * steps)``;
-  layouts in attention.py. The ring must hold a whole number of blocks (upstream: 4 blocks).
+* ``runtime.caches.new_caches(model, num_steps, ring_tokens, sink_tokens, batch=1)`` ->
+  ``(SinkCache, [KVCache] * steps)``; the model calls them through model/caches.py's interface. The ring must hold a whole number of blocks (upstream: 4 blocks).
 * ``prefill_sink(sink, ref_latents [B,16,1,h,w], motion_latents [B,16,T,h,w], text,
   current_start=0)``: runs the reference + FramePack motion tokens (t=0 modulation, no audio) and
   stores every layer's un-roped K and V; ``sink.length`` = P + 1.5 P tokens.
@@ -48,7 +48,7 @@ from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.model.embeddings import Head, time_modulation
 from liveavatar.engines.diffusion.model.framepack import FramePackMotioner
 from liveavatar.engines.diffusion.model.rope import GridGroup, RopeTables, apply_rope
-from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache
+from liveavatar.engines.diffusion.model.caches import SinkRows, StepCache
 
 SINK_REF_POSITION = 30  # temporal RoPE position of the reference tokens at prefill
 RELATIVE_DIST_RANGE = (4, 30)
@@ -150,17 +150,6 @@ class CausalS2VDiT(nn.Module):
     def _embed_frames(self, latents: torch.Tensor, conv: nn.Conv3d) -> torch.Tensor:
         return conv(latents.to(device=self.device, dtype=self.dtype))
 
-    def new_caches(self, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1,
-                   form: CacheForm = RESIDENT) -> tuple[SinkCache, list[KVCache]]:
-        """The shared sink and `num_steps` KV rings, stored as `form` says (runtime/caches.py)."""
-        c = self.config
-        sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, self.dtype, self.device,
-                                  form)
-        rings: list[KVCache] = []
-        for _ in range(num_steps):
-            rings.append(KVCache.allocate(sink, ring_tokens, form, share=rings[0] if rings else None))
-        return sink, rings
-
     # ----------------------------------------------------------------------------- text
     @torch.no_grad()
     def encode_text(self, context: torch.Tensor | list[torch.Tensor]) -> TextContext:
@@ -178,7 +167,7 @@ class CausalS2VDiT(nn.Module):
 
     # ----------------------------------------------------------------------------- sink
     @torch.no_grad()
-    def prefill_sink(self, sink: SinkCache, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
+    def prefill_sink(self, sink: SinkRows, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
                      text: TextContext, current_start: int = 0, block_frames: int = 3) -> None:
         """Fill the condition K/V of every layer from the reference and motion latents (t = 0).
 
@@ -243,7 +232,7 @@ class CausalS2VDiT(nn.Module):
         return local, glob
 
     @torch.no_grad()
-    def denoise_block(self, cache: KVCache, block_latents: torch.Tensor, timestep: float | torch.Tensor,
+    def denoise_block(self, cache: StepCache, block_latents: torch.Tensor, timestep: float | torch.Tensor,
                       text: TextContext, audio_input: torch.Tensor, cond_states: torch.Tensor | None,
                       current_start: int, sink_rope_offset: int | None = None, relative_dist: int | None = None,
                       rng: random.Random | torch.Generator | None = None) -> torch.Tensor:

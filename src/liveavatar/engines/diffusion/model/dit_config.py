@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
+
 # config.json keys whose names differ from ours (none so far, kept for clarity)
 _RENAMES: dict[str, str] = {}
 # upstream constructor arguments that do not change the inference network, or that the released
@@ -33,14 +35,14 @@ class DiTConfig:
     num_heads: int = 40
     num_layers: int = 40
     patch_size: tuple[int, int, int] = (1, 2, 2)
-    in_dim: int = 16
-    out_dim: int = 16
+    in_dim: int = LATENT_CHANNELS
+    out_dim: int = LATENT_CHANNELS
     text_len: int = 512
     text_dim: int = 4096
     eps: float = 1e-6
     qk_norm: bool = True
     cross_attn_norm: bool = True
-    cond_dim: int = 16
+    cond_dim: int = LATENT_CHANNELS
     audio_dim: int = 1024
     num_audio_token: int = 4
     audio_layers: int = 25
@@ -96,7 +98,7 @@ class DiTConfig:
     def validate(self) -> None:
         if self.dim % self.num_heads or self.head_dim % 2:
             raise ValueError(f"dim {self.dim} must split into {self.num_heads} heads of even size")
-        if self.in_dim != 16 and self.enable_framepack:
+        if self.in_dim != LATENT_CHANNELS and self.enable_framepack:
             raise ValueError("FramePack motion tokens need in_dim 16 (upstream hard-codes 16 channels)")
         for layer in self.audio_inject_layers:
             if not 0 <= layer < self.num_layers:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
 from liveavatar.engines.diffusion.model.rope import GridGroup
 
 
 class FramePackMotioner(nn.Module):
-    def __init__(self, dim: int, in_channels: int = 16, buckets: tuple[int, int, int] = (1, 2, 16),
+    def __init__(self, dim: int, in_channels: int = LATENT_CHANNELS, buckets: tuple[int, int, int] = (1, 2, 16),
                  drop_mode: str = "padd") -> None:
         super().__init__()
         self.in_channels = in_channels

@@ -22,27 +22,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from liveavatar.engines.diffusion.model.caches import RESIDENT, CacheForm  # noqa: F401 (the forms' names)
+
 FP8_MAX = 448.0
 PLANES = ("k", "v")
 
 
-@dataclass(frozen=True)
-class CacheForm:
-    """How K/V are stored: ``kv`` "model" (the DiT's dtype) or "fp8"; ``placement`` "resident" or "host"."""
-
-    kv: str = "model"
-    placement: str = "resident"
-
-    def __post_init__(self) -> None:
-        if self.kv not in ("model", "fp8") or self.placement not in ("resident", "host"):
-            raise ValueError(f"unknown cache form {self}")
-
-    @property
-    def label(self) -> str:
-        return f"{'fp8' if self.kv == 'fp8' else 'model-dtype'} KV, {self.placement}"
-
-
-RESIDENT = CacheForm()
 
 
 def bytes_per_value(form: CacheForm, model_bytes: int, head_dim: int) -> float:
@@ -317,6 +302,18 @@ class KVCache(_Planes):
 
     def end(self) -> None:
         self.store.end()
+
+
+def new_caches(model, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1,
+               form: CacheForm = RESIDENT) -> tuple[SinkCache, list[KVCache]]:
+    """The shared sink and `num_steps` KV rings for `model` (a CausalS2VDiT), stored as `form` says."""
+    c = model.config
+    sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, model.dtype, model.device,
+                              form)
+    rings: list[KVCache] = []
+    for _ in range(num_steps):
+        rings.append(KVCache.allocate(sink, ring_tokens, form, share=rings[0] if rings else None))
+    return sink, rings
 
 
 def device_bytes(sink: SinkCache, caches: list[KVCache]) -> int:

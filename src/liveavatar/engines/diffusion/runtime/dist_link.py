@@ -15,9 +15,11 @@ workers.py), and the process-group timeout is the backstop for a worker that han
 from __future__ import annotations
 
 import pickle
+
 import torch
 import torch.distributed as dist
 
+from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
 from liveavatar.engines.diffusion.runtime.loop import BlockTask, DenoisedBlock, LoopPlan
 
 # one isend may be in flight per link, so a stage starts its next block while the last one travels
@@ -30,10 +32,18 @@ class DistLink:
     def __init__(self, rank: int, source: int, device: torch.device) -> None:
         self.rank, self.source, self.device = rank, source, device
         self._sends: list[tuple[object, torch.Tensor]] = []
+        # a worker that steps down after running out of memory runs its current block again: the
+        # block's input and the clip-1 broadcasts it already took part in are kept, not asked for twice
+        self._received: tuple[int, torch.Tensor] | None = None
+        self._shared: dict[str, torch.Tensor] = {}
+        self.sent_through = -1  # the last block index handed to the next rank
 
     def receive(self, task: BlockTask, like: torch.Tensor) -> torch.Tensor:
+        if self._received is not None and self._received[0] == task.index:
+            return self._received[1].to(like.device)
         buf = torch.empty(like.shape, dtype=like.dtype, device=self.device)
         dist.recv(buf, src=self.rank - 1)
+        self._received = (task.index, buf)
         return buf.to(like.device)
 
     def send(self, task: BlockTask, latents: torch.Tensor) -> None:
@@ -41,6 +51,7 @@ class DistLink:
             self._sends.pop(0)[0].wait()
         x = latents.to(self.device).contiguous()  # kept alive until the send completes
         self._sends.append((dist.isend(x, dst=self.rank + 1), x))
+        self.sent_through = task.index
 
     def flush(self) -> None:
         while self._sends:
@@ -56,14 +67,20 @@ class DistLink:
         dist.broadcast(buf, src=self.source)
         return buf.to(like.device)
 
+    def _once(self, key: str, make) -> torch.Tensor:
+        """Each broadcast happens once per video (clip 1); a block run again gets the same tensor."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
     def share_reference(self, reference: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """The first clean latent, from the decoding rank (the rolling-sink reference at clip 1)."""
         shape = (*like.shape[:2], 1, *like.shape[3:])
-        return self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device))
+        return self._once("reference", lambda: self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device)))
 
     def motion(self, compute, like: torch.Tensor):
         """``next_motion`` for the loop: the decoding rank computes it, every rank gets it."""
-        return lambda: self._broadcast(compute() if self.rank == self.source else None, like)
+        return lambda: self._once("motion", lambda: self._broadcast(compute() if self.rank == self.source else None, like))
 
 
 def comm_device(backend: str) -> torch.device:
@@ -105,7 +122,7 @@ def receive_blocks(link: DistLink, plan: LoopPlan, ref: torch.Tensor, next_motio
         if task.clip == 1 and task.start == 0 and plan.rolling_sink:
             link.share_reference(reference, ref)
             share_motion()
-        x = link.receive(task, torch.empty((1, 16, task.count, h, w), dtype=ref.dtype, device=ref.device))
+        x = link.receive(task, torch.empty((1, LATENT_CHANNELS, task.count, h, w), dtype=ref.dtype, device=ref.device))
         if reference is None:
             reference = x[:, :, :1].clone()
         yield DenoisedBlock(task, x)

@@ -7,7 +7,10 @@ text encoder off the GPU, tiled decode passes), converts the step caches to that
 with their contents, restores the decoder to the last block boundary, says in one line what
 changed, and runs the loop again from `LoopState` as it was at that boundary. Frames reach the
 writer only after a block is decoded, so the video stays continuous. When no rung is left it
-raises what `exhausted` builds (the engine: a UserError naming the command that would finish).
+raises what the run's `exhausted` builds (a UserError naming the command that would finish).
+
+The ladder drives the run (runtime/run.py) through `LadderRun`: allocate caches in a form, produce
+blocks from caches and a loop state, apply a mode change outside the caches, say why it gave up.
 """
 
 from __future__ import annotations
@@ -33,6 +36,20 @@ class Consumer(Protocol):
     def restore(self, saved) -> None: ...
 
 
+class LadderRun(Protocol):
+    """What the ladder asks of the run it drives."""
+
+    def allocate(self, form: CacheForm) -> StepCaches: ...
+
+    def produce(self, caches: StepCaches, state: LoopState) -> Iterator[DenoisedBlock]: ...
+
+    def step_down(self, old, new) -> str:
+        """Change what the mode change touches outside the caches (weights, encoders, decoder); describe it."""
+        ...
+
+    def exhausted(self, block: int, mode) -> BaseException: ...
+
+
 def free_device_memory() -> None:
     """Drop the failed call's tensors (their frames are gone once the exception is) and hand back cache."""
     gc.collect()
@@ -41,22 +58,16 @@ def free_device_memory() -> None:
 
 
 class Ladder:
-    """Runs the block loop in `mode`; `later` are the rungs (planner modes) it may step down to.
+    """Runs `run`'s block loop in `mode`; `later` are the rungs (planner modes) it may step down to.
+    The caches are converted here; the rest of a mode change is the run's `step_down`."""
 
-    ``step_down(old, new) -> str`` changes what the mode change touches outside the caches (weights,
-    encoders, decoder) and describes it; the caches are converted here.
-    """
-
-    def __init__(self, mode, later: list, step_down: Callable[[object, object], str], notify: Callable[[str], None],
-                 exhausted: Callable[[int, object], BaseException]) -> None:
+    def __init__(self, mode, later: list, run: LadderRun, notify: Callable[[str], None]) -> None:
         self.mode, self.later = mode, list(later)
-        self.step_down, self.notify, self.exhausted = step_down, notify, exhausted
+        self.target, self.notify = run, notify
         self.rungs_taken: list[str] = []
         self.live: LoopState | None = None  # the loop's state while it runs (resume records read it)
 
-    def run(self, allocate: Callable[[CacheForm], StepCaches],
-            produce: Callable[[StepCaches, LoopState], Iterator[DenoisedBlock]], consume: Consumer,
-            state: LoopState) -> Iterator:
+    def run(self, consume: Consumer, state: LoopState) -> Iterator:
         boundary = state.snapshot()
         caches: StepCaches | None = None
         while True:
@@ -64,9 +75,9 @@ class Ladder:
             blocks = None
             try:
                 if caches is None:
-                    caches = allocate(self.mode.kv)
+                    caches = self.target.allocate(self.mode.kv)
                 live = self.live = boundary.snapshot()
-                blocks = produce(caches, live)
+                blocks = self.target.produce(caches, live)
                 for block in blocks:
                     saved = consume.save()
                     try:
@@ -89,10 +100,14 @@ class Ladder:
                 caches = self._next_rung(caches, boundary.next_task)
 
     def _next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
+        return self.next_rung(caches, block)
+
+    def next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
+        """Step down one rung (converting `caches`), or raise what `exhausted` builds when none is left."""
         if not self.later:
-            raise self.exhausted(block, self.mode)
+            raise self.target.exhausted(block, self.mode)
         new = self.later.pop(0)
-        what = [self.step_down(self.mode, new)]
+        what = [self.target.step_down(self.mode, new)]
         if caches is not None and new.kv != caches.form:
             caches = caches.converted(new.kv, release=True)
             free_device_memory()

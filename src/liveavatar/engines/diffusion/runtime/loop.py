@@ -32,12 +32,13 @@ from typing import Callable, Iterator, Protocol
 
 import torch
 
+from liveavatar.config import DISTILLED_SHIFT, Plan
+from liveavatar.engines.diffusion.latents import FRAMES_PER_LATENT, LATENT_CHANNELS, latent_hw
 from liveavatar.engines.diffusion.model.dit import draw_relative_dist
-from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes
+from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes, new_caches
 from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler
 
 BLOCK_LATENT_FRAMES = 3
-FRAMES_PER_LATENT = 4
 # upstream allocates 2800 condition tokens; ours is sized from the latent grid instead
 SINK_TOKENS_PER_FRAME = 2.5
 
@@ -64,6 +65,22 @@ class LoopPlan:
     seed: int
     last_clip_frames: int | None = None  # stop early once the last clip has this many frames
     rolling_sink: bool = True  # prefill the sink again at clip 1 (see the module's docstring)
+
+    @classmethod
+    def of(cls, plan: Plan) -> LoopPlan:
+        """The loop of a resolved run: its size in latents, its sampling, the last clip cut where the
+        audio ends; upstream's online-decode path rolls the sink at clip 1, its default script does not."""
+        return cls(frames_per_clip=plan.frames_per_clip, num_clips=plan.num_clips, latent_hw=latent_hw(plan.height, plan.width),
+                   sample_steps=plan.sample_steps, sample_shift=plan.sample_shift, seed=plan.seed,
+                   last_clip_frames=plan.clip_frame_counts()[-1], rolling_sink=plan.enable_online_decode)
+
+    @classmethod
+    def for_size(cls, height: int, width: int, frames_per_clip: int, sample_steps: int, num_clips: int = 1,
+                 seed: int = 0) -> LoopPlan:
+        """A loop of these pixel shapes (memory estimates, benchmarks: the sampling's shift does not
+        change a size, so it is the distilled one)."""
+        return cls(frames_per_clip=frames_per_clip, num_clips=num_clips, latent_hw=latent_hw(height, width),
+                   sample_steps=sample_steps, sample_shift=DISTILLED_SHIFT, seed=seed)
 
     @property
     def latents_per_clip(self) -> int:
@@ -170,7 +187,7 @@ class StepCaches:
     @classmethod
     def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...], mode: CacheForm = RESIDENT) -> "StepCaches":
         """Fresh caches in the form the memory planner chose (`mode`; resident model dtype by default)."""
-        sink, caches = dit.new_caches(num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
+        sink, caches = new_caches(dit, num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
                                       form=mode)
         return cls(sink, dict(zip(steps, caches)))
 
@@ -232,10 +249,10 @@ NoiseFn = Callable[["LoopPlan", int, torch.device], torch.Tensor]
 
 
 def clip_noise(plan: LoopPlan, clip: int, device: torch.device) -> torch.Tensor:
-    """The clip's initial noise ``[1, 16, latents, h, w]``, from a generator seeded seed + clip."""
+    """The clip's initial noise ``[1, LATENT_CHANNELS, latents, h, w]``, from a generator seeded seed + clip."""
     gen = torch.Generator(device=device).manual_seed(plan.seed + clip)
     h, w = plan.latent_hw
-    return torch.randn((1, 16, plan.latents_per_clip, h, w), generator=gen, device=device, dtype=torch.float32)
+    return torch.randn((1, LATENT_CHANNELS, plan.latents_per_clip, h, w), generator=gen, device=device, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -285,7 +302,7 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
             x = clip_latents[:, :, task.start : task.start + task.count].to(dtype)
         else:
             h, w = plan.latent_hw
-            x = link.receive(task, torch.empty((1, 16, task.count, h, w), dtype=dtype, device=device))
+            x = link.receive(task, torch.empty((1, LATENT_CHANNELS, task.count, h, w), dtype=dtype, device=device))
         audio_cols = task.clip * plan.frames_per_clip + FRAMES_PER_LATENT * task.start
         audio_in = audio[..., audio_cols : audio_cols + FRAMES_PER_LATENT * task.count]
         current_start = task.frame_index * plan.tokens_per_frame

@@ -1,4 +1,4 @@
-"""Per-worker memory of a K-worker run, from the memory planner (planning/memory.py): one estimator.
+"""Per-worker memory of a K-worker run, from the memory planner (planning/memory/): one estimator.
 
 Printed as ``note:`` lines and checked against the free memory on each GPU before the worker
 allocates its caches.
@@ -6,17 +6,21 @@ allocates its caches.
 
 from __future__ import annotations
 
+from liveavatar.engines.diffusion.latents import VAE_STRIDE
 from liveavatar.errors import UserError
-from liveavatar.planning.memory import GIB, MODES, Estimate, Workload, dit_weight_bytes, estimate, fits
+from liveavatar.planning.memory import GIB, Estimate, Workload, default_mode, dit_weight_bytes, estimate, fits
 
 
-def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, fp8: bool = False,
-                    holds_vae: bool = False) -> Estimate:
-    """What one DiT worker holds: the weights, ``steps`` KV rings, the sink and one call's activations."""
+def worker_estimate(dit_config, plan, steps: int, bytes_per_value: int, mode=None, holds_vae: bool = False) -> Estimate:
+    """What one DiT worker holds in `mode` (default: the weights as configured, resident caches):
+    the weights, ``steps`` KV rings, the sink and one call's activations. A bool `mode` is the old
+    ``fp8`` flag (fp8 weights or not)."""
+    if mode is None or isinstance(mode, bool):
+        mode = default_mode(bool(mode))
     h, w = plan.latent_hw
-    work = Workload(dit_config, h * 8, w * 8, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
-                    holds_vae=holds_vae)
-    return estimate(work, MODES[1] if fp8 else MODES[0])
+    work = Workload(dit_config, h * VAE_STRIDE, w * VAE_STRIDE, plan.frames_per_clip, steps, value_bytes=bytes_per_value,
+                    holds_vae=holds_vae, encodes=holds_vae)
+    return estimate(work, mode)
 
 
 def weight_bytes(dit_config, bytes_per_value: int, fp8: bool) -> int:
@@ -32,8 +36,10 @@ def require_room(est: Estimate, free_bytes: int, what: str) -> None:
                     "use --fp8, more --num_gpus_dit, fewer --sample_steps, a smaller --size or --infer_frames")
 
 
-def worker_notes(config, plan, roles) -> list[str]:
-    """One ``note:`` line per DiT worker: its steps and the memory they need (planner)."""
+def worker_notes(config, plan, roles, memory=None) -> list[str]:
+    """One ``note:`` line per DiT worker: its steps, its memory mode and the memory they need (planner).
+
+    `memory`: the run's RunMemory (each worker's planned mode); without it, the weights as configured."""
     import torch
 
     from liveavatar.engines.diffusion.loading.checkpoint import read_config
@@ -45,11 +51,12 @@ def worker_notes(config, plan, roles) -> list[str]:
     dit_config = read_config(resolve_layout(config.ckpt_dir, config.lora_path_dmd).root)
     lines = []
     for rank, stage in enumerate(split_steps(plan.sample_steps, roles.num_dit)):
-        est = worker_estimate(dit_config, plan, len(stage.steps), size, bool(config.fp8) and on_gpu)
+        mode = memory.for_rank(rank).choice.mode if memory is not None else bool(config.fp8) and on_gpu
+        est = worker_estimate(dit_config, plan, len(stage.steps), size, mode)
         c = est.components
-        lines.append(f"note: {roles.describe(rank, plan.sample_steps)}: about {_size(est.peak)} (weights "
-                     f"{_size(c['dit_weights'])} + {len(stage.steps)} step caches {_size(c['kv_rings'])} + sink "
-                     f"{_size(c['sink'])} + activations; planner)")
+        lines.append(f"note: {roles.describe(rank, plan.sample_steps)}: {est.mode.name}, about {_size(est.peak)} "
+                     f"(weights {_size(c['dit_weights'])} + {len(stage.steps)} step caches {_size(c['kv_rings'])} + "
+                     f"sink {_size(c['sink'])} + activations; planner)")
     return lines
 
 

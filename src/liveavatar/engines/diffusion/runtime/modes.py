@@ -8,14 +8,8 @@ def step_down(engine, old, new, frames) -> str:
 
     `frames` is the engine's BlockFrames, whose decoder a tiled one replaces (taking over its state).
     """
-    done: list[str] = []
     m = engine.models
-    if new.weights == "fp8" and not getattr(m.dit, "fp8", False):
-        from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
-
-        quantize_linears_fp8(m.dit)
-        m.dit.fp8 = True
-        done.append("DiT linears now fp8")
+    done: list[str] = [weights_for(m.dit, new)]
     if not new.text_encoder_on_gpu and not engine.text_on_cpu:
         m.text.model.to("cpu")  # already encoded; off the GPU for good
         engine.text_on_cpu = True
@@ -27,4 +21,17 @@ def step_down(engine, old, new, frames) -> str:
         frames.decoder = TiledStreamingDecoder(m.vae, new.decode_tiles, latents_per_pass=old_decoder.latents_per_pass,
                                                compile=engine.compile_decoder, state_from=old_decoder)
         done.append(f"decode in {new.decode_tiles} spatial tiles")
-    return "; ".join(done)
+    return "; ".join(d for d in done if d)
+
+
+def weights_for(dit, new) -> str:
+    """Quantise `dit`'s linears in place when mode `new` wants fp8 weights; say so ("" when nothing changed).
+
+    All a DiT worker of a multi-GPU run has to change besides its caches."""
+    if new.weights != "fp8" or getattr(dit, "fp8", False):
+        return ""
+    from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
+
+    quantize_linears_fp8(dit)
+    dit.fp8 = True
+    return "DiT linears now fp8"

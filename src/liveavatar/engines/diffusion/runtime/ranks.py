@@ -47,6 +47,13 @@ class Roles:
         span = f"step {steps[0]}" if len(steps) == 1 else f"steps {steps[0]}-{steps[-1]}"
         return f"worker {rank} (DiT {span})" + (" + decode" if rank == self.decoder else "")
 
+    def gpu(self, rank: int, torchrun: bool = False) -> int:
+        """The CUDA device of `rank`: torchrun's local rank; spawned, the launching (decoding) process
+        keeps GPU 0 and DiT rank r takes GPU r + 1."""
+        if torchrun:
+            return rank
+        return 0 if rank == self.decoder else rank + 1
+
 
 class WorkerFailed(RuntimeError):
     """A worker of a multi-worker run failed; the message names it and the cause."""
@@ -82,13 +89,19 @@ def plan_roles(config: GenerateConfig) -> Roles:
                             f"use torchrun --nproc_per_node {k} (the last DiT rank decodes) or {k + 1} (plus a decode worker)")
         return Roles(k, world == k + 1)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if gpus == 0:
-        return Roles(k, bool(want))  # CPU processes: a decode worker only when asked for
-    if gpus < k + int(bool(want)):
+    if gpus and gpus < k + int(bool(want)):
         need = k + int(bool(want))
         raise UserError("--num_gpus_dit", f"{need} GPUs needed ({k} DiT workers{' + 1 decode' if want else ''}) but {gpus} are visible",
                         "use fewer workers, or make more GPUs visible (CUDA_VISIBLE_DEVICES; run `liveavatar doctor`)")
-    return Roles(k, gpus > k if want is None else bool(want))
+    return roles_for(k, want, gpus)
+
+
+def roles_for(num_dit: int, want_decode_worker: bool | None, gpus: int) -> Roles:
+    """The roles without a launcher's word: a decode worker when asked for, or (not said) when a GPU
+    is left over; CPU processes (no GPU) get one only when asked for."""
+    if gpus == 0 or want_decode_worker is not None:
+        return Roles(num_dit, bool(want_decode_worker))
+    return Roles(num_dit, gpus > num_dit)
 
 
 def _backend() -> str:
@@ -122,38 +135,47 @@ def _report(store, rank: int, exc: BaseException) -> None:
         pass
 
 
-def serve_dit(rank: int, roles: Roles, dit, backend: str) -> None:
-    """One DiT rank's part of one video: receive the job, run its steps of the one loop."""
-    import torch
+def serve_dit(rank: int, roles: Roles, dit, backend: str, memory=None) -> None:
+    """One DiT rank's part of one video: receive the job, run its steps of the one loop in the mode
+    its memory plan chose (`memory`: the rank's WorkerPlan; None: as loaded, resident caches)."""
+    import sys
+
     import torch.distributed as dist
 
     from liveavatar.engines.diffusion.runtime.dist_link import DistLink, broadcast_job, comm_device
-    from liveavatar.engines.diffusion.runtime.loop import denoise_blocks, split_steps
+    from liveavatar.engines.diffusion.runtime.loop import split_steps
+    from liveavatar.engines.diffusion.runtime.stage import run_stage
+    from liveavatar.planning.memory import default_mode, modes_after
 
     device = comm_device(backend)
     plan, job = broadcast_job(rank, roles.decoder, device)
+    job = {k: v.to(dit.device) for k, v in job.items()}  # a link staged through host memory (gloo) with CUDA workers
     stage = split_steps(plan.sample_steps, roles.num_dit)[rank]
+    mode = memory.choice.mode if memory is not None else default_mode(getattr(dit, "fp8", False))
+    later = memory.choice.later if memory is not None else modes_after(mode)
     if dit.device.type == "cuda":
-        _require_worker_room(dit, plan, stage.steps)
+        _require_worker_room(dit, plan, stage.steps, mode)
     text_ctx = dit.encode_text(job["text"].to(dit.device))
     link = DistLink(rank, roles.decoder, device)
-    next_motion = link.motion(None, job["motion"])
-    with torch.no_grad():
-        for block in denoise_blocks(dit, text_ctx, job["audio"].to(dit.device), job["ref"], job["motion"], plan,
-                                    next_motion, stage=stage, link=link):
-            link.send(block.task, block.latents)  # the last DiT rank hands clean latents to the decode worker
+    label = roles.describe(rank, plan.sample_steps)
+
+    def say(line: str) -> None:  # this process's stderr is the run's
+        print(line.replace("note: ", f"note: {label}: ", 1), file=sys.stderr, flush=True)
+
+    run_stage(dit, text_ctx, job, plan, stage, link, mode, later, say, label)
     link.flush()
     dist.barrier()
 
 
-def _require_worker_room(dit, plan, steps: tuple[int, ...]) -> None:
+def _require_worker_room(dit, plan, steps: tuple[int, ...], mode) -> None:
     import torch
 
     from liveavatar.engines.diffusion.runtime.memory_notes import require_room, worker_estimate
 
     free, _ = torch.cuda.mem_get_info(dit.device)
-    est = worker_estimate(dit.config, plan, len(steps), torch.finfo(dit.dtype).bits // 8, getattr(dit, "fp8", False))
-    require_room(est, free, f"the worker of steps {list(steps)}")
+    est = worker_estimate(dit.config, plan, len(steps), torch.finfo(dit.dtype).bits // 8, mode)
+    # the weights are loaded already: what is free has to hold the rest
+    require_room(est, free + est.components["dit_weights"], f"the worker of steps {list(steps)}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +185,17 @@ class WorkerSpec:
     config: GenerateConfig
     store_port: int
     parent_pid: int
+    memory: object = None  # planning.memory.WorkerPlan of this rank (None: no plan; as configured)
+
+
+def _require_planned_room(plan, label: str) -> None:
+    """UserError when this GPU's free memory is below the worker's planned peak (nothing loaded yet)."""
+    import torch
+
+    from liveavatar.engines.diffusion.runtime.memory_notes import require_room
+
+    free, _ = torch.cuda.mem_get_info()
+    require_room(plan.choice.estimate, free, label)
 
 
 def _child_main(spec: WorkerSpec) -> None:
@@ -172,18 +205,23 @@ def _child_main(spec: WorkerSpec) -> None:
 
     store = dist.TCPStore("127.0.0.1", spec.store_port, spec.roles.world, False, timeout=timedelta(seconds=timeout_s()))
     try:
-        from liveavatar.engines.diffusion.engine import build_dit
+        from liveavatar.engines.diffusion.loading.build import build_dit
         from liveavatar.engines.diffusion.loading.layout import resolve_layout
+        from liveavatar.engines.diffusion.loading.precision import model_dtype
 
         backend = _backend()
         if backend == "nccl":
-            torch.cuda.set_device(spec.rank + 1)  # the launching process keeps GPU 0 (it decodes)
+            torch.cuda.set_device(spec.roles.gpu(spec.rank))  # the launching process keeps GPU 0 (it decodes)
         device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        dtype = torch.bfloat16 if backend == "nccl" else torch.float32
-        dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype)
+        dtype = model_dtype(device)
+        plan = spec.memory
+        if plan is not None and backend == "nccl":  # refused before any weight loads
+            _require_planned_room(plan, spec.roles.describe(spec.rank, spec.config.sample_steps))
+        fp8 = plan.choice.mode.weights == "fp8" if plan is not None else None
+        dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype, fp8)
         store.set(f"{READY_KEY}{spec.rank}", "1")
         _init_group(backend, spec.rank, spec.roles.world, store)
-        serve_dit(spec.rank, spec.roles, dit, backend)
+        serve_dit(spec.rank, spec.roles, dit, backend, plan)
     except BaseException as exc:  # noqa: BLE001 - every cause is reported, none printed
         if os.environ.get("LIVEAVATAR_WORKER_TRACEBACKS"):
             import traceback
@@ -207,8 +245,9 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     import torch
     import torch.distributed as dist
 
-    from liveavatar.engines.diffusion.engine import build_dit
+    from liveavatar.engines.diffusion.loading.build import build_dit
     from liveavatar.engines.diffusion.loading.layout import resolve_layout
+    from liveavatar.engines.diffusion.loading.precision import model_dtype
 
     backend = _backend()
     if backend == "nccl":
@@ -216,7 +255,7 @@ def serve_torchrun_rank(config: GenerateConfig) -> int | None:
     device = torch.device("cuda", local_rank) if backend == "nccl" else torch.device("cpu")
     layout = resolve_layout(config.ckpt_dir, config.lora_path_dmd)
     layout.require_complete()
-    dit, _ = build_dit(config, layout, device, torch.bfloat16 if backend == "nccl" else torch.float32)
+    dit, _ = build_dit(config, layout, device, model_dtype(device))
     _init_group(backend, rank, roles.world)
     try:
         serve_dit(rank, roles, dit, backend)

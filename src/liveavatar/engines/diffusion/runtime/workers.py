@@ -48,8 +48,10 @@ def _describe_end(exitcode: int | None) -> str:
 class Team:
     """The DiT workers of one engine, seen from the decoding rank (this process)."""
 
-    def __init__(self, config: GenerateConfig, roles: Roles, torchrun: bool) -> None:
+    def __init__(self, config: GenerateConfig, roles: Roles, torchrun: bool, memory=None) -> None:
         self.config, self.roles, self.torchrun = config, roles, torchrun
+        # the planner's RunMemory when it planned these ranks (every worker runs its own plan's mode)
+        self.memory = memory if memory is not None and len(getattr(memory, "workers", ())) == roles.world else None
         self.backend = _backend()
         self._procs: dict[int, object] = {}
         self._store = None
@@ -63,11 +65,12 @@ class Team:
         return self.roles.decode_worker
 
     @classmethod
-    def launch(cls, config: GenerateConfig, layout=None) -> "Team | None":
-        """None for one worker; else the team, its spawned workers already loading."""
+    def launch(cls, config: GenerateConfig, layout=None, memory=None) -> "Team | None":
+        """None for one worker; else the team, its spawned workers already loading (`memory`: the
+        planner's RunMemory, whose per-rank plans the workers follow)."""
         if config.num_gpus_dit <= 1:
             return None
-        team = cls(config, plan_roles(config), torchrun_env() is not None)
+        team = cls(config, plan_roles(config), torchrun_env() is not None, memory)
         if not team.torchrun:
             team._spawn()
         return team
@@ -82,7 +85,8 @@ class Team:
         for rank in range(self.roles.world):
             if rank == self.roles.decoder:
                 continue
-            spec = WorkerSpec(rank, self.roles, self.config, self._store.port, os.getpid())
+            plan = self.memory.for_rank(rank) if self.memory is not None else None
+            spec = WorkerSpec(rank, self.roles, self.config, self._store.port, os.getpid(), plan)
             proc = ctx.Process(target=_child_main, args=(spec,), daemon=True, name=f"liveavatar-dit-{rank}")
             proc.start()
             self._procs[rank] = proc
@@ -199,13 +203,14 @@ class Team:
 
         from liveavatar.engines.diffusion.runtime.dist_link import (DistLink, broadcast_job, comm_device,
                                                                       receive_blocks)
-        from liveavatar.engines.diffusion.runtime.loop import denoise_blocks, split_steps
+        from liveavatar.engines.diffusion.runtime.caches import RESIDENT
+        from liveavatar.engines.diffusion.runtime.loop import StepCaches, denoise_blocks, split_steps
         from liveavatar.engines.diffusion.runtime.memory_notes import worker_notes
 
         if self.backend == "gloo" and not self.torchrun:
             notify(f"note: no CUDA device: {self.roles.num_dit} DiT workers{' + 1 decode worker' if self.decode_worker else ''} "
                    "run as CPU processes over gloo (a correctness mode: slow)")
-        for line in worker_notes(self.config, plan, self.roles):
+        for line in worker_notes(self.config, plan, self.roles, self.memory):
             notify(line)
         finished = False
         try:
@@ -224,8 +229,9 @@ class Team:
             else:
                 stage = split_steps(plan.sample_steps, self.roles.num_dit)[rank]
                 text_ctx = dit.encode_text(text.to(dit.device))
+                form = self.memory.for_rank(rank).choice.mode.kv if self.memory is not None else RESIDENT
                 blocks = denoise_blocks(dit, text_ctx, audio, ref, motion, plan, link.motion(checked_motion, motion),
-                                        stage=stage, link=link)
+                                        stage=stage, link=link, caches=StepCaches.allocate(dit, plan, stage.steps, form))
             for block in blocks:
                 self._raise_fault()  # stop at the next block boundary, not at the next call that fails
                 yield block

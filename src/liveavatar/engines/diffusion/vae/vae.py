@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from liveavatar.engines.diffusion.latents import LATENT_CHANNELS, VAE_STRIDE
 from liveavatar.engines.diffusion.loading.state_dicts import build_from_pth
 from liveavatar.engines.diffusion.vae.blocks import CausalConv3d, Decoder3d, Encoder3d, assign_cache_slots
 from liveavatar.errors import UserError
@@ -33,13 +34,13 @@ WAN21_LATENT_STD = (
     3.2687, 2.1526, 2.8652, 1.5579, 1.6382, 1.1253, 2.8251, 1.9160,
 )  # fmt: skip
 TEMPORAL_STRIDE = 4
-SPATIAL_STRIDE = 8
+SPATIAL_STRIDE = VAE_STRIDE
 
 
 @dataclass(frozen=True)
 class VAEConfig:
     dim: int = 96
-    z_dim: int = 16
+    z_dim: int = LATENT_CHANNELS
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
     temporal_downsample: tuple[bool, ...] = (False, True, True)

@@ -29,6 +29,16 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
 
 
+def gib_list(text: str) -> tuple[float, ...]:
+    """GiB per GPU: one number for every GPU, or a comma-separated list, one per GPU in device order."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of GiB or a comma-separated list of them, e.g. 24 or 24,24,80") from None
+    return values
+
+
 def boolean(text: str) -> bool:
     """Upstream's str2bool: True/False, yes/no, 1/0."""
     lowered = text.strip().lower()

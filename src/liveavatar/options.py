@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Collection
-from typing import Any, Callable
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
-from liveavatar.commands.argtypes import boolean
-from liveavatar.config import GenerateConfig
+from liveavatar.argtypes import boolean
+from liveavatar.config import GenerateConfig, option_fields
 from liveavatar.media.text import prompt_text
 
 
 def config_options() -> list[dataclasses.Field]:
     """The fields of GenerateConfig, in declaration order: each one is a flag ``--<name>``."""
-    return list(dataclasses.fields(GenerateConfig))
+    return list(option_fields())
 
 
 def _default_text(f: dataclasses.Field) -> str | None:
@@ -23,29 +23,35 @@ def _default_text(f: dataclasses.Field) -> str | None:
         return None
     if meta["shown"] is not None:
         return meta["shown"]
-    value = meta["fallback"] if meta["fallback"] is not None else f.default
-    if meta["kind"] in ("bool", "switch"):
+    return _value_text(f, meta["fallback"] if meta["fallback"] is not None else f.default)
+
+
+def _value_text(f: dataclasses.Field, value: Any) -> str | None:
+    if f.metadata["kind"] in ("bool", "switch"):
         return "on" if value else "off"
     return None if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def help_text(f: dataclasses.Field) -> str:
-    shown = _default_text(f)
+def help_text(f: dataclasses.Field, default: Any = None) -> str:
+    """The field's help and its default (``default``: another front-end's own, shown instead)."""
+    shown = _default_text(f) if default is None else _value_text(f, default)
     return f.metadata["help"] + (f" (default: {shown})" if shown and f.metadata["kind"] != "switch" else "")
 
 
 def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] = (),
-                         only: Collection[str] | None = None) -> None:
+                         only: Collection[str] | None = None, defaults: Mapping[str, Any] | None = None) -> None:
     """Add one flag per GenerateConfig field (those in ``only`` if given, less those in ``skip``) to ``parser``.
 
     Unset flags parse to the field's default (``None`` for "not given"), so a namespace turns back
-    into a config with :func:`config_from_args`.
+    into a config with :func:`config_from_args`; ``defaults`` replaces that for the names it has
+    (a front-end that needs a concrete value, e.g. doctor's planned run), in the help as well.
     """
+    defaults = defaults or {}
     for f in config_options():
         if f.name in skip or (only is not None and f.name not in only):
             continue
         meta = f.metadata
-        kwargs: dict = {"help": help_text(f)}
+        kwargs: dict = {"help": help_text(f, defaults.get(f.name))}
         if meta["kind"] == "switch":
             kwargs.update(action="store_true")
         else:
@@ -60,7 +66,7 @@ def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] 
             if meta["required"]:
                 kwargs["required"] = True
             else:
-                kwargs["default"] = f.default
+                kwargs["default"] = defaults.get(f.name, f.default)
         parser.add_argument(f"--{f.name}", **kwargs)
 
 
