@@ -70,12 +70,11 @@ def measure(frames, audio, rest):
 
 
 def main() -> None:
-    from support import preview_quality as Q
-
     from liveavatar.config import GenerateConfig
     from liveavatar.live.session import session_plan
     from liveavatar.media.audio import read_audio
     from liveavatar.media.image import read_image
+    from support import preview_quality as Q
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--audio", type=Path, default=REPO / "samples" / "speech.wav")

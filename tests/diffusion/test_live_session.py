@@ -43,7 +43,11 @@ def test_sliding_window_features_stay_close_to_the_offline_ones(tiny_wav2vec2):
     import torch
 
     from liveavatar.engines.diffusion.encoders.audio_features import AudioFeatureEncoder
-    from liveavatar.engines.diffusion.encoders.audio_window import SlidingFeatures, frames_from_hidden, whole_track_states
+    from liveavatar.engines.diffusion.encoders.audio_window import (
+        SlidingFeatures,
+        frames_from_hidden,
+        whole_track_states,
+    )
     from liveavatar.media.audio import read_audio
 
     encoder = AudioFeatureEncoder.from_folder(tiny_wav2vec2, dtype=torch.float32)

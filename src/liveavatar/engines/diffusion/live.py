@@ -51,12 +51,12 @@ class DiffusionBlockMaker:
         )
         from liveavatar.engines.diffusion.runtime.endless import MAX_CLIPS, EndlessPlan
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
-        from liveavatar.engines.diffusion.runtime.run import DECODER_WARMUP_LATENTS
         from liveavatar.engines.diffusion.runtime.loop import (
             LoopState,
             StepCaches,
             denoise_blocks,
         )
+        from liveavatar.engines.diffusion.runtime.run import DECODER_WARMUP_LATENTS
 
         m = engine.models
         self.engine, self.plan = engine, plan
