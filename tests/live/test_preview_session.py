@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import preview_quality as Q
 
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import SessionInputs
@@ -15,6 +14,7 @@ from liveavatar.engines.preview import PreviewEngine
 from liveavatar.live.session import session_plan
 from liveavatar.media.audio import read_audio
 from liveavatar.media.image import read_image
+from support import preview_quality as Q
 
 REPO = Path(__file__).resolve().parents[2]
 SR, SPF, CHUNK = 16_000, 640, 320  # 20 ms chunks

@@ -63,7 +63,7 @@ def test_a_long_session_keeps_constant_state():
     speech = read_audio(REPO / "samples" / "speech.wav")[: 3 * 16_000]
     s = Session(TracksOnly())
     sizes = []
-    for minute in range(4):
+    for _minute in range(4):
         for _ in range(8):  # a minute: 3 s of speech, 4.5 s of listening, 8 times
             s.push_audio(speech)
             s.end_of_speech()

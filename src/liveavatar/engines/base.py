@@ -60,8 +60,8 @@ class Engine(Protocol):
     def open_session(self, portrait: "SessionInputs", plan: Plan, notify: Notify, options=None) -> "LiveSession":
         """A live session over this engine: audio pushed as it arrives, frames as they are made.
 
-        ``options``: ``live.session.SessionOptions`` (sample rate, queue bounds); defaults when None.
-        The session (``live.session.Session``) is shared; the engine supplies its block maker."""
+        ``options``: ``engines.session.SessionOptions`` (sample rate, queue bounds); defaults when None.
+        The session (``engines.session.Session``) is shared; the engine supplies its block maker."""
         ...
 
 

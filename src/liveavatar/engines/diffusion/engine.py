@@ -142,6 +142,13 @@ class DiffusionEngine:
             self.text_on_cpu = True
         self.use_memory(memory)
 
+    def open_session(self, portrait, plan: Plan, notify: Notify, options=None):
+        """A live session (``live.session.Session``) over this loaded engine: the same block loop, fed
+        block by block (engines/diffusion/live.py)."""
+        from liveavatar.engines.diffusion.live import open_diffusion_session
+
+        return open_diffusion_session(self, portrait, plan, notify, options)
+
     def decoder(self, mode):
         """A fresh streaming decoder for `mode` (tiled passes in the low modes)."""
         from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder

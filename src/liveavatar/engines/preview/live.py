@@ -15,7 +15,7 @@ LIVE_BLOCK_FRAMES = 2
 
 
 class PreviewBlockMaker:
-    """``live.session.BlockMaker`` for the preview: the renderer plus live mouth and motion tracks."""
+    """``engines.session.BlockMaker`` for the preview: the renderer plus live mouth and motion tracks."""
 
     def __init__(self, renderer, mouth, motion, mouth_scale: float, width: int, height: int,
                  block_frames: int = LIVE_BLOCK_FRAMES) -> None:
@@ -59,12 +59,12 @@ class PreviewBlockMaker:
 
 def open_preview_session(portrait: SessionInputs, plan: Plan, notify: Notify, style: PreviewStyle = DEFAULT_STYLE,
                          options=None):
-    """A :class:`liveavatar.live.session.Session` animating ``portrait`` at the plan's size."""
+    """A :class:`liveavatar.engines.session.Session` animating ``portrait`` at the plan's size."""
     from liveavatar.engines.preview.face import find_face
     from liveavatar.engines.preview.live_tracks import LiveMotion, LiveMouth
     from liveavatar.engines.preview.motion import prompt_scales
     from liveavatar.engines.preview.render import Renderer
-    from liveavatar.live.session import Session, SessionOptions
+    from liveavatar.engines.session import Session, SessionOptions
     from liveavatar.media.image import fit_to_size
 
     options = options or SessionOptions()

@@ -147,4 +147,5 @@ class LiveMotion:
         amps = (s.head_yaw, s.head_pitch, s.head_roll, s.head_tx, s.head_ty)
         head = np.stack([a * energy * wander_at(p, t) for a, p in zip(amps, self.wander)], axis=1)
         head[:, 1] += s.nod_pitch * np.clip(nods, 0, 1.5) * self.scales.nod
+        self.last_blink, self.last_head = blink, head  # the last block's, for benchmarks (replaced each block)
         return blink, head.astype(np.float32)

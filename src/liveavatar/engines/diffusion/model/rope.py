@@ -26,10 +26,10 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
     return c - 2 * (c // 3), c // 3, c // 3
 
 
-def _table(num_positions: int, pairs: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _table(num_positions: int, pairs: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     inv = 1.0 / torch.pow(torch.tensor(THETA, dtype=torch.float64),
                           torch.arange(0, 2 * pairs, 2, dtype=torch.float64) / (2 * pairs))
-    angles = torch.outer(torch.arange(num_positions, dtype=torch.float64), inv)
+    angles = torch.outer(torch.arange(first, first + num_positions, dtype=torch.float64), inv)
     return torch.cos(angles).half().float(), torch.sin(angles).half().float()
 
 
@@ -46,11 +46,15 @@ class RopeTables:
 
     def grid(self, t_start: int, frames: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin [frames*height*width, d/2] for temporal positions t_start.., spatial 0.. (slices only)."""
-        if t_start < 0 or t_start + frames > self.t_cos.shape[0]:
-            raise ValueError(f"temporal RoPE position {t_start + frames} is beyond the table "
-                             f"({self.t_cos.shape[0]} latent frames)")
-        return self._combine(self.t_cos[t_start:t_start + frames], self.t_sin[t_start:t_start + frames],
-                             self.h_cos[:height], self.h_sin[:height], self.w_cos[:width], self.w_sin[:width])
+        if t_start < 0:
+            raise ValueError(f"temporal RoPE position {t_start} is negative")
+        if t_start + frames > self.t_cos.shape[0]:
+            # a live session runs past the table (45000 latent frames = 2 h): the rows it needs,
+            # computed as the table's are (same values), so memory stays constant
+            tc, ts = (a.to(self.device) for a in _table(frames, self.t_cos.shape[1], t_start))
+        else:
+            tc, ts = self.t_cos[t_start:t_start + frames], self.t_sin[t_start:t_start + frames]
+        return self._combine(tc, ts, self.h_cos[:height], self.h_sin[:height], self.w_cos[:width], self.w_sin[:width])
 
     def group(self, f_pos: np.ndarray, h_pos: np.ndarray, w_pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """cos/sin for arbitrary signed temporal positions and spatial positions (index gathers)."""
