@@ -63,8 +63,14 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def kernel_check(smoke: bool, device: torch.device) -> None:
     from liveavatar.engines.diffusion.model.attention import sdpa
-    from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, stored_attention
-    from liveavatar.engines.diffusion.runtime.caches import dequantize_rows, quantize_rows
+    from liveavatar.engines.diffusion.model.fp8_attention import (
+        StoredKV,
+        stored_attention,
+    )
+    from liveavatar.engines.diffusion.runtime.caches import (
+        dequantize_rows,
+        quantize_rows,
+    )
 
     cuda = device.type == "cuda"
     n_q, heads, sink_n, block = (48, 2, 40, 48) if smoke else (3168, 40, 2640, 3168)

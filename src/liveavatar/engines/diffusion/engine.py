@@ -61,6 +61,7 @@ def build_dit(config: GenerateConfig, layout: CheckpointLayout, device, dtype, f
 class DiffusionEngine:
     name = "diffusion"
     team = None  # runtime.workers.Team when the DiT runs on K > 1 workers
+    overlap_decode: bool | None = None  # decode block n while block n+1 denoises; None: on CUDA
 
     def __init__(self, models: Models, device, dtype, offload: bool, compile_decoder: bool = False,
                  notify_load: str = "", memory=None) -> None:
@@ -147,6 +148,7 @@ class DiffusionEngine:
         from liveavatar.engines.diffusion.runtime.ladder import Ladder
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
         from liveavatar.engines.diffusion.runtime.modes import step_down
+        from liveavatar.engines.diffusion.runtime.overlap import decode_side
         from liveavatar.engines.diffusion.runtime.resume import clip_fingerprint
         from liveavatar.errors import UserError
         from liveavatar.planning.memory import finish_command
@@ -175,7 +177,10 @@ class DiffusionEngine:
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = self._decoder(self.mode)
-        decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
+        # CUDA: block n's decode overlaps block n+1's DiT work (runtime/overlap.py); CPU: in order
+        ahead = (self.device.type == "cuda" if self.overlap_decode is None else self.overlap_decode) and self.team is None
+        with decode_side(ahead, motion):
+            decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         self.resume_states = {}  # a resident engine (the server) runs many videos
 
         def clip_end(block) -> None:  # resume records: the loop's state at each clip end (K > 1: in the workers)
@@ -190,9 +195,10 @@ class DiffusionEngine:
         ladder = Ladder(self.mode, self.later, lambda old, new: step_down(self, old, new, frames), notify,
                         lambda block, mode: UserError(
                             "--gpu_memory", f"out of GPU memory at block {block} even in the last memory mode ({mode.name})",
-                            f"the finished part is kept; to make the whole video run: {finish}"))
+                            f"the finished part is kept; to make the whole video run: {finish}"), ahead=ahead)
 
         def next_motion():
+            ladder.caught_up()  # clip 0's frames are all decoded (the loop may run a block ahead)
             return motion_from_frames(m.vae, torch.cat(frames.first_clip, dim=2), portrait)
 
         if self.team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
