@@ -63,14 +63,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def kernel_check(smoke: bool, device: torch.device) -> None:
     from liveavatar.engines.diffusion.model.attention import sdpa
-    from liveavatar.engines.diffusion.model.fp8_attention import (
-        StoredKV,
-        stored_attention,
-    )
-    from liveavatar.engines.diffusion.runtime.caches import (
-        dequantize_rows,
-        quantize_rows,
-    )
+    from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, stored_attention
+    from liveavatar.engines.diffusion.runtime.caches import dequantize_rows, quantize_rows
 
     cuda = device.type == "cuda"
     n_q, heads, sink_n, block = (48, 2, 40, 48) if smoke else (3168, 40, 2640, 3168)
@@ -162,11 +156,13 @@ def modes_check(smoke: bool, device: torch.device, clips: int) -> None:
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.set_per_process_memory_fraction(min(1.0, cap * GIB / total) if cap else 1.0, device)
-        for kernel in (False, True):
+        # today's path, then the new one (kernel + decode overlap); each change alone on one row
+        variants = [(False, False), (True, True)] + ([(True, False), (False, True)] if name == "fp8 KV" else [])
+        for kernel, overlap in variants:
             # the compiled halves of a layer do not contain the attention: switching it compiles nothing
             dit._stored_attention = kernel
-            out = run_mode(dit, vae, by_name[name], work, clips, device)
-            emit("mode", kernel=kernel, cap_gib=cap, **out)
+            out = run_mode(dit, vae, by_name[name], work, clips, device, overlap=overlap)
+            emit("mode", kernel=kernel, overlap=overlap, cap_gib=cap, **out)
             if cuda:
                 torch.cuda.empty_cache()
     dit._stored_attention = None
