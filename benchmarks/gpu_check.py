@@ -7,8 +7,8 @@
   modes    every memory mode of the issue's table (14B random weights, fp8 linears, 704*384, 4 steps,
            the real block loop + streaming decode + uint8 frames to the host, bench_memory_gpu's
            run_mode), each with and without the kernel: s/block, fps, peak GiB, first block s.
-  dit      one bf16 DiT call of ours on CUDA (random weights): time, output saved for the
-           upstream comparison (benchmarks/gpu_upstream.py, when present).
+  dit      one bf16 DiT call of ours on CUDA (keyed random weights, benchmarks/keyed_init.py): time;
+           the inputs and the output saved for the upstream comparison (benchmarks/gpu_upstream.py).
 
     PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes
     PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes --cpu-smoke   # tiny shapes, any machine
@@ -112,19 +112,19 @@ def kernel_check(smoke: bool, device: torch.device) -> None:
                      ms=t * 1e3, tflops=flops / t / 1e12, rel_err=rel(run(), want))
 
 
-def build_dit(smoke: bool, device: torch.device, fp8: bool, compile: bool):
+def build_dit(smoke: bool, device: torch.device, fp8: bool, compile: bool, config=None, init=None):
     from bench_dit_gpu import init_random
 
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
 
-    config = DiTConfig.tiny() if smoke else DiTConfig.wan_s2v_14b()
+    config = config or (DiTConfig.tiny() if smoke else DiTConfig.wan_s2v_14b())
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     torch.manual_seed(0)
     dit = CausalS2VDiT(config, dtype=dtype, device="meta")
     dit.to_empty(device=device)
-    init_random(dit, torch)
+    (init or init_random)(dit, torch)
     dit._rope = None
     if fp8:
         quantize_linears_fp8(dit)
@@ -168,10 +168,32 @@ def modes_check(smoke: bool, device: torch.device, clips: int) -> None:
     dit._stored_attention = None
 
 
+def upstream_kwargs(c) -> dict:
+    """Our DiT config as upstream's CausalWanModel_S2V constructor arguments (benchmarks/gpu_upstream.py)."""
+    fixed = {"cross_attn_type": "t2v_cross_attn", "zero_init": True, "zero_timestep": True, "enable_motioner": False,
+             "enable_tsm": False, "trainable_token_pos_emb": False, "motion_token_num": 1024, "model_type": "s2v",
+             "window_size": [-1, -1], "slide_motion_frames": False, "local_attn_size": -1}
+    names = ("cond_dim", "audio_dim", "num_audio_token", "enable_adain", "adain_mode", "audio_inject_layers",
+             "add_last_motion", "enable_framepack", "framepack_drop_mode", "patch_size", "text_len", "in_dim", "dim",
+             "ffn_dim", "freq_dim", "text_dim", "out_dim", "num_heads", "num_layers", "qk_norm", "cross_attn_norm",
+             "eps")
+    return {**fixed, **{n: list(v) if isinstance(v, tuple) else v for n in names for v in [getattr(c, n)]}}
+
+
 def dit_check(smoke: bool, device: torch.device, save: Path | None) -> None:
-    """One bf16 DiT call at the real shapes (sink prefilled, ring empty), its output kept for upstream."""
+    """One bf16 DiT call at the real shapes (sink prefilled, ring empty), weights from keyed_init (upstream
+    makes the same ones), the inputs and the output kept for benchmarks/gpu_upstream.py."""
+    import dataclasses
+
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+
     cuda = device.type == "cuda"
-    dit = build_dit(smoke, device, fp8=False, compile=False)
+    # smoke: one layer at the real width (upstream's sink code assumes dim 5120)
+    small = dataclasses.replace(DiTConfig.tiny(), dim=5120, num_heads=40, num_layers=1, ffn_dim=512,
+                                audio_inject_layers=(0,)) if smoke else None
+    from keyed_init import keyed_init
+
+    dit = build_dit(smoke, device, fp8=False, compile=False, config=small, init=keyed_init)
     c = dit.config
     h, w = (8, 8) if smoke else (48, 88)
     gen = torch.Generator(device=device).manual_seed(1)
@@ -196,7 +218,10 @@ def dit_check(smoke: bool, device: torch.device, save: Path | None) -> None:
         from safetensors.torch import save_file
 
         save.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous().cpu() for k, v in dit.state_dict().items()}, str(save / "weights.safetensors"))
+        (save / "upstream_kwargs.json").write_text(json.dumps(upstream_kwargs(c)))
+        (save / "shapes.json").write_text(json.dumps({"h": 48 if not smoke else h, "w": 88 if not smoke else w,
+                                                      "text_tokens": inputs["text"].shape[0],
+                                                      "params": sorted(n for n, _ in dit.named_parameters())}))
         save_file({**{k: v.cpu() for k, v in inputs.items()}, "out": out.cpu()}, str(save / "io.safetensors"))
 
 

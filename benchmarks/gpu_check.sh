@@ -30,7 +30,10 @@ part modes "$py" benchmarks/gpu_check.py modes --clips "$clips" $smoke
 part dit "$py" benchmarks/gpu_check.py dit --save "$out/ours_dit" $smoke
 # ---- upstream's own model code (fp8 + compile timing, and the bf16 DiT call against ours) -------
 if [[ -n "$upstream" && -f benchmarks/gpu_upstream.py ]]; then
-    part upstream "$py" benchmarks/gpu_upstream.py "$upstream" --ours "$out/ours_dit" $smoke
+    # our package must be off the path (both are called liveavatar); UPSTREAM_PYTHON(PATH): an interpreter
+    # with diffusers and einops when the default one lacks them
+    part upstream env PYTHONPATH="${UPSTREAM_PYTHONPATH:-}" "${UPSTREAM_PYTHON:-$py}" benchmarks/gpu_upstream.py \
+        "$upstream" --ours "$out/ours_dit" --clips "$clips" $smoke
 elif [[ -n "$upstream" ]]; then
     echo '{"figure": "upstream", "skipped": "benchmarks/gpu_upstream.py is not in this tree"}' | tee -a "$log"
 fi
