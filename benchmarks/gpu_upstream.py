@@ -1,7 +1,8 @@
 """Upstream's own model code on the same device, in the same run as ours (issue 27), one JSON line per
 figure. Reads only a checkout of Alibaba-Quark/LiveAvatar and what `gpu_check.py dit --save DIR` wrote
 (our config as upstream's constructor arguments, the call's inputs and our output; both sides make
-the same random weights from the parameter names); never imports our package (both are called `liveavatar`: run with our src/ off the path).
+the same random weights from the parameter names); never imports our package (both are called
+`liveavatar`: run with our src/ off the path).
 
   parity   upstream's CausalWanModel_S2V in bf16 with our weights (benchmarks/keyed_init.py): the sink prefill and one
            `_forward_inference` call with the same inputs (eager) -> rel L2 against our output.

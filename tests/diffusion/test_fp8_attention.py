@@ -8,7 +8,6 @@ form's own budget, tests/diffusion/test_cache_forms.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -18,20 +17,11 @@ import torch
 os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton")
 
-from liveavatar.engines.diffusion.model.attention import sdpa
-from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.model.dit_config import DiTConfig
-from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, stored_attention
-from liveavatar.engines.diffusion.runtime.caches import (
-    CacheForm,
-    dequantize_rows,
-    quantize_rows,
-)
-from liveavatar.engines.diffusion.runtime.loop import (
-    LoopPlan,
-    StepCaches,
-    denoise_blocks,
-)
+from liveavatar.engines.diffusion.model.attention import sdpa  # noqa: E402
+from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, stored_attention  # noqa: E402
+from liveavatar.engines.diffusion.runtime.caches import CacheForm, dequantize_rows, quantize_rows  # noqa: E402
+from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches, denoise_blocks  # noqa: E402
+from support.tiny_loop import tiny_loop_inputs  # noqa: E402
 
 CALL_BUDGET = 2e-2
 FP8_QK_BUDGET = 8e-2
@@ -88,18 +78,7 @@ def test_the_sink_and_ring_merge_equals_one_concatenated_set():
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    dit = CausalS2VDiT(dataclasses.replace(DiTConfig.tiny(), text_len=16))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2
-                    else 0.1 * torch.randn(p.shape, generator=gen))
-    c = dit.config
-    text = dit.encode_text(torch.randn(5, c.text_dim, generator=gen))
-    audio = torch.randn(1, 25, c.audio_dim, PLAN.num_clips * PLAN.frames_per_clip, generator=gen)
-    ref, motion = torch.randn(1, 16, 1, 8, 8, generator=gen), torch.randn(1, 16, 19, 8, 8, generator=gen)
-    return dit, text, audio, ref, motion
+    return tiny_loop_inputs(PLAN)
 
 
 def run(setup, form, kernel):

@@ -178,7 +178,8 @@ class DiffusionEngine:
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = self._decoder(self.mode)
         # CUDA: block n's decode overlaps block n+1's DiT work (runtime/overlap.py); CPU: in order
-        ahead = (self.device.type == "cuda" if self.overlap_decode is None else self.overlap_decode) and self.team is None
+        overlap = self.device.type == "cuda" if self.overlap_decode is None else self.overlap_decode
+        ahead = overlap and self.team is None
         with decode_side(ahead, motion):
             decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         self.resume_states = {}  # a resident engine (the server) runs many videos

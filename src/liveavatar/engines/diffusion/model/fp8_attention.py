@@ -84,10 +84,10 @@ def stored_attention(q: torch.Tensor, first: StoredKV, second: StoredKV | None =
                           first.v[:, :0], None if first.v_scale is None else first.v_scale[:, :0])
     out = torch.empty((b, n_q, heads, dim), dtype=q.dtype, device=q.device)
     grid = (-(-n_q // block_m), b * heads)
-    module.attention_kernel[grid](q, out, q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1), out.stride(2),
-                 *_set_args(first), *_set_args(second), n_q, heads, dim ** -0.5 * LOG2E,
-                 K1_SCALED=first.k_scale is not None, V1_SCALED=first.v_scale is not None,
+    flags = dict(K1_SCALED=first.k_scale is not None, V1_SCALED=first.v_scale is not None,
                  K2_SCALED=second.k_scale is not None, V2_SCALED=second.v_scale is not None, FP8_QK=fp8_qk,
-                 BLOCK_M=block_m, BLOCK_N=block_n, D=dim,
-                 DOT_F32=os.environ.get("TRITON_INTERPRET") == "1", num_warps=num_warps, num_stages=num_stages)
+                 BLOCK_M=block_m, BLOCK_N=block_n, D=dim, DOT_F32=os.environ.get("TRITON_INTERPRET") == "1")
+    module.attention_kernel[grid](q, out, q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1),
+                                  out.stride(2), *_set_args(first), *_set_args(second), n_q, heads,
+                                  dim ** -0.5 * LOG2E, **flags, num_warps=num_warps, num_stages=num_stages)
     return out.flatten(2)
