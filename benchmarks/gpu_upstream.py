@@ -21,6 +21,7 @@ cuDNN self-attention becomes SDPA too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -56,8 +57,9 @@ def import_upstream(root: Path, compile: bool, cpu: bool):
 
     import torch
 
-    model_mod = importlib.import_module("liveavatar.models.wan.causal_model_s2v")
-    fp8_mod = importlib.import_module("liveavatar.utils.fp8_linear")
+    with contextlib.redirect_stdout(sys.stderr):  # its modules print at import: stdout stays JSON lines
+        model_mod = importlib.import_module("liveavatar.models.wan.causal_model_s2v")
+        fp8_mod = importlib.import_module("liveavatar.utils.fp8_linear")
 
     def sdpa_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0., softmax_scale=None, q_scale=None,
                        causal=False, window_size=(-1, -1), deterministic=False, dtype=torch.bfloat16, version=None,

@@ -97,3 +97,22 @@ def test_engine_frames_identical_with_and_without_overlap(tmp_path):
         videos[overlap] = [f.copy() for f in engine.generate(inputs, plan, lambda line: None)]
     assert len(videos[True]) == len(videos[False]) and all(
         np.array_equal(a, b) for a, b in zip(videos[True], videos[False]))
+
+
+def test_overlap_only_where_the_decode_fits_beside_the_dit():
+    """Side by side the smaller of the DiT's activations and the decode's working set adds to the
+    loop's planned peak: on with that room left (80 GB card), off in a budget planned without it."""
+    import dataclasses
+
+    from liveavatar.engines.diffusion.model.dit_config import DiTConfig
+    from liveavatar.engines.diffusion.runtime.overlap import overlap_fits
+    from liveavatar.planning.memory import GIB, MARGIN, Workload, choose
+
+    work = Workload(DiTConfig.wan_s2v_14b(), 384, 704, 48, 4, num_frames=480)
+    roomy = choose(work, 80 * GIB, fp8_weights=True)
+    assert overlap_fits(roomy) and overlap_fits(None)
+    est = roomy.estimate
+    just_the_loop = dataclasses.replace(roomy, budget=int(est.phases["loop"] / (1 - MARGIN)) + 1)
+    assert not overlap_fits(just_the_loop)
+    extra = min(est.components["dit_activations"], est.components["vae_decode"])
+    assert overlap_fits(dataclasses.replace(just_the_loop, budget=just_the_loop.budget + int(extra / (1 - MARGIN)) + 1))

@@ -80,6 +80,7 @@ class DiffusionEngine:
         self.mode = memory.mode if memory is not None else MODES[1 if fp8 else 0]
         self.later = list(memory.later) if memory is not None else list(MODES[MODES.index(self.mode) + 1:])
         self.config: GenerateConfig | None = None
+        self.memory = memory
 
     @classmethod
     def from_config(cls, config: GenerateConfig, layout: CheckpointLayout, memory=None) -> "DiffusionEngine":
@@ -148,7 +149,7 @@ class DiffusionEngine:
         from liveavatar.engines.diffusion.runtime.ladder import Ladder
         from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
         from liveavatar.engines.diffusion.runtime.modes import step_down
-        from liveavatar.engines.diffusion.runtime.overlap import decode_side
+        from liveavatar.engines.diffusion.runtime.overlap import decode_side, overlap_fits
         from liveavatar.engines.diffusion.runtime.resume import clip_fingerprint
         from liveavatar.errors import UserError
         from liveavatar.planning.memory import finish_command
@@ -179,7 +180,7 @@ class DiffusionEngine:
         decoder = self._decoder(self.mode)
         # CUDA: block n's decode overlaps block n+1's DiT work (runtime/overlap.py); CPU: in order
         overlap = self.device.type == "cuda" if self.overlap_decode is None else self.overlap_decode
-        ahead = overlap and self.team is None
+        ahead = overlap and self.team is None and overlap_fits(self.memory)
         with decode_side(ahead, motion):
             decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])
         self.resume_states = {}  # a resident engine (the server) runs many videos

@@ -188,3 +188,16 @@ def decode_side(ahead: bool, *inputs) -> Iterator[None]:
         x.record_stream(stream)
     with torch.cuda.stream(stream):
         yield
+
+
+def overlap_fits(choice) -> bool:
+    """Whether the decode may run beside the DiT work within the memory plan (planning/memory.py's
+    Choice). The planner's loop phase holds the larger of the DiT's activations and the decode's
+    working set, one after the other; side by side they add up. No budget known: yes."""
+    if choice is None or choice.budget is None:
+        return True
+    from liveavatar.planning.memory import MARGIN
+
+    est = choice.estimate
+    extra = min(est.components["dit_activations"], est.components["vae_decode"])
+    return est.phases["loop"] + extra <= choice.budget * (1 - MARGIN)
