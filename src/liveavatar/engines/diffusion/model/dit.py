@@ -229,7 +229,7 @@ class CausalS2VDiT(nn.Module):
     def _uses_stored_attention(self, cache: KVCache) -> bool:
         if self._stored_attention is not None:
             return self._stored_attention
-        return self.device.type == "cuda" and cache.store.form.kv == "fp8"
+        return self.device.type == "cuda" and cache.form.kv == "fp8"
 
     def _sink_offset(self, current_frame: int, sink_rope_offset: int | None, relative_dist: int | None,
                      rng: random.Random | torch.Generator | None) -> int:

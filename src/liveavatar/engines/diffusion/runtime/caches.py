@@ -306,6 +306,10 @@ class KVCache(_Planes):
     def ring_tokens(self) -> int:
         return self.store.tokens
 
+    @property
+    def form(self) -> CacheForm:
+        return self.store.form
+
     def window(self, current_start: int, num_tokens: int) -> tuple[int, int]:
         """(write offset, number of valid ring rows) for a block of `num_tokens` at `current_start`."""
         size = self.ring_tokens
