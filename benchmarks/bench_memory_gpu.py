@@ -30,10 +30,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 GIB = 2**30
 
 
-def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
+def run_mode(dit, vae, mode, work, clips: int, device, overlap: bool = False) -> dict:
+    """``overlap``: block n decodes while block n+1 denoises, as the engine does on CUDA."""
     from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
     from liveavatar.engines.diffusion.latents import LATENT_CHANNELS
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches, denoise_blocks
+    from liveavatar.engines.diffusion.runtime.overlap import consume_side, decode_side, run_blocks
     from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
     from liveavatar.engines.diffusion.vae.vae import StreamingDecoder
     from liveavatar.planning.memory import estimate
@@ -49,14 +51,17 @@ def run_mode(dit, vae, mode, work, clips: int, device) -> dict:
     per_pass = 1 if cuda else 0
     decoder = (TiledStreamingDecoder(vae, mode.decode_tiles, latents_per_pass=per_pass, compile=cuda)
                if mode.decode_tiles > 1 else StreamingDecoder(vae, latents_per_pass=per_pass, compile=cuda))
-    decoder.decode_next(motion[:, :, :7])
+    with decode_side(overlap, motion):
+        decoder.decode_next(motion[:, :, :7])
     caches = StepCaches.allocate(dit, plan, tuple(range(plan.sample_steps)), mode=mode.kv)
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     times, t_prev = [], time.perf_counter()
-    for block in denoise_blocks(dit, text, audio, ref, motion, plan, caches=caches):
-        frames_to_uint8(decoder.decode_next(block.latents))  # host copy: a synchronisation point
+    blocks = denoise_blocks(dit, text, audio, ref, motion, plan, caches=caches)
+    for block, (_, ready) in run_blocks(blocks, lambda: None, overlap):
+        with consume_side(ready, block.latents):
+            frames_to_uint8(decoder.decode_next(block.latents))  # host copy: a synchronisation point
         now = time.perf_counter()
         times.append(now - t_prev)
         t_prev = now

@@ -3,17 +3,14 @@ within its stated error budget; converting a form keeps the contents."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 
 from liveavatar.engines.diffusion.model.attention import sdpa
-from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
-from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.runtime.caches import (CacheForm, KVStore, dequantize_rows,
                                                           quantize_rows)
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
+from support.tiny_loop import tiny_loop_inputs
 
 PLAN = LoopPlan(frames_per_clip=24, num_clips=2, latent_hw=(8, 8), sample_steps=3, sample_shift=3.0, seed=5)
 HOST = CacheForm("model", "host")
@@ -27,18 +24,7 @@ LOOP_BUDGET = 0.005  # relative error of the tiny model's clean latents after a 
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    dit = CausalS2VDiT(dataclasses.replace(DiTConfig.tiny(), text_len=16))
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2
-                    else 0.1 * torch.randn(p.shape, generator=gen))
-    c = dit.config
-    text = dit.encode_text(torch.randn(5, c.text_dim, generator=gen))
-    audio = torch.randn(1, 25, c.audio_dim, PLAN.num_clips * PLAN.frames_per_clip, generator=gen)
-    ref, motion = torch.randn(1, 16, 1, 8, 8, generator=gen), torch.randn(1, 16, 19, 8, 8, generator=gen)
-    return dit, text, audio, ref, motion
+    return tiny_loop_inputs(PLAN)
 
 
 def run(setup, form=None, caches=None, state=None, plan=PLAN):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from liveavatar.config import GenerateConfig, Plan
 from liveavatar.engines.base import Inputs
 from liveavatar.planning.memory import (
+    MARGIN,
     Mode,
     RunMemory,
     default_mode,
@@ -37,6 +38,8 @@ class MemoryFit:
     later: tuple[Mode, ...]  # the shape-keeping modes after it: the out-of-memory ladder's rungs
     finish: str = UNPLANNED_FINISH  # the command that would make the whole video in less memory
     choice: RunMemory | None = None  # the planner's answer (every worker's plan); None: not planned
+    # whether the decode of block n may run beside the DiT work of block n+1 (runtime/overlap.py)
+    overlap_fits: bool = True
 
     def summary(self) -> dict | None:
         return self.choice.summary() if self.choice is not None else None
@@ -50,7 +53,19 @@ def unplanned(fp8_weights: bool = False) -> MemoryFit:
 
 
 def from_choice(choice: RunMemory, config: GenerateConfig, plan: Plan) -> MemoryFit:
-    return MemoryFit(choice.mode, tuple(choice.later), finish_command(config, plan.width, plan.height), choice)
+    return MemoryFit(choice.mode, tuple(choice.later), finish_command(config, plan.width, plan.height), choice,
+                     overlap_fits(choice))
+
+
+def overlap_fits(choice) -> bool:
+    """Whether the decode may run beside the DiT work within the memory plan. The planner's loop
+    phase holds the larger of the DiT's activations and the decode's working set, one after the
+    other; side by side they add up. No budget known: yes."""
+    if choice is None or choice.budget is None:
+        return True
+    est = choice.estimate
+    extra = min(est.components["dit_activations"], est.components["vae_decode"])
+    return est.phases["loop"] + extra <= choice.budget * (1 - MARGIN)
 
 
 def fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, plan: Plan, engine_name: str,

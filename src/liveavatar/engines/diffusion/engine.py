@@ -37,6 +37,7 @@ class DiffusionEngine:
     name = "diffusion"
     team = None  # runtime.workers.Team when the DiT runs on K > 1 workers
     text_on_cpu = False
+    overlap_decode: bool | None = None  # decode block n while block n+1 denoises; None: on CUDA
 
     def __init__(self, models: Models, device, dtype, offload: bool, memory, compile_decoder: bool = False,
                  notify_load: str = "") -> None:

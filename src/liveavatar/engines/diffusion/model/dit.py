@@ -46,6 +46,7 @@ from liveavatar.engines.diffusion.model.audio_injector import AudioInjector, inj
 from liveavatar.engines.diffusion.model.blocks import DiTBlock
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.model.embeddings import Head, time_modulation
+from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, dequantize_rows, stored_attention
 from liveavatar.engines.diffusion.model.framepack import FramePackMotioner
 from liveavatar.engines.diffusion.model.rope import GridGroup, RopeTables, apply_rope
 from liveavatar.engines.diffusion.model.caches import SinkRows, StepCache
@@ -117,15 +118,20 @@ class CausalS2VDiT(nn.Module):
         self._rope: RopeTables | None = None
         self.accelerate()
 
-    def accelerate(self, compile: bool = False, split_sink: bool = False, mode: str | None = None) -> None:
+    def accelerate(self, compile: bool = False, split_sink: bool = False, mode: str | None = None,
+                   stored_attention: bool | None = None, fp8_qk: bool = False) -> None:
         """Speed options of `denoise_block` (the defaults are the reference path, used for parity).
 
         ``compile``: torch.compile the two halves of a layer around the self-attention (fixed shapes;
         one graph each, shared by all layers). ``split_sink``: attend the ring and the sink keys
         separately and merge by log-sum-exp instead of concatenating [ring; sink] in every layer
         (measured on an H100 it was 1 % slower than the concatenation: benchmarks/RESULTS.md).
+        ``stored_attention``: the self-attention reads the ring and the sink as the caches store
+        them (model/fp8_attention.py, a Triton kernel); None: on CUDA when the caches are fp8, so
+        the CPU numerics and the parity guard keep torch SDPA. ``fp8_qk``: its Q.K^T in fp8.
         """
         self._split_sink = split_sink
+        self._stored_attention, self._fp8_qk = stored_attention, fp8_qk
         if compile:
             self._pre = torch.compile(_layer_pre, dynamic=False, mode=mode)
             self._post = torch.compile(_layer_post, dynamic=False, mode=mode)
@@ -209,6 +215,11 @@ class CausalS2VDiT(nn.Module):
         sink.motion_cos, sink.motion_sin = mcos, msin
 
     # ----------------------------------------------------------------------------- denoise
+    def _uses_stored_attention(self, cache: StepCache) -> bool:
+        if self._stored_attention is not None:
+            return self._stored_attention
+        return self.device.type == "cuda" and cache.form.kv == "fp8"
+
     def _sink_offset(self, current_frame: int, sink_rope_offset: int | None, relative_dist: int | None,
                      rng: random.Random | torch.Generator | None) -> int:
         if sink_rope_offset is not None:
@@ -274,14 +285,23 @@ class CausalS2VDiT(nn.Module):
 
         # per layer the cache stores the block's K/V rows and hands back the readable ring; how it
         # keeps them (resident, fp8, host-streamed) is its business (runtime/caches.py)
+        kernel = self._uses_stored_attention(cache)
         cache.begin(valid)
         for i, block in enumerate(self.blocks):
-            sink_k_raw, sink_v = sink.read(i)
+            if kernel:  # the sink's V as stored; its K widened for this call's RoPE
+                sk, sk_scale, sink_v, sv_scale = sink.read(i, stored=True)
+                sink_k_raw = sk if sk_scale is None else dequantize_rows(sk, sk_scale, self.dtype)
+            else:
+                sink_k_raw, sink_v = sink.read(i)
             q, k, v, sink_k = self._pre(block, x, e0, cos, sin, sink_k_raw, scos, ssin)
-            ring_k, ring_v = cache.exchange(i, write, k, v, valid)
-            if self._split_sink:
+            if kernel:
+                ring = StoredKV(*cache.exchange(i, write, k, v, valid, stored=True))
+                y = stored_attention(q, ring, StoredKV(sink_k, None, sink_v, sv_scale), fp8_qk=self._fp8_qk)
+            elif self._split_sink:
+                ring_k, ring_v = cache.exchange(i, write, k, v, valid)
                 y = sdpa_two(q, ring_k, ring_v, sink_k, sink_v)
             else:
+                ring_k, ring_v = cache.exchange(i, write, k, v, valid)
                 y = sdpa(q, torch.cat([ring_k, sink_k], dim=1), torch.cat([ring_v, sink_v], dim=1))
             x = self._post(block, x, e0, y, text.kv[i])
             if i in self.audio_injector.block_to_injector:

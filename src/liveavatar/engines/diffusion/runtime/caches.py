@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from liveavatar.engines.diffusion.model.caches import RESIDENT, CacheForm  # noqa: F401 (the forms' names)
+from liveavatar.engines.diffusion.model.fp8_attention import dequantize_rows  # re-exported: the fp8 form read back
 
 FP8_MAX = 448.0
 PLANES = ("k", "v")
@@ -41,8 +42,6 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
 
 
-def dequantize_rows(q: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return (q.float() * scale).to(dtype)
 
 
 class KVStore:
@@ -119,6 +118,11 @@ class KVStore:
             return tuple(dequantize_rows(src[n][index], src[n + "_scale"][index], self.dtype) for n in PLANES)
         return src["k"][index], src["v"][index]
 
+    def _stored(self, src: dict[str, torch.Tensor], index) -> tuple:
+        """The rows as stored: (k, k_scale, v, v_scale), the scales None in the model-dtype form."""
+        scale = (lambda n: src[n + "_scale"][index]) if self.form.kv == "fp8" else (lambda n: None)
+        return src["k"][index], scale("k"), src["v"][index], scale("v")
+
     def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store rows ``[start, start + n)`` of one layer (the sink's prefill; resident stores)."""
         if self.form.placement == "host":
@@ -126,8 +130,11 @@ class KVStore:
             k, v = k.to("cpu"), v.to("cpu")
         self._encode(self.planes, (layer, slice(None), slice(start, start + k.shape[1])), k, v)
 
-    def read(self, layer: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows ``[0, rows)`` of one layer in the model dtype (a view for resident model-dtype stores)."""
+    def read(self, layer: int, rows: int, stored: bool = False) -> tuple:
+        """Rows ``[0, rows)`` of one layer in the model dtype (a view for resident model-dtype stores);
+        ``stored``: as stored, (k, k_scale, v, v_scale) (resident stores only)."""
+        if stored:
+            return self._stored(self.planes, (layer, slice(None), slice(0, rows)))
         if self.form.placement == "host":
             self._sync()
             k, v = self._decode(self.planes, (layer, slice(None), slice(0, rows)))
@@ -140,18 +147,20 @@ class KVStore:
         if self.form.placement == "host":
             self._fetch(0)
 
-    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the block's rows ``[start, start + n)`` of `layer`; return its rows ``[0, rows)``."""
+    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
+                 ) -> tuple:
+        """Store the block's rows ``[start, start + n)`` of `layer`; return its rows ``[0, rows)`` in the
+        model dtype, or with ``stored`` as stored: (k, k_scale, v, v_scale) for model/fp8_attention.py."""
         n = k.shape[1]
+        read = self._stored if stored else self._decode
         if self.form.placement == "resident":
             self._encode(self.planes, (layer, slice(None), slice(start, start + n)), k, v)
-            return self._decode(self.planes, (layer, slice(None), slice(0, rows)))
+            return read(self.planes, (layer, slice(None), slice(0, rows)))
         slot = self._slots[layer % 2]
         if self._stream is not None:
             torch.cuda.current_stream(self.device).wait_event(self._ready[layer % 2])
         self._encode(slot, (slice(None), slice(start, start + n)), k, v)
-        out = self._decode(slot, (slice(None), slice(0, rows)))
+        out = read(slot, (slice(None), slice(0, rows)))
         self._write_back(layer, slot, start, n)
         if layer + 1 < self.layers:
             self._fetch(layer + 1)
@@ -248,8 +257,8 @@ class SinkCache(_Planes):
     def capacity(self) -> int:
         return self.store.tokens
 
-    def read(self, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.store.read(layer, self.length)
+    def read(self, layer: int, stored: bool = False) -> tuple:
+        return self.store.read(layer, self.length, stored)
 
     def converted(self, form: CacheForm) -> "SinkCache":
         return SinkCache(self.store.converted(CacheForm(form.kv, "resident")), self.length, self.ref_hw,
@@ -281,6 +290,10 @@ class KVCache(_Planes):
     def ring_tokens(self) -> int:
         return self.store.tokens
 
+    @property
+    def form(self) -> CacheForm:
+        return self.store.form
+
     def window(self, current_start: int, num_tokens: int) -> tuple[int, int]:
         """(write offset, number of valid ring rows) for a block of `num_tokens` at `current_start`."""
         size = self.ring_tokens
@@ -296,9 +309,9 @@ class KVCache(_Planes):
     def begin(self, rows: int) -> None:
         self.store.begin(rows)
 
-    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.store.exchange(layer, start, k, v, rows)
+    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
+                 ) -> tuple:
+        return self.store.exchange(layer, start, k, v, rows, stored)
 
     def end(self) -> None:
         self.store.end()

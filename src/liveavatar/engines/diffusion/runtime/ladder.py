@@ -23,6 +23,7 @@ import torch
 
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
 from liveavatar.engines.diffusion.runtime.loop import DenoisedBlock, LoopState, StepCaches
+from liveavatar.engines.diffusion.runtime.overlap import consume_side, run_blocks
 
 OOM = (torch.OutOfMemoryError,)
 
@@ -62,9 +63,12 @@ class Ladder:
     """Runs `run`'s block loop in `mode`; `later` are the rungs (planner modes) it may step down to.
     The caches are converted here; the rest of a mode change is the run's `step_down`."""
 
-    def __init__(self, mode, later: list, run: LadderRun, notify: Callable[[str], None]) -> None:
+    def __init__(self, mode, later: list, run: LadderRun, notify: Callable[[str], None], ahead: bool = False) -> None:
+        """``ahead``: denoise block n+1 while block n is consumed (runtime/overlap.py; CUDA)."""
         self.mode, self.later = mode, list(later)
         self.target, self.notify = run, notify
+        self.ahead = ahead
+        self._runner = None
         self.rungs_taken: list[str] = []
         self.live: LoopState | None = None  # the loop's state while it runs (resume records read it)
 
@@ -82,15 +86,17 @@ class Ladder:
                 if caches is None:
                     caches = self.target.allocate(self.mode.kv)
                 live = self.live = boundary.snapshot()
-                blocks = self.target.produce(caches, live)
-                for block in blocks:
+                blocks = self._runner = run_blocks(self.target.produce(caches, live), live.snapshot, self.ahead)
+                for block, (after, ready) in blocks:
+                    self.live = after  # the state as of this block (the loop may be one block further)
                     saved = consume.save()
                     try:
-                        out = consume(block)
+                        with consume_side(ready, block.latents):
+                            out = consume(block)
                     except OOM:
                         consume.restore(saved)
                         raise
-                    boundary = live.snapshot()
+                    boundary = after
                     if out is not None:
                         yield out
                 return
@@ -105,6 +111,11 @@ class Ladder:
                     boundary = live.snapshot()
                 free_device_memory()
                 caches = self._next_rung(caches, boundary.next_task)
+
+    def caught_up(self) -> None:
+        """Called by the loop before work that reads consumed output (the clip-1 sink's motion)."""
+        if self._runner is not None:
+            self._runner.caught_up()
 
     def _next_rung(self, caches: StepCaches | None, block: int) -> StepCaches | None:
         return self.next_rung(caches, block)

@@ -63,6 +63,7 @@ class DiffusionRun:
         from liveavatar.engines.diffusion.encoders.conditioning import reference_latents
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
         from liveavatar.engines.diffusion.runtime.ladder import Ladder
+        from liveavatar.engines.diffusion.runtime.overlap import decode_side
 
         self.engine, self.plan, self.notify = engine, plan, notify
         self.models, self.portrait = engine.models, portrait
@@ -72,10 +73,14 @@ class DiffusionRun:
         # one latent per decoder pass on the GPU: the same frames, ~7 % slower, but the decode's
         # activations shrink enough for bf16 14B + four step caches to fit on one 80 GB card
         decoder = engine.decoder(engine.mode)
-        decoder.decode_next(self.motion[:, :, :DECODER_WARMUP_LATENTS])
+        # CUDA: block n's decode overlaps block n+1's DiT work (runtime/overlap.py); CPU: in order
+        overlap = engine.device.type == "cuda" if engine.overlap_decode is None else engine.overlap_decode
+        ahead = overlap and engine.team is None and engine.memory.overlap_fits
+        with decode_side(ahead, self.motion):
+            decoder.decode_next(self.motion[:, :, :DECODER_WARMUP_LATENTS])
         self.frames = BlockFrames(decoder, plan.enable_online_decode, plan.clip_frame_counts(), plan.num_clips > 1,
                                   start_clip=start_clip, on_clip_end=self.clip_end)
-        self.ladder = Ladder(engine.mode, engine.later, self, notify)
+        self.ladder = Ladder(engine.mode, engine.later, self, notify, ahead=ahead)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         team = self.engine.team
@@ -113,6 +118,7 @@ class DiffusionRun:
         """The rolling sink's motion at clip 1: clip 0's decoded frames, encoded again."""
         from liveavatar.engines.diffusion.encoders.conditioning import motion_from_frames
 
+        self.ladder.caught_up()  # clip 0's frames are all decoded (the loop may run a block ahead)
         return motion_from_frames(self.models.vae, torch.cat(self.frames.first_clip, dim=2), self.portrait)
 
     def clip_end(self, block: DenoisedBlock) -> None:
