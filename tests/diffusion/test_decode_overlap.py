@@ -16,6 +16,7 @@ from liveavatar.engines.base import Inputs
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.overlap import AheadOfConsumer, InOrder
+from liveavatar.planning.fit import unplanned
 from liveavatar.planning import make_plan
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
@@ -82,7 +83,8 @@ def test_caught_up_waits_for_the_consumer():
 def test_engine_frames_identical_with_and_without_overlap(tmp_path):
     ckpt, lora = write_tiny_checkpoint(tmp_path)
     engine = DiffusionEngine.from_config(GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt,
-                                                        lora_path_dmd=lora).resolve(), resolve_layout(ckpt, lora))
+                                                        lora_path_dmd=lora).resolve(), resolve_layout(ckpt, lora),
+                                         unplanned())
     t = np.arange(int(1.5 * 16000)) / 16000
     inputs = Inputs(prompt="a person talking", image=np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8),
                     audio=(0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), sample_rate=16000,
