@@ -28,9 +28,15 @@ def main() -> None:
     image = save_image(d / "portrait.png", astronaut())
     x = clean_speech()
     audio = write_wav(d / "speech.wav", np.tile(x, int(np.ceil(30 * 16_000 / len(x))))[: 30 * 16_000])
-    cases = {"image": dict(image=image), "audio": dict(audio=audio), "prompt": dict(prompt=GOOD_PROMPT),
-             "all": dict(image=image, audio=audio, prompt=GOOD_PROMPT)}
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()} python {platform.python_version()}")
+    cases = {
+        "image": dict(image=image),
+        "audio": dict(audio=audio),
+        "prompt": dict(prompt=GOOD_PROMPT),
+        "all": dict(image=image, audio=audio, prompt=GOOD_PROMPT),
+    }
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} cores={__import__('os').cpu_count()} python {platform.python_version()}"
+    )
     t = time.perf_counter()
     run_checks(image, audio, GOOD_PROMPT)
     print(f"first call (imports + model loads), all inputs: {time.perf_counter() - t:.2f} s")

@@ -43,7 +43,9 @@ def main() -> None:
             sf.write(str(path), np.tile(x, seconds * sr // len(x) + 1)[: seconds * sr], sr, subtype="PCM_16")
             out = subprocess.run([sys.executable, "-c", CHILD, str(path)], capture_output=True, text=True, check=True)
             before, peak, took = (float(v) for v in out.stdout.split())
-            print(f"{seconds} | {before:.0f} | {peak:.0f} | {(peak - before) / seconds * 60:.1f} | {took:.1f} | {took / seconds * 60:.2f}")
+            print(
+                f"{seconds} | {before:.0f} | {peak:.0f} | {(peak - before) / seconds * 60:.1f} | {took:.1f} | {took / seconds * 60:.2f}"
+            )
 
 
 if __name__ == "__main__":

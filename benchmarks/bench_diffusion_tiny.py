@@ -47,26 +47,40 @@ def main() -> None:
     audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 2 * t) > 0)).astype(np.float32)
     image = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
     inputs = Inputs("a person talking", image, audio, 16000, Path("x"), Path("y"))
-    config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt=inputs.prompt, size=args.size, ckpt_dir=ckpt,
-                            lora_path_dmd=lora, infer_frames=args.infer_frames, num_clip=args.clips,
-                            enable_online_decode=False).resolve()
+    config = GenerateConfig(
+        image=Path("x"),
+        audio=Path("y"),
+        prompt=inputs.prompt,
+        size=args.size,
+        ckpt_dir=ckpt,
+        lora_path_dmd=lora,
+        infer_frames=args.infer_frames,
+        num_clip=args.clips,
+        enable_online_decode=False,
+    ).resolve()
     t0 = time.perf_counter()
     engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora))
     plan = make_plan(config, inputs, "diffusion")
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
-          f"plan {plan.height}x{plan.width}, {plan.num_clips} clips of {plan.frames_per_clip} frames; load {time.perf_counter() - t0:.1f} s")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads; "
+        f"plan {plan.height}x{plan.width}, {plan.num_clips} clips of {plan.frames_per_clip} frames; load {time.perf_counter() - t0:.1f} s"
+    )
     print("clip  s/clip  frames/s  RSS MB")
     last = time.perf_counter()
     rows = []
-    for clip, frames in enumerate(engine.generate(inputs, plan, lambda s: None)):  # one block per clip (per-clip decode)
+    for clip, frames in enumerate(
+        engine.generate(inputs, plan, lambda s: None)
+    ):  # one block per clip (per-clip decode)
         now = time.perf_counter()
         rows.append((clip + 1, now - last, len(frames) / (now - last), rss_mb()))
         last = now
         print(f"{rows[-1][0]:4d}  {rows[-1][1]:6.2f}  {rows[-1][2]:8.1f}  {rows[-1][3]:7.1f}", flush=True)
     later = rows[1:]
-    print(f"clips 2-{len(rows)}: s/clip {min(r[1] for r in later):.2f}-{max(r[1] for r in later):.2f}, "
-          f"RSS {min(r[3] for r in later):.0f}-{max(r[3] for r in later):.0f} MB "
-          f"(growth {later[-1][3] - later[0][3]:+.1f} MB); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(
+        f"clips 2-{len(rows)}: s/clip {min(r[1] for r in later):.2f}-{max(r[1] for r in later):.2f}, "
+        f"RSS {min(r[3] for r in later):.0f}-{max(r[3] for r in later):.0f} MB "
+        f"(growth {later[-1][3] - later[0][3]:+.1f} MB); peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,12 @@ import traceback
 H, W, FRAMES = 48, 88, 3
 STEP_T = (1000.0, 937.5, 833.3, 625.0)  # four timesteps (values only shape the modulation)
 VARIANTS = {  # name -> (fp8, compile, split_sink)
-    "bf16-eager": (False, False, False), "bf16-split": (False, False, True),
-    "bf16-compile": (False, True, True), "bf16-compile-cat": (False, True, False),
-    "fp8-eager": (True, False, True), "fp8-compile": (True, True, True),
+    "bf16-eager": (False, False, False),
+    "bf16-split": (False, False, True),
+    "bf16-compile": (False, True, True),
+    "bf16-compile-cat": (False, True, False),
+    "fp8-eager": (True, False, True),
+    "fp8-compile": (True, True, True),
     "fp8-compile-cat": (True, True, False),
 }
 
@@ -83,8 +86,13 @@ def make_inputs(model, torch, seed=0):
     def rand(*shape):  # bf16-representable values whatever the model dtype (fp32 vs bf16 check)
         return torch.randn(*shape, device="cuda", generator=g).to(torch.bfloat16).to(dt)
 
-    return dict(text_raw=rand(120, c.text_dim), ref=rand(1, 16, 1, H, W), motion=rand(1, 16, 19, H, W),
-                x=rand(1, 16, FRAMES, H, W), audio=rand(1, 25, c.audio_dim, 4 * FRAMES))
+    return dict(
+        text_raw=rand(120, c.text_dim),
+        ref=rand(1, 16, 1, H, W),
+        motion=rand(1, 16, 19, H, W),
+        x=rand(1, 16, FRAMES, H, W),
+        audio=rand(1, 25, c.audio_dim, 4 * FRAMES),
+    )
 
 
 def fill_ring(cache, torch, seed) -> None:
@@ -103,8 +111,11 @@ def run_one(model, torch, ring, num_steps=4):
     text = model.encode_text(inp["text_raw"])
     model.prefill_sink(sink, inp["ref"], inp["motion"], text)
     fill_ring(caches[0], torch, 7)
-    return [model.denoise_block(caches[0], inp["x"], STEP_T[1], text, inp["audio"], None,
-                                current_start=ring, sink_rope_offset=5)]
+    return [
+        model.denoise_block(
+            caches[0], inp["x"], STEP_T[1], text, inp["audio"], None, current_start=ring, sink_rope_offset=5
+        )
+    ]
 
 
 def bench_dit(args, torch, emit) -> None:
@@ -129,13 +140,17 @@ def bench_dit(args, torch, emit) -> None:
     for s, cache in enumerate(caches):
         fill_ring(cache, torch, 100 + s)
     torch.cuda.synchronize()
-    print(f"model + caches + sink ready in {time.perf_counter() - t0:.1f} s; "
-          f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated; sink {sink.length} tokens", flush=True)
+    print(
+        f"model + caches + sink ready in {time.perf_counter() - t0:.1f} s; "
+        f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated; sink {sink.length} tokens",
+        flush=True,
+    )
 
     def check_call():
         fill_ring(caches[0], torch, 100)
-        return model.denoise_block(caches[0], inp["x"], STEP_T[1], text, inp["audio"], None,
-                                   current_start=ring, sink_rope_offset=5)
+        return model.denoise_block(
+            caches[0], inp["x"], STEP_T[1], text, inp["audio"], None, current_start=ring, sink_rope_offset=5
+        )
 
     reference = None
     quantized = False
@@ -149,8 +164,11 @@ def bench_dit(args, torch, emit) -> None:
                 torch.cuda.synchronize()
                 torch.cuda.empty_cache()
                 quantized = True
-                print(f"fp8 quantisation {time.perf_counter() - t:.1f} s; "
-                      f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated", flush=True)
+                print(
+                    f"fp8 quantisation {time.perf_counter() - t:.1f} s; "
+                    f"{torch.cuda.memory_allocated() / 2**30:.1f} GiB allocated",
+                    flush=True,
+                )
             if quantized and not fp8:
                 raise RuntimeError("bf16 variants must come before fp8 ones")
             model.accelerate(compile=compile_, split_sink=split, mode=args.mode)
@@ -162,8 +180,9 @@ def bench_dit(args, torch, emit) -> None:
                 torch.cuda.synchronize()
                 t = time.perf_counter()
                 for s, cache in enumerate(caches):
-                    v = model.denoise_block(cache, x, STEP_T[s], text, inp["audio"], None,
-                                            current_start=(4 + b) * block, rng=rng)
+                    v = model.denoise_block(
+                        cache, x, STEP_T[s], text, inp["audio"], None, current_start=(4 + b) * block, rng=rng
+                    )
                     x = x + (-0.25) * v
                 torch.cuda.synchronize()
                 times.append(time.perf_counter() - t)
@@ -171,9 +190,15 @@ def bench_dit(args, torch, emit) -> None:
             steady = sorted(times[1:])
             med = steady[len(steady) // 2]
             out = check_call()
-            row = {"variant": name, "s_per_block": med, "min_s": steady[0], "fps": 12 / med,
-                   "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "first_block_s": times[0],
-                   "finite": bool(torch.isfinite(out).all())}
+            row = {
+                "variant": name,
+                "s_per_block": med,
+                "min_s": steady[0],
+                "fps": 12 / med,
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                "first_block_s": times[0],
+                "finite": bool(torch.isfinite(out).all()),
+            }
             if reference is None and name == "bf16-eager":
                 reference = out.float().clone()
             if reference is not None:
@@ -214,8 +239,14 @@ def bench_vae(args, torch, emit) -> None:
             assert out.shape[2] == 12, out.shape
             med = sorted(times)[len(times) // 2]
             got = torch.cat(frames, dim=2)
-            row = {"variant": f"vae-{name}", "s_per_block": med, "min_s": min(times), "fps": 12 / med,
-                   "peak_gib": torch.cuda.max_memory_allocated() / 2**30, "first_block_s": first}
+            row = {
+                "variant": f"vae-{name}",
+                "s_per_block": med,
+                "min_s": min(times),
+                "fps": 12 / med,
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
+                "first_block_s": first,
+            }
             if reference is None:
                 reference = got
             else:
@@ -252,8 +283,10 @@ def main() -> int:
     for r in rows:
         if "variant" in r and "error" not in r:
             err = r.get("rel_err_vs_bf16_eager", r.get("rel_err_vs_eager", float("nan")))
-            print(f"{r['variant']:18s} {r['s_per_block']:8.3f} {r['fps']:6.1f} {r['peak_gib']:9.1f} "
-                  f"{r['first_block_s']:8.1f} {err:9.2e}")
+            print(
+                f"{r['variant']:18s} {r['s_per_block']:8.3f} {r['fps']:6.1f} {r['peak_gib']:9.1f} "
+                f"{r['first_block_s']:8.1f} {err:9.2e}"
+            )
         elif "error" in r:
             print(f"{r['variant']:18s} ERROR")
     return 0

@@ -71,7 +71,8 @@ def write_checkpoint(folder: Path, config: dict, shard_bytes: int) -> int:
         weight_map.update({k: name for k, _ in shard})
         del tensors
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     (folder / "config.json").write_text(json.dumps({"_class_name": "CausalWanModel_S2V", **config}))
     return total
 
@@ -94,10 +95,19 @@ def main() -> int:
     parser.add_argument("--shard-mb", type=int, default=400)
     args = parser.parse_args()
     heads = args.dim // 128
-    config = {"dim": args.dim, "ffn_dim": args.dim * 8 // 3, "num_heads": heads, "num_layers": args.layers,
-              "text_dim": 1024, "audio_dim": 512, "audio_inject_layers": list(range(0, args.layers, 4)),
-              "model_type": "s2v"}
-    print(f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} python {platform.python_version()}")
+    config = {
+        "dim": args.dim,
+        "ffn_dim": args.dim * 8 // 3,
+        "num_heads": heads,
+        "num_layers": args.layers,
+        "text_dim": 1024,
+        "audio_dim": 512,
+        "audio_inject_layers": list(range(0, args.layers, 4)),
+        "model_type": "s2v",
+    }
+    print(
+        f"machine: {platform.node()} {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
+    )
     print(f"14B DiT built on meta: {meta_build_seconds():.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -106,14 +116,17 @@ def main() -> int:
         shards = len(list(folder.glob("*.safetensors")))
         print(f"wrote {total / 2**30:.2f} GiB bf16 in {shards} shards ({time.perf_counter() - t:.1f} s)")
         for dtype in ("bfloat16", "float32"):
-            out = subprocess.run([sys.executable, "-c", CHILD, str(folder), dtype], capture_output=True, text=True,
-                                 check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(folder), dtype], capture_output=True, text=True, check=True
+            )
             res = json.loads(out.stdout.strip().splitlines()[-1])
             grew = (res["peak_kb"] - res["base_kb"]) * 1024
-            print(f"[bf16 file -> {dtype} on cpu] {res['tensors']} tensors, {res['bytes'] / 2**30:.2f} GiB loaded and "
-                  f"touched in {res['seconds']:.2f} s; RSS baseline {res['base_kb'] / 2**20:.2f} GiB, peak "
-                  f"{res['peak_kb'] / 2**20:.2f} GiB; peak growth / loaded weights = {grew / res['bytes']:.3f} "
-                  "(target <= 1.2)")
+            print(
+                f"[bf16 file -> {dtype} on cpu] {res['tensors']} tensors, {res['bytes'] / 2**30:.2f} GiB loaded and "
+                f"touched in {res['seconds']:.2f} s; RSS baseline {res['base_kb'] / 2**20:.2f} GiB, peak "
+                f"{res['peak_kb'] / 2**20:.2f} GiB; peak growth / loaded weights = {grew / res['bytes']:.3f} "
+                "(target <= 1.2)"
+            )
     return 0
 
 

@@ -39,18 +39,33 @@ def tiny_engine_checks() -> None:
     image = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     inputs = Inputs("a person talking", image, audio, 16000, Path("x"), Path("y"))
     results = {}
-    for label, env, kw in [("compiled", "true", {}), ("eager", "false", {}), ("offload", "true", {"offload_model": True}),
-                           ("fp8", "true", {"fp8": True})]:
+    for label, env, kw in [
+        ("compiled", "true", {}),
+        ("eager", "false", {}),
+        ("offload", "true", {"offload_model": True}),
+        ("fp8", "true", {"fp8": True}),
+    ]:
         os.environ["ENABLE_COMPILE"] = env
-        cfg = GenerateConfig(image=Path("x"), audio=Path("y"), prompt="a person talking", size="256*256", ckpt_dir=ckpt,
-                             lora_path_dmd=lora, infer_frames=24, **kw).resolve()
+        cfg = GenerateConfig(
+            image=Path("x"),
+            audio=Path("y"),
+            prompt="a person talking",
+            size="256*256",
+            ckpt_dir=ckpt,
+            lora_path_dmd=lora,
+            infer_frames=24,
+            **kw,
+        ).resolve()
         engine = DiffusionEngine.from_config(cfg, resolve_layout(ckpt, lora), unplanned(bool(cfg.fp8)))
         plan = make_plan(cfg, inputs, "diffusion")
         t0 = time.perf_counter()
         frames = np.concatenate(list(engine.generate(inputs, plan, print)))
         results[label] = frames
-        print(f"tiny {label:9s}: {frames.shape} frames in {time.perf_counter() - t0:.1f} s, expected {plan.num_frames}, "
-              f"device {engine.device}, mean {frames.mean():.1f}, std {frames.std():.1f}", flush=True)
+        print(
+            f"tiny {label:9s}: {frames.shape} frames in {time.perf_counter() - t0:.1f} s, expected {plan.num_frames}, "
+            f"device {engine.device}, mean {frames.mean():.1f}, std {frames.std():.1f}",
+            flush=True,
+        )
         assert frames.shape[0] == plan.num_frames
         del engine
         torch.cuda.empty_cache()
@@ -61,7 +76,6 @@ def tiny_engine_checks() -> None:
 
 def loop_bench(variant: str, clips: int) -> None:
     from bench_dit_gpu import init_random
-
     from liveavatar.engines.diffusion.encoders.conditioning import frames_to_uint8
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
@@ -99,9 +113,14 @@ def loop_bench(variant: str, clips: int) -> None:
         assert np.isfinite(frames.astype(np.float32)).all()
     steady = sorted(times[2:])[len(times[2:]) // 2] if len(times) > 3 else times[-1]
     peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"loop {variant}: blocks {len(times)}, frames {frames_out}, first block {times[0]:.1f} s (compile), "
-          f"steady median {steady:.3f} s/block = {12 / steady:.1f} fps, all {[round(x, 3) for x in times]}, peak {peak:.1f} GiB", flush=True)
-    print(f"RESULT loop-{variant} s_per_block={steady:.3f} fps={12 / steady:.2f} peak_gib={peak:.1f} ratio_vs_upstream_best={1.26 / steady:.2f}")
+    print(
+        f"loop {variant}: blocks {len(times)}, frames {frames_out}, first block {times[0]:.1f} s (compile), "
+        f"steady median {steady:.3f} s/block = {12 / steady:.1f} fps, all {[round(x, 3) for x in times]}, peak {peak:.1f} GiB",
+        flush=True,
+    )
+    print(
+        f"RESULT loop-{variant} s_per_block={steady:.3f} fps={12 / steady:.2f} peak_gib={peak:.1f} ratio_vs_upstream_best={1.26 / steady:.2f}"
+    )
     del dit, vae, decoder
     torch.cuda.empty_cache()
 

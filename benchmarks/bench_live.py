@@ -41,11 +41,11 @@ def video_samples_per_fragment(data: bytes) -> list[tuple[int, int]]:
     """(end byte offset of the fragment's mdat, video samples in it) per moof, in order."""
     out, pos, pending = [], 0, 0
     while pos + 8 <= len(data):
-        size, kind = struct.unpack(">I4s", data[pos: pos + 8])
+        size, kind = struct.unpack(">I4s", data[pos : pos + 8])
         if size < 8:
             break
         if kind == b"moof":
-            pending = _video_samples(data[pos + 8: pos + size])
+            pending = _video_samples(data[pos + 8 : pos + size])
         elif kind == b"mdat":
             out.append((pos + size, pending))
         pos += size
@@ -55,8 +55,8 @@ def video_samples_per_fragment(data: bytes) -> list[tuple[int, int]]:
 def _boxes(body: bytes):
     pos = 0
     while pos + 8 <= len(body):
-        size, kind = struct.unpack(">I4s", body[pos: pos + 8])
-        yield kind, body[pos + 8: pos + size]
+        size, kind = struct.unpack(">I4s", body[pos : pos + 8])
+        yield kind, body[pos + 8 : pos + size]
         pos += max(size, 8)
 
 
@@ -103,8 +103,19 @@ def start_server(args) -> tuple[subprocess.Popen, str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    cmd = [sys.executable, "-m", "liveavatar", "serve", "--port", str(port), "--no_token", "--engine", args.engine,
-           "--data_dir", tempfile.mkdtemp(prefix="bench-live-")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "liveavatar",
+        "serve",
+        "--port",
+        str(port),
+        "--no_token",
+        "--engine",
+        args.engine,
+        "--data_dir",
+        tempfile.mkdtemp(prefix="bench-live-"),
+    ]
     if args.ckpt_dir:
         cmd += ["--ckpt_dir", args.ckpt_dir]
     if args.lora_path_dmd:
@@ -129,7 +140,9 @@ async def run(args, url: str, proc: Proc) -> dict:
     import soundfile as sf
 
     speech, _ = sf.read(str(REPO / "samples" / "speech.wav"), dtype="int16")
-    info = await asyncio.to_thread(open_session, url, REPO / "samples" / "portrait.png", "A woman speaks.", None, size=args.size)
+    info = await asyncio.to_thread(
+        open_session, url, REPO / "samples" / "portrait.png", "A woman speaks.", None, size=args.size
+    )
     received, sends = Received(), []  # sends: (time, utterance index, sample offset)
     async with LiveClient.connect(url, info["id"]) as live:
         reader = asyncio.create_task(collect(live, received))
@@ -138,13 +151,13 @@ async def run(args, url: str, proc: Proc) -> dict:
         clock, utterance, pos = time.monotonic(), 0, 0
         next_sample = time.monotonic()
         while time.monotonic() - t0 < args.seconds:
-            part = speech[pos: pos + 4 * SR]
+            part = speech[pos : pos + 4 * SR]
             pos = (pos + 4 * SR) % (len(speech) - 4 * SR)
             for lo in range(0, len(part), CHUNK):
                 clock += CHUNK / SR
                 await asyncio.sleep(max(0.0, clock - time.monotonic()))
                 sends.append((time.monotonic(), utterance, lo))
-                await live.send_audio(part[lo: lo + CHUNK])
+                await live.send_audio(part[lo : lo + CHUNK])
             await live.end_of_speech()
             utterance += 1
             clock += 1.0
@@ -169,15 +182,27 @@ def summarize(received: Received, sends: list, wall: float, info: dict) -> dict:
             frame = starts[utterance] + offset // SPF
             if frame < len(arrivals):
                 latency.append(arrivals[frame] - sent_at)
-    first = [arrivals[starts[u]] - next(t for t, uu, o in sends if uu == u and o == 0) for u in range(len(starts)) if starts[u] < len(arrivals)]
+    first = [
+        arrivals[starts[u]] - next(t for t, uu, o in sends if uu == u and o == 0)
+        for u in range(len(starts))
+        if starts[u] < len(arrivals)
+    ]
     dropped = sum(e.get("frames", 0) for e in received.of("frames.dropped")[-1:])
-    return {"engine": info["engine"], "size": f"{info['width']}x{info['height']}", "wall_s": round(wall, 1),
-            "frames": len(arrivals), "fps": round(len(arrivals) / (arrivals[-1] - arrivals[0]), 2) if len(arrivals) > 1 else 0,
-            "utterances": len(starts), "latency_median_ms": round(1000 * float(np.median(latency)), 1) if latency else None,
-            "latency_p95_ms": round(1000 * float(np.percentile(latency, 95)), 1) if latency else None,
-            "first_frame_median_ms": round(1000 * float(np.median(first)), 1) if first else None,
-            "first_frame_p95_ms": round(1000 * float(np.percentile(first, 95)), 1) if first else None,
-            "dropped_frames": dropped, "lagging": received.of("lagging")[:2], "errors": received.of("error")[:3]}
+    return {
+        "engine": info["engine"],
+        "size": f"{info['width']}x{info['height']}",
+        "wall_s": round(wall, 1),
+        "frames": len(arrivals),
+        "fps": round(len(arrivals) / (arrivals[-1] - arrivals[0]), 2) if len(arrivals) > 1 else 0,
+        "utterances": len(starts),
+        "latency_median_ms": round(1000 * float(np.median(latency)), 1) if latency else None,
+        "latency_p95_ms": round(1000 * float(np.percentile(latency, 95)), 1) if latency else None,
+        "first_frame_median_ms": round(1000 * float(np.median(first)), 1) if first else None,
+        "first_frame_p95_ms": round(1000 * float(np.percentile(first, 95)), 1) if first else None,
+        "dropped_frames": dropped,
+        "lagging": received.of("lagging")[:2],
+        "errors": received.of("error")[:3],
+    }
 
 
 def main() -> None:
@@ -207,8 +232,11 @@ def main() -> None:
         server.wait(30)
     s = proc.samples
     cpu = (s[-1][1] - s[1][1]) / (s[-1][0] - s[1][0]) if len(s) > 2 else None
-    result.update(server_cpu_cores=round(cpu, 2) if cpu else None, server_rss_mb=[round(x[2], 1) for x in s[1::max(1, len(s) // 8)]],
-                  server_rss_growth_mb=round(s[-1][2] - s[1][2], 1) if len(s) > 2 else None)
+    result.update(
+        server_cpu_cores=round(cpu, 2) if cpu else None,
+        server_rss_mb=[round(x[2], 1) for x in s[1 :: max(1, len(s) // 8)]],
+        server_rss_growth_mb=round(s[-1][2] - s[1][2], 1) if len(s) > 2 else None,
+    )
     print(json.dumps(result, indent=1))
 
 

@@ -36,7 +36,7 @@ def live_features(encoder, audio: np.ndarray, num_frames: int, context_s: float,
     padded = np.concatenate([audio, np.zeros(num_frames * 640 + f.lookahead_samples, np.float32)])
     out = []
     for start in range(0, num_frames, 12):
-        out.append(f.feed(padded[start * 640: (start + 12) * 640 + f.lookahead_samples], start, 12))
+        out.append(f.feed(padded[start * 640 : (start + 12) * 640 + f.lookahead_samples], start, 12))
     return torch.cat(out, dim=-1)[..., :num_frames]
 
 
@@ -74,18 +74,35 @@ def main() -> None:
 
     offline = encoder.encode(audio, n)
     same_grid = frames_from_hidden(whole_track_states(encoder, audio), 0, 0, n)
-    print(f"# {platform.node()} ({platform.processor() or 'cpu'}), {args.audio.name} ({len(audio) / 16000:.1f} s, "
-          f"{n} frames), tiny wav2vec2 from {args.ckpt}")
+    print(
+        f"# {platform.node()} ({platform.processor() or 'cpu'}), {args.audio.name} ({len(audio) / 16000:.1f} s, "
+        f"{n} frames), tiny wav2vec2 from {args.ckpt}"
+    )
     rel, _, cos = compare(same_grid, offline)
-    print(f"offline vs the same states on the exact grid (the stretch alone): rel. L2 {rel:.4f}, cosine {cos:.4f}; "
-          f"neighbouring frames differ by rel. L2 {compare(offline[..., 1:], offline[..., :-1])[0]:.4f}")
-    print("| context s | lookahead s | vs same grid: rel. L2 (all layers) | (last layer) | cosine | vs offline: rel. L2 | cosine |")
+    print(
+        f"offline vs the same states on the exact grid (the stretch alone): rel. L2 {rel:.4f}, cosine {cos:.4f}; "
+        f"neighbouring frames differ by rel. L2 {compare(offline[..., 1:], offline[..., :-1])[0]:.4f}"
+    )
+    print(
+        "| context s | lookahead s | vs same grid: rel. L2 (all layers) | (last layer) | cosine | vs offline: rel. L2 | cosine |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for context, lookahead in ((0.5, 0.08), (1.0, 0.16), (2.0, 0.16), (2.0, 0.32), (2.0, 0.64), (4.0, 0.32), (4.0, 1.0)):
+    for context, lookahead in (
+        (0.5, 0.08),
+        (1.0, 0.16),
+        (2.0, 0.16),
+        (2.0, 0.32),
+        (2.0, 0.64),
+        (4.0, 0.32),
+        (4.0, 1.0),
+    ):
         live = live_features(encoder, audio, n, context, lookahead)
         rel, last, cos = compare(live, same_grid)
         rel_off, _, cos_off = compare(live, offline)
-        print(f"| {context:g} | {lookahead:g} | {rel:.4f} | {last:.4f} | {cos:.4f} | {rel_off:.4f} | {cos_off:.4f} |", flush=True)
+        print(
+            f"| {context:g} | {lookahead:g} | {rel:.4f} | {last:.4f} | {cos:.4f} | {rel_off:.4f} | {cos_off:.4f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -50,16 +50,22 @@ def main() -> None:
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     image = read_image(REPO / "samples" / "portrait.png")
-    config = GenerateConfig(image=REPO / "samples" / "portrait.png", audio=Path("live"), prompt="a woman talking",
-                            size=args.size).resolve()
-    session = PreviewEngine().open_session(SessionInputs("a woman talking", image),
-                                           session_plan(config, image, "preview"), lambda m: None)
+    config = GenerateConfig(
+        image=REPO / "samples" / "portrait.png", audio=Path("live"), prompt="a woman talking", size=args.size
+    ).resolve()
+    session = PreviewEngine().open_session(
+        SessionInputs("a woman talking", image), session_plan(config, image, "preview"), lambda m: None
+    )
     speech = read_audio(REPO / "samples" / "speech.wav")
     cycle = len(speech) // SPF + 125  # frames per cycle: the speech, then 5 s of listening
     per_block = session.block_frames * SPF
-    print(f"# {platform.node()} ({platform.processor() or 'cpu'}), preview {session.width}*{session.height}, "
-          f"{args.minutes} min of timeline")
-    print("| minute | RSS MB | state bytes | open while speaking | listening at rest | head yaw std | head pitch std | blinks | wall s |")
+    print(
+        f"# {platform.node()} ({platform.processor() or 'cpu'}), preview {session.width}*{session.height}, "
+        f"{args.minutes} min of timeline"
+    )
+    print(
+        "| minute | RSS MB | state bytes | open while speaking | listening at rest | head yaw std | head pitch std | blinks | wall s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     frames_per_minute = 60 * 25
     pos = len(speech)  # nothing pushed yet of the current cycle
@@ -71,7 +77,7 @@ def main() -> None:
             if in_cycle == 0:
                 pos = 0
             if pos < len(speech):  # push what the next block plays, as a TTS in real time would
-                session.push_audio(speech[pos: pos + per_block])
+                session.push_audio(speech[pos : pos + per_block])
                 pos += per_block
                 if pos >= len(speech):
                     session.end_of_speech()
@@ -88,9 +94,12 @@ def main() -> None:
         blink_count = int((np.diff((np.array(blinks) > 0.5).astype(int)) == 1).sum())
         wall = time.perf_counter() - t0
         t0 = time.perf_counter()
-        print(f"| {minute + 1} | {rss_mb():.0f} | {state_size(session)} | {opens[speaking].mean():.3f} | "
-              f"{(opens[~speaking] < 0.02).mean():.3f} | {head[:, 0].std():.5f} | {head[:, 1].std():.5f} | "
-              f"{blink_count} | {wall:.0f} |", flush=True)
+        print(
+            f"| {minute + 1} | {rss_mb():.0f} | {state_size(session)} | {opens[speaking].mean():.3f} | "
+            f"{(opens[~speaking] < 0.02).mean():.3f} | {head[:, 0].std():.5f} | {head[:, 1].std():.5f} | "
+            f"{blink_count} | {wall:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

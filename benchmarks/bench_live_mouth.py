@@ -31,8 +31,9 @@ def offline(image, audio, plan):
     from liveavatar.engines.base import Inputs
     from liveavatar.engines.preview import PreviewEngine
 
-    inputs = Inputs(prompt=plan.prompt, image=image, audio=audio, sample_rate=SR, image_path=Path("p.png"),
-                    audio_path=Path("s.wav"))
+    inputs = Inputs(
+        prompt=plan.prompt, image=image, audio=audio, sample_rate=SR, image_path=Path("p.png"), audio_path=Path("s.wav")
+    )
     return np.concatenate(list(PreviewEngine().generate(inputs, plan, lambda m: None)))
 
 
@@ -43,7 +44,7 @@ def live(image, audio, plan):
     s = PreviewEngine().open_session(SessionInputs(plan.prompt, image), plan, lambda m: None)
     blocks, spf, per = [], SR // 25, 2 * SR // 25
     for lo in range(0, len(audio), per):  # pushed in real time: a block's audio per block
-        s.push_audio(audio[lo: lo + per])
+        s.push_audio(audio[lo : lo + per])
         if lo + per >= len(audio):
             s.end_of_speech()
         blocks.append(s.next_block())
@@ -51,7 +52,7 @@ def live(image, audio, plan):
         blocks.append(s.next_block())
     first = next(b.start_frame for b in blocks if b.speaking)  # the utterance starts on a block boundary
     frames = np.concatenate([b.frames for b in blocks])[first:]
-    played = np.concatenate([b.audio for b in blocks])[first * spf:]
+    played = np.concatenate([b.audio for b in blocks])[first * spf :]
     assert np.array_equal(played[: len(audio)], audio), "the live audio is not the speech pushed"
     return frames, s.maker.renderer
 
@@ -65,8 +66,14 @@ def measure(frames, audio, rest):
     env = Q.loudness_envelope(audio, SR, n)
     r0, lag, r_best = Q.lagged_correlation(np.nan_to_num(opening), env)
     pauses = Q.pause_frames(audio, SR, n, min_s=0.2, floor_db=-45)
-    return {"r": r0, "lag": lag, "r_best": r_best, "closed": Q.rest_share(opening, pauses, rest=rest),
-            "pauses": int(pauses.sum()), "opening": opening}
+    return {
+        "r": r0,
+        "lag": lag,
+        "r_best": r_best,
+        "closed": Q.rest_share(opening, pauses, rest=rest),
+        "pauses": int(pauses.sum()),
+        "opening": opening,
+    }
 
 
 def main() -> None:
@@ -86,8 +93,14 @@ def main() -> None:
     audio = np.concatenate([np.zeros(SR, np.float32), speech, np.zeros(SR, np.float32)])
     config = GenerateConfig(image=args.image, audio=args.audio, prompt="a woman talking", size=args.size).resolve()
     plan = session_plan(config, image, "preview")
-    plan = type(plan)(**{**plan.__dict__, "num_frames": int(np.ceil(len(audio) / SR * 25)), "num_clips": 1,
-                         "frames_per_clip": int(np.ceil(len(audio) / SR * 25 / 4)) * 4})
+    plan = type(plan)(
+        **{
+            **plan.__dict__,
+            "num_frames": int(np.ceil(len(audio) / SR * 25)),
+            "num_clips": 1,
+            "frames_per_clip": int(np.ceil(len(audio) / SR * 25 / 4)) * 4,
+        }
+    )
     t = time.perf_counter()
     off_frames = offline(image, audio, plan)
     t_off = time.perf_counter() - t
@@ -99,12 +112,16 @@ def main() -> None:
     b = measure(live_frames, audio, rest)
     n = min(len(a["opening"]), len(b["opening"]))
     agree = float(np.corrcoef(np.nan_to_num(a["opening"][:n]), np.nan_to_num(b["opening"][:n]))[0, 1])
-    print(f"# {platform.node()} {platform.machine()} ({platform.processor() or 'cpu'}), {args.audio.name} "
-          f"+ 1 s silence each side, {plan.width}*{plan.height}")
+    print(
+        f"# {platform.node()} {platform.machine()} ({platform.processor() or 'cpu'}), {args.audio.name} "
+        f"+ 1 s silence each side, {plan.width}*{plan.height}"
+    )
     print("| mouth | r (lag 0) | best lag (frames) | r at best lag | pauses closed | pause frames | seconds |")
     print("|---|---|---|---|---|---|---|")
     for name, m, t in (("offline (phonemes)", a, t_off), ("live (20 ms lookahead)", b, t_live)):
-        print(f"| {name} | {m['r']:.3f} | {m['lag']} | {m['r_best']:.3f} | {m['closed']:.2f} | {m['pauses']} | {t:.1f} |")
+        print(
+            f"| {name} | {m['r']:.3f} | {m['lag']} | {m['r_best']:.3f} | {m['closed']:.2f} | {m['pauses']} | {t:.1f} |"
+        )
     print(f"correlation of the two mouths' openings: {agree:.3f}")
 
 

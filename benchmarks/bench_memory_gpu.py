@@ -49,8 +49,11 @@ def run_mode(dit, vae, mode, work, clips: int, device, overlap: bool = False) ->
     ref = torch.randn(1, LATENT_CHANNELS, 1, h, w, device=device, dtype=dtype)
     motion = torch.randn(1, LATENT_CHANNELS, 19, h, w, device=device, dtype=dtype)
     per_pass = 1 if cuda else 0
-    decoder = (TiledStreamingDecoder(vae, mode.decode_tiles, latents_per_pass=per_pass, compile=cuda)
-               if mode.decode_tiles > 1 else StreamingDecoder(vae, latents_per_pass=per_pass, compile=cuda))
+    decoder = (
+        TiledStreamingDecoder(vae, mode.decode_tiles, latents_per_pass=per_pass, compile=cuda)
+        if mode.decode_tiles > 1
+        else StreamingDecoder(vae, latents_per_pass=per_pass, compile=cuda)
+    )
     with decode_side(overlap, motion):
         decoder.decode_next(motion[:, :, :7])
     caches = StepCaches.allocate(dit, plan, tuple(range(plan.sample_steps)), mode=mode.kv)
@@ -67,9 +70,15 @@ def run_mode(dit, vae, mode, work, clips: int, device, overlap: bool = False) ->
         t_prev = now
     steady = sorted(times[2:])[len(times[2:]) // 2] if len(times) > 3 else times[-1]
     est = estimate(work, mode)
-    out = {"mode": mode.name, "blocks": len(times), "s_per_block": steady, "fps": 4 * 3 / steady,
-           "first_block_s": times[0], "predicted_loop_gib": est.phases["loop"] / GIB,
-           "predicted_peak_gib": est.peak / GIB}
+    out = {
+        "mode": mode.name,
+        "blocks": len(times),
+        "s_per_block": steady,
+        "fps": 4 * 3 / steady,
+        "first_block_s": times[0],
+        "predicted_loop_gib": est.phases["loop"] / GIB,
+        "predicted_peak_gib": est.peak / GIB,
+    }
     if cuda:
         out["max_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
         out["max_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
@@ -107,8 +116,17 @@ def main() -> None:
     if device.type == "cuda" and not args.tiny:
         dit.accelerate(compile=True)
     vae = build_vae(vae_config, device=device, dtype=dtype)
-    work = Workload(config, height, width, 48, 4, num_frames=args.clips * 48, lora=False,
-                    value_bytes=torch.finfo(dtype).bits // 8, vae_dim=vae_config.dim)
+    work = Workload(
+        config,
+        height,
+        width,
+        48,
+        4,
+        num_frames=args.clips * 48,
+        lora=False,
+        value_bytes=torch.finfo(dtype).bits // 8,
+        vae_dim=vae_config.dim,
+    )
     results = [run_mode(dit, vae, FP8_WEIGHTS, work, args.clips, device)]
     capped = choose(work, int(args.cap_gib * GIB), fp8_weights=True)
     print(f"planner for {args.cap_gib} GiB: {capped.mode.name} ({capped.reason})", flush=True)
@@ -118,11 +136,16 @@ def main() -> None:
         torch.cuda.set_per_process_memory_fraction(min(1.0, args.cap_gib * GIB / total), device)
     results.append(run_mode(dit, vae, capped.mode, work, args.clips, device))
     for r in results:
-        print("RESULT " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v!r}" for k, v in r.items()),
-              flush=True)
-    print(f"capped / unconstrained speed: {results[0]['s_per_block'] / results[1]['s_per_block']:.2f}x "
-          f"(target >= 0.8), capped peak allocated "
-          f"{results[1].get('max_allocated_gib', float('nan')):.1f} GiB (target <= 22)", flush=True)
+        print(
+            "RESULT " + " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v!r}" for k, v in r.items()),
+            flush=True,
+        )
+    print(
+        f"capped / unconstrained speed: {results[0]['s_per_block'] / results[1]['s_per_block']:.2f}x "
+        f"(target >= 0.8), capped peak allocated "
+        f"{results[1].get('max_allocated_gib', float('nan')):.1f} GiB (target <= 22)",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

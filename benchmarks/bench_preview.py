@@ -35,8 +35,12 @@ def speech_clip(seconds: float) -> np.ndarray:
 
     from support.speech_synth import synthesize
 
-    lines = ["hello, my name is ava and I fly space shuttles", "we went to the moon and came back home",
-             "please remember to bring your passport", "the quick brown fox jumps over the lazy dog"]
+    lines = [
+        "hello, my name is ava and I fly space shuttles",
+        "we went to the moon and came back home",
+        "please remember to bring your passport",
+        "the quick brown fox jumps over the lazy dog",
+    ]
     pieces, total = [], 0
     k = 0
     while total < seconds * SR:
@@ -53,9 +57,20 @@ def plan_for(audio: np.ndarray, size: int = 512, frames_per_clip: int = 48):
     from liveavatar.config import Plan
 
     n = math.ceil(len(audio) / SR * 25 - 1e-9)
-    return Plan(engine="preview", height=size, width=size, fps=25, frames_per_clip=frames_per_clip,
-                num_clips=math.ceil(n / frames_per_clip), num_frames=n, sample_steps=4, sample_shift=3.0,
-                seed=420, prompt="", enable_online_decode=True)
+    return Plan(
+        engine="preview",
+        height=size,
+        width=size,
+        fps=25,
+        frames_per_clip=frames_per_clip,
+        num_clips=math.ceil(n / frames_per_clip),
+        num_frames=n,
+        sample_steps=4,
+        sample_shift=3.0,
+        seed=420,
+        prompt="",
+        enable_online_decode=True,
+    )
 
 
 def main() -> None:
@@ -69,7 +84,9 @@ def main() -> None:
     ap.add_argument("--long-minutes", type=float, default=10.0, help="audio length for the memory run (0 to skip)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}; cv2 threads 1")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}; cv2 threads 1"
+    )
     image = data.astronaut()
     audio = speech_clip(10.0)
     inputs = Inputs("", image, audio, SR, Path("astronaut.png"), Path("speech.wav"))
@@ -84,13 +101,17 @@ def main() -> None:
     for i in range(len(tracks)):
         renderer.render(tracks.params(i))
     dt = time.perf_counter() - t
-    print(f"render 512x512, one core: {len(tracks) / dt:.1f} frames/s ({1000 * dt / len(tracks):.2f} ms/frame, {len(tracks)} frames)")
+    print(
+        f"render 512x512, one core: {len(tracks) / dt:.1f} frames/s ({1000 * dt / len(tracks):.2f} ms/frame, {len(tracks)} frames)"
+    )
     if args.long_minutes > 0:
         long_audio = speech_clip(args.long_minutes * 60)
         inputs = Inputs("", image, long_audio, SR, Path("astronaut.png"), Path("speech.wav"))
         plan = plan_for(long_audio)
         start_rss = rss_mb()
-        print(f"long run: {args.long_minutes:g} min of audio, {plan.num_frames} frames; RSS before {start_rss:.0f} MB (audio itself {long_audio.nbytes / 2**20:.0f} MB)")
+        print(
+            f"long run: {args.long_minutes:g} min of audio, {plan.num_frames} frames; RSS before {start_rss:.0f} MB (audio itself {long_audio.nbytes / 2**20:.0f} MB)"
+        )
         t = time.perf_counter()
         frames = 0
         peak = start_rss
@@ -102,7 +123,9 @@ def main() -> None:
         peak = max(peak, rss_mb())
         total = time.perf_counter() - t
         max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"long run done: {frames} frames in {total:.0f} s ({frames / total:.0f} frames/s incl. set-up); RSS sampled peak {peak:.0f} MB, ru_maxrss {max_rss:.0f} MB")
+        print(
+            f"long run done: {frames} frames in {total:.0f} s ({frames / total:.0f} frames/s incl. set-up); RSS sampled peak {peak:.0f} MB, ru_maxrss {max_rss:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

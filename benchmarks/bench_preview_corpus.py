@@ -31,7 +31,10 @@ def speech_with_pauses() -> np.ndarray:
     from support.speech_synth import synthesize
 
     parts = [np.zeros(int(0.5 * SR), np.float32)]
-    for text, pause in (("hello, my name is ava and I fly space shuttles", 0.8), ("we went to the moon and came back home", 1.0)):
+    for text, pause in (
+        ("hello, my name is ava and I fly space shuttles", 0.8),
+        ("we went to the moon and came back home", 1.0),
+    ):
         x, rate = synthesize(text)
         g = math.gcd(rate, SR)
         parts += [resample_poly(x, SR // g, rate // g).astype(np.float32), np.zeros(int(pause * SR), np.float32)]
@@ -66,8 +69,14 @@ def measure(name: str, image: np.ndarray, audio: np.ndarray, long_side: int, out
     ref = Q.landmarks_per_frame([portrait])[0]
     lms = Q.landmarks_per_frame(frames)
     found = [lm is not None for lm in lms]
-    row = {"name": name, "size": f"{w}x{h}", "mode": renderer.mode, "notes": [n for n in notes if n.startswith("note: the preview moves")],
-           "kind": None, "faces": float(np.mean(found))}
+    row = {
+        "name": name,
+        "size": f"{w}x{h}",
+        "mode": renderer.mode,
+        "notes": [n for n in notes if n.startswith("note: the preview moves")],
+        "kind": None,
+        "faces": float(np.mean(found)),
+    }
     from liveavatar.engines.preview.face import find_face
 
     row["kind"] = find_face(image, h, w, lambda m: None).mouth.kind
@@ -77,19 +86,30 @@ def measure(name: str, image: np.ndarray, audio: np.ndarray, long_side: int, out
         r0, lag, _ = Q.lagged_correlation(opening, env)
         pauses = Q.pause_frames(audio, SR, len(frames), min_s=0.5)
         rest_gap = Q.rest_opening(renderer)
-        row.update(r=r0, lag=lag, rest=Q.rest_share(opening, pauses, rest=rest_gap), rest_gap=rest_gap,
-                   rest_p5=Q.rest_share(opening, pauses), artifact=Q.mouth_artifact_ratio(frames, portrait, ref),
-                   artifact_rest=Q.mouth_artifact_ratio(frames[pauses], portrait, ref, q=50))
+        row.update(
+            r=r0,
+            lag=lag,
+            rest=Q.rest_share(opening, pauses, rest=rest_gap),
+            rest_gap=rest_gap,
+            rest_p5=Q.rest_share(opening, pauses),
+            artifact=Q.mouth_artifact_ratio(frames, portrait, ref),
+            artifact_rest=Q.mouth_artifact_ratio(frames[pauses], portrait, ref, q=50),
+        )
     if renderer.mode == "lips":
         from liveavatar.engines.preview import lips
 
         keep = renderer.painter.rest_gap > 0
-        row["folded"] = max(lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep)) for a in (0.0, 0.5, 1.0))
+        row["folded"] = max(
+            lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep))
+            for a in (0.0, 0.5, 1.0)
+        )
     if out is not None:
         lm = ref if ref is not None else None
         picks = np.linspace(0, len(frames) - 1, 8).astype(int)
         scale = 180 / max(h, w)
-        sheet = np.concatenate([cv2.resize(frames[i], (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA) for i in picks], 1)
+        sheet = np.concatenate(
+            [cv2.resize(frames[i], (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA) for i in picks], 1
+        )
         if lm is not None:
             ys, xs = Q.mouth_region(lm, (h, w), margin=0.5)
             opening = [0] if not all(found) else np.array([Q.mouth_opening(x) for x in lms])
@@ -108,9 +128,8 @@ def measure(name: str, image: np.ndarray, audio: np.ndarray, long_side: int, out
 
 
 def main() -> None:
-    import cv2
-
     import corpus
+    import cv2
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=REPO / "output" / "preview_corpus")
@@ -119,9 +138,13 @@ def main() -> None:
     args = ap.parse_args()
     cv2.setNumThreads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    print(f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {platform.system()}, python {platform.python_version()}"
+    )
     audio = speech_with_pauses()
-    print("| portrait | size | mouth | mode | r (lag) | rest frame's gap | at rest in pauses (vs 5th pct) | artifact p95 | artifact in pauses | folded |")
+    print(
+        "| portrait | size | mouth | mode | r (lag) | rest frame's gap | at rest in pauses (vs 5th pct) | artifact p95 | artifact in pauses | folded |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, image in corpus.corpus(not args.no_upstream).items():
         m = measure(name, image, audio, args.long_side, args.out)
@@ -129,12 +152,16 @@ def main() -> None:
             print(f"| {name} | | | refused: {m['error']} | | | | | | |")
             continue
         if "r" not in m:
-            print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | mesh lost in {1 - m['faces']:.0%} of frames | | | | | |")
+            print(
+                f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | mesh lost in {1 - m['faces']:.0%} of frames | | | | | |"
+            )
             continue
         gap = "n/a" if m["rest_gap"] is None else f"{m['rest_gap']:.3f}"
         folded = f"{m['folded']:.3f}" if "folded" in m else "-"
-        print(f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | {m['r']:.2f} ({m['lag']:+d}) | {gap} | {m['rest']:.0%} ({m['rest_p5']:.0%}) "
-              f"| {m['artifact']:.2f} | {m['artifact_rest']:.2f} | {folded} |")
+        print(
+            f"| {name} | {m['size']} | {m['kind']} | {m['mode']} | {m['r']:.2f} ({m['lag']:+d}) | {gap} | {m['rest']:.0%} ({m['rest_p5']:.0%}) "
+            f"| {m['artifact']:.2f} | {m['artifact_rest']:.2f} | {folded} |"
+        )
 
 
 if __name__ == "__main__":

@@ -45,12 +45,26 @@ def main() -> None:
     ckpt, lora = write_tiny_checkpoint(root / "release")
     seconds = args.clips * args.infer_frames / 25
     t = np.arange(int(seconds * 16000)) / 16000
-    sf.write(str(root / "a.wav"), (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32), 16000)
+    sf.write(
+        str(root / "a.wav"),
+        (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32),
+        16000,
+    )
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(root / "p.png")
     resume.SEGMENT_MIN_FRAMES = 1  # a record at every clip: the worst case for the overhead
-    base = dict(image=root / "p.png", audio=root / "a.wav", prompt="a person talking", size=args.size, ckpt_dir=ckpt,
-                lora_path_dmd=lora, infer_frames=args.infer_frames, num_clip=args.clips, sample_steps=args.steps,
-                engine="diffusion", skip_checks=True)
+    base = dict(
+        image=root / "p.png",
+        audio=root / "a.wav",
+        prompt="a person talking",
+        size=args.size,
+        ckpt_dir=ckpt,
+        lora_path_dmd=lora,
+        infer_frames=args.infer_frames,
+        num_clip=args.clips,
+        sample_steps=args.steps,
+        engine="diffusion",
+        skip_checks=True,
+    )
     engine = select.build_engine("diffusion", GenerateConfig(**base).resolve())
     select.build_engine = lambda name, config: engine  # one load for every run below
     quiet = lambda s: None  # noqa: E731
@@ -66,6 +80,7 @@ def main() -> None:
                 return fn(*a, **k)
             finally:
                 spent["segment_ends"] += time.perf_counter() - t0
+
         return wrapper
 
     pipeline._end_segment, VideoWriter._start_segment = timed(real_end), timed(real_start)
@@ -78,8 +93,10 @@ def main() -> None:
 
     VideoWriter.write = write
 
-    print(f"machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, CPU seconds; tiny release, {args.size}, "
-          f"{args.clips} clips of {args.infer_frames} frames, {args.steps} steps")
+    print(
+        f"machine: {platform.machine()} CPU, {torch.get_num_threads()} torch threads, CPU seconds; tiny release, {args.size}, "
+        f"{args.clips} clips of {args.infer_frames} frames, {args.steps} steps"
+    )
     pipeline.run(GenerateConfig(**base, save_file=root / "warmup.mp4"), quiet, quiet, progress=False)
     spent["segment_ends"] = 0.0
     first_write.clear()
@@ -90,9 +107,11 @@ def main() -> None:
     to_first = first_write["t"] - t0
     per_clip = (total - to_first) / (args.clips - 1)  # clips after the first (setup excluded)
     print(f"uninterrupted: {total:.2f} s, first frame after {to_first:.2f} s, {per_clip:.2f} s per later clip")
-    print(f"segment ends (encoder restart, fsyncs, record): {spent['segment_ends'] / args.clips * 1000:.1f} ms per clip "
-          f"= {100 * spent['segment_ends'] / (total - to_first + per_clip):.2f} % of the generation time "
-          "(wall time of the segment ends over CPU time of the generation: an upper bound)")
+    print(
+        f"segment ends (encoder restart, fsyncs, record): {spent['segment_ends'] / args.clips * 1000:.1f} ms per clip "
+        f"= {100 * spent['segment_ends'] / (total - to_first + per_clip):.2f} % of the generation time "
+        "(wall time of the segment ends over CPU time of the generation: an upper bound)"
+    )
 
     sizes = []
     real_write_record = resume.write_record
@@ -120,8 +139,10 @@ def main() -> None:
         pipeline.run(GenerateConfig(**base, save_file=target, resume=True), quiet, quiet, progress=False)
         before_new = first_write["t"] - t0
         replay = before_new - to_first  # beyond what any run spends before its first frame
-        print(f"resume after {k} clips: first new frame after {before_new:.2f} s; beyond a fresh start {replay:.2f} s "
-              f"= {replay / per_clip:.2f} clips' time ({replay / max(k, 1) / per_clip:.2f} per finished clip)")
+        print(
+            f"resume after {k} clips: first new frame after {before_new:.2f} s; beyond a fresh start {replay:.2f} s "
+            f"= {replay / per_clip:.2f} clips' time ({replay / max(k, 1) / per_clip:.2f} per finished clip)"
+        )
     for k, size in sizes:
         print(f"record after {k} clips: {size} bytes")
     window_replay_error(engine, args)
@@ -136,8 +157,15 @@ def window_replay_error(engine, args) -> None:
 
     dit = engine.models.dit
     h = w = 8
-    plan = LoopPlan(frames_per_clip=args.infer_frames, num_clips=3, latent_hw=(h, w), sample_steps=args.steps,
-                    sample_shift=3.0, seed=1, rolling_sink=False)
+    plan = LoopPlan(
+        frames_per_clip=args.infer_frames,
+        num_clips=3,
+        latent_hw=(h, w),
+        sample_steps=args.steps,
+        sample_shift=3.0,
+        seed=1,
+        rolling_sink=False,
+    )
     gen = torch.Generator().manual_seed(0)
     text = dit.encode_text(torch.randn(5, dit.config.text_dim, generator=gen))
     audio = torch.randn(1, 25, dit.config.audio_dim, plan.num_clips * plan.frames_per_clip, generator=gen)
@@ -157,8 +185,10 @@ def window_replay_error(engine, args) -> None:
             break
     diff = (replayed[target] - whole[target]).abs().max().item()
     scale = whole[target].abs().max().item()
-    print(f"window-only replay (clip 1 into fresh caches) -> first block of clip 2: max |diff| {diff:.3g} "
-          f"(latents up to {scale:.3g}); bit-identical: {diff == 0}")
+    print(
+        f"window-only replay (clip 1 into fresh caches) -> first block of clip 2: max |diff| {diff:.3g} "
+        f"(latents up to {scale:.3g}); bit-identical: {diff == 0}"
+    )
 
 
 if __name__ == "__main__":

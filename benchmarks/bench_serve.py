@@ -30,7 +30,10 @@ sys.path.insert(0, str(REPO / "tests" / "serve"))
 
 def submit(client, **fields):
     samples = REPO / "samples"
-    files = {"image": ("portrait.png", (samples / "portrait.png").read_bytes()), "audio": ("speech.wav", (samples / "speech.wav").read_bytes())}
+    files = {
+        "image": ("portrait.png", (samples / "portrait.png").read_bytes()),
+        "audio": ("speech.wav", (samples / "speech.wav").read_bytes()),
+    }
     data = {"prompt": (samples / "prompt.txt").read_text(), **fields}
     return client.post("/v1/videos", files=files, data=data)
 
@@ -42,8 +45,11 @@ def first_frame_s(server, client) -> tuple[float, float]:
     start = time.perf_counter()
     job = submit(client).json()
     accepted = time.perf_counter() - start
-    with av.open(f"{server.url}/v1/videos/{job['id']}/content", timeout=60,
-                 options={"analyzeduration": "500000", "probesize": "65536"}) as container:
+    with av.open(
+        f"{server.url}/v1/videos/{job['id']}/content",
+        timeout=60,
+        options={"analyzeduration": "500000", "probesize": "65536"},
+    ) as container:
         next(container.decode(video=0))
         first = time.perf_counter() - start
     wait_done(client, job["id"])
@@ -125,8 +131,26 @@ def under_load(audio_s: float, submissions: int) -> None:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-        server = subprocess.Popen([sys.executable, "-m", "liveavatar", "serve", "--engine", "preview", "--no_token", "--port", str(port),
-                                   "--data_dir", str(folder / "data"), "--max_audio_s", str(audio_s + 10), "--max_queue", "64"], env=env)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "liveavatar",
+                "serve",
+                "--engine",
+                "preview",
+                "--no_token",
+                "--port",
+                str(port),
+                "--data_dir",
+                str(folder / "data"),
+                "--max_audio_s",
+                str(audio_s + 10),
+                "--max_queue",
+                "64",
+            ],
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             with httpx.Client(base_url=url, timeout=120) as client:
@@ -150,7 +174,10 @@ def under_load(audio_s: float, submissions: int) -> None:
                     time.sleep(0.02)
                 print(f"status requests, idle server: {percentiles(idle)}")
                 samples = REPO / "samples"
-                files = {"image": ("portrait.png", (samples / "portrait.png").read_bytes()), "audio": ("speech.wav", speech.read_bytes())}
+                files = {
+                    "image": ("portrait.png", (samples / "portrait.png").read_bytes()),
+                    "audio": ("speech.wav", speech.read_bytes()),
+                }
                 times: list[float] = []
                 started = time.perf_counter()
                 with ThreadPoolExecutor(1) as pool:
@@ -167,8 +194,11 @@ def under_load(audio_s: float, submissions: int) -> None:
                             if long_id is not None and poller.get(f"/v1/videos/{long_id}").json()["frames_done"] > 0:
                                 break
                             time.sleep(0.02)
-                print(f"status requests from the {audio_s:g} s job's submission to its first frame "
-                      f"({time.perf_counter() - started:.1f} s): {percentiles(times)}; target p95 < 50 ms")
+                print(
+                    f"status requests from the {audio_s:g} s job's submission to its first frame "
+                    f"({time.perf_counter() - started:.1f} s): {percentiles(times)}; target p95 < 50 ms"
+                )
+
                 def one(_):
                     t0 = time.perf_counter()
                     with httpx.Client(base_url=url, timeout=300) as c:
@@ -179,8 +209,10 @@ def under_load(audio_s: float, submissions: int) -> None:
                 with ThreadPoolExecutor(submissions) as pool:
                     results = list(pool.map(one, range(submissions)))
                 assert all(code == 202 for _, code in results), results
-                print(f"{submissions} submissions at once while it renders: {time.perf_counter() - t0:.1f} s in all, "
-                      f"each {min(t for t, _ in results):.1f}-{max(t for t, _ in results):.1f} s")
+                print(
+                    f"{submissions} submissions at once while it renders: {time.perf_counter() - t0:.1f} s in all, "
+                    f"each {min(t for t, _ in results):.1f}-{max(t for t, _ in results):.1f} s"
+                )
                 client.delete(f"/v1/videos/{long_id}")
         finally:
             server.terminate()
@@ -196,11 +228,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--poll-seconds", type=float, default=3.0)
-    parser.add_argument("--under-load", type=float, default=None, metavar="AUDIO_S",
-                        help="instead: status-request latency while a job with this much speech starts (a server process)")
+    parser.add_argument(
+        "--under-load",
+        type=float,
+        default=None,
+        metavar="AUDIO_S",
+        help="instead: status-request latency while a job with this much speech starts (a server process)",
+    )
     parser.add_argument("--submissions", type=int, default=10, help="with --under-load: short jobs sent at once")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} CPUs, Python {platform.python_version()}"
+    )
     if args.under_load is not None:
         under_load(args.under_load, args.submissions)
         return
@@ -211,11 +250,15 @@ def main() -> None:
                 while client.get("/healthz").status_code != 200:
                     time.sleep(0.05)
                 cold = first_frame_s(server, client)
-                print(f"first job in a fresh server: 202 after {cold[0]:.2f} s, first playable frame after {cold[1]:.2f} s")
+                print(
+                    f"first job in a fresh server: 202 after {cold[0]:.2f} s, first playable frame after {cold[1]:.2f} s"
+                )
                 warm = [first_frame_s(server, client) for _ in range(args.repeats)]
-                print(f"later jobs (median of {args.repeats}): 202 after {statistics.median(a for a, _ in warm):.2f} s, "
-                      f"first playable frame after {statistics.median(f for _, f in warm):.2f} s "
-                      f"(all: {', '.join(f'{f:.2f}' for _, f in warm)}); target < 2 s")
+                print(
+                    f"later jobs (median of {args.repeats}): 202 after {statistics.median(a for a, _ in warm):.2f} s, "
+                    f"first playable frame after {statistics.median(f for _, f in warm):.2f} s "
+                    f"(all: {', '.join(f'{f:.2f}' for _, f in warm)}); target < 2 s"
+                )
             for clients in (1, 4):
                 rate, frames = polls_per_second(server, clients, args.poll_seconds)
                 print(f"status polls while a 512x512 job renders, {clients} client(s): {rate:.0f} requests/s")

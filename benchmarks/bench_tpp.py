@@ -68,13 +68,23 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches
 
     base = DiTConfig.tiny()
-    config = dataclasses.replace(base, dim=dim, ffn_dim=dim * 27 // 10, num_layers=layers, num_heads=max(1, dim // 128) if dim >= 128 else base.num_heads, text_len=16)
+    config = dataclasses.replace(
+        base,
+        dim=dim,
+        ffn_dim=dim * 27 // 10,
+        num_layers=layers,
+        num_heads=max(1, dim // 128) if dim >= 128 else base.num_heads,
+        text_len=16,
+    )
     dit = CausalS2VDiT(config, dtype=dtype, device=device).eval()
     plan = LoopPlan(frames_per_clip=48, num_clips=1, latent_hw=latent_hw, sample_steps=1, sample_shift=3.0, seed=0)
     caches = StepCaches.allocate(dit, plan, (0,))
     h, w = latent_hw
     text = dit.encode_text(torch.randn(5, config.text_dim, device=device))
-    ref, motion = torch.randn(1, LATENT_CHANNELS, 1, h, w, device=device), torch.randn(1, LATENT_CHANNELS, 19, h, w, device=device)
+    ref, motion = (
+        torch.randn(1, LATENT_CHANNELS, 1, h, w, device=device),
+        torch.randn(1, LATENT_CHANNELS, 19, h, w, device=device),
+    )
     audio = torch.randn(1, 25, config.audio_dim, 12, device=device)
     x = torch.randn(1, LATENT_CHANNELS, 3, h, w, device=device, dtype=dtype)
     times = []
@@ -82,7 +92,9 @@ def step_time_s(dim: int, layers: int, latent_hw: tuple[int, int], device: str, 
         dit.prefill_sink(caches.sink, ref, motion, text)
         for i in range(calls + 1):
             start = time.perf_counter()
-            dit.denoise_block(caches.by_step[0], x, 500.0, text, audio, None, i * 3 * plan.tokens_per_frame, relative_dist=0)
+            dit.denoise_block(
+                caches.by_step[0], x, 500.0, text, audio, None, i * 3 * plan.tokens_per_frame, relative_dist=0
+            )
             if device == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
@@ -101,14 +113,20 @@ def main() -> None:
     parser.add_argument("--size", default="176*96", help='"W*H" of the video (14B run: 704*384)')
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=50)
-    parser.add_argument("--decode_s", type=float, default=0.0, help="decode time per block to include (H100 compiled: 0.115)")
+    parser.add_argument(
+        "--decode_s", type=float, default=0.0, help="decode time per block to include (H100 compiled: 0.115)"
+    )
     args = parser.parse_args()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     device = "cuda" if gpus else "cpu"
     dtype = model_dtype(device)
     width, height = (int(v) for v in args.size.split("*"))
     latent_hw = latents.latent_hw(height, width)
-    machine = torch.cuda.get_device_name(0) if gpus else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    machine = (
+        torch.cuda.get_device_name(0)
+        if gpus
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
     step = step_time_s(args.dim, args.layers, latent_hw, device, dtype, args.calls)
     backend = "nccl" if gpus >= 2 else "gloo"
     shape = (1, latents.LATENT_CHANNELS, 3, *latent_hw)
@@ -116,15 +134,19 @@ def main() -> None:
     kib = latents.LATENT_CHANNELS * 3 * latent_hw[0] * latent_hw[1] * (2 if gpus else 4) / 1024
     print(f"machine: {machine}; torch {torch.__version__}; DiT dim {args.dim} x {args.layers} layers at {args.size}")
     print(f"one denoising step of one block: {step * 1000:.1f} ms (median of {args.calls})")
-    print(f"one block's latents ({kib:.0f} KiB) from one worker to the next over {backend}: {send:.3f} ms "
-          f"({send / 1000 / step * 100:.2f} % of a step)")
+    print(
+        f"one block's latents ({kib:.0f} KiB) from one worker to the next over {backend}: {send:.3f} ms "
+        f"({send / 1000 / step * 100:.2f} % of a step)"
+    )
     print("computed from these two figures (not measured end to end), 4 steps, 12 frames per block:")
     for k in (1, 2, 3, 4):
         groups = [4 // k + (1 if i < 4 % k else 0) for i in range(k)]
         stage = max(groups) * step + (send / 1000 if k > 1 else 0)
         last = groups[-1] * step + args.decode_s + (send / 1000 if k > 1 else 0)
-        print(f"  K={k}: stages {'+'.join(map(str, groups))} steps; with a decode worker {12 / max(stage, args.decode_s):.2f} fps, "
-              f"last rank decoding {12 / max(stage, last):.2f} fps; first frame after {4 * step + (k - 1) * send / 1000 + args.decode_s:.3f} s")
+        print(
+            f"  K={k}: stages {'+'.join(map(str, groups))} steps; with a decode worker {12 / max(stage, args.decode_s):.2f} fps, "
+            f"last rank decoding {12 / max(stage, last):.2f} fps; first frame after {4 * step + (k - 1) * send / 1000 + args.decode_s:.3f} s"
+        )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,14 @@ def main() -> None:
         sync()
         return time.perf_counter() - start, out
 
-    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
-    print(f"machine: {machine}; torch {torch.__version__}; dim {args.dim}, {args.height}x{args.width}, {args.dtype}, compile={args.compile}")
+    machine = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"machine: {machine}; torch {torch.__version__}; dim {args.dim}, {args.height}x{args.width}, {args.dtype}, compile={args.compile}"
+    )
     results = {}
     outputs = {}
     for per_pass in (0, 1):

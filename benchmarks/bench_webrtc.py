@@ -111,10 +111,18 @@ def analyse(got: dict, onsets: np.ndarray) -> dict:
         after = np.flatnonzero((arrival > t) & (arrival < t + 1.5) & (opening > threshold))
         if len(after):
             latencies.append(1000 * (arrival[after[0]] - t))
-    server = [e["server_latency_ms"] for e in got["events"] if e.get("type") == "speech.started" and "server_latency_ms" in e]
-    return {"latencies": latencies, "server": server, "rest": rest, "talk": talk, "frames": len(arrival),
-            "fps": (len(arrival) - 1) / (arrival[-1] - arrival[0]),
-            "dropped": sum(e.get("type") == "frames_dropped" for e in got["events"])}
+    server = [
+        e["server_latency_ms"] for e in got["events"] if e.get("type") == "speech.started" and "server_latency_ms" in e
+    ]
+    return {
+        "latencies": latencies,
+        "server": server,
+        "rest": rest,
+        "talk": talk,
+        "frames": len(arrival),
+        "fps": (len(arrival) - 1) / (arrival[-1] - arrival[0]),
+        "dropped": sum(e.get("type") == "frames_dropped" for e in got["events"]),
+    }
 
 
 def stats(name: str, values: list[float]) -> str:
@@ -130,12 +138,30 @@ def serve(folder: Path, port: int):
     import httpx
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "liveavatar", "serve", "--engine", "preview", "--port", str(port),
-                             "--token", "bench", "--data_dir", str(folder / "data")], env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "liveavatar",
+            "serve",
+            "--engine",
+            "preview",
+            "--port",
+            str(port),
+            "--token",
+            "bench",
+            "--data_dir",
+            str(folder / "data"),
+        ],
+        env=env,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": "Bearer bench"}).status_code == 200:
+            if (
+                httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"Authorization": "Bearer bench"}).status_code
+                == 200
+            ):
                 return proc
         except httpx.HTTPError:
             pass
@@ -162,14 +188,20 @@ def report(utterances: int, size: str) -> None:
             server.terminate()
             server.wait(30)
     result = analyse(got, onsets)
-    print(f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-          f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}; session {got['session'].get('width')}x"
-          f"{got['session'].get('height')} preview")
-    print(stats("mouth-to-ear (first sample sent -> first frame showing it, received)", result["latencies"]),
-          f"of {utterances} utterances")
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+        f"load {os.getloadavg()[0]:.1f}; python {platform.python_version()}; session {got['session'].get('width')}x"
+        f"{got['session'].get('height')} preview"
+    )
+    print(
+        stats("mouth-to-ear (first sample sent -> first frame showing it, received)", result["latencies"]),
+        f"of {utterances} utterances",
+    )
     print(stats("server part (sample in -> frame out)", result["server"]))
-    print(f"received {result['frames']} frames at {result['fps']:.2f} fps; frames_dropped events {result['dropped']}; "
-          f"mouth opening rest {result['rest']:.3f}, talking {result['talk']:.3f}")
+    print(
+        f"received {result['frames']} frames at {result['fps']:.2f} fps; frames_dropped events {result['dropped']}; "
+        f"mouth opening rest {result['rest']:.3f}, talking {result['talk']:.3f}"
+    )
     for event in got["events"]:
         if event.get("type") in ("lagging", "error"):
             print("event:", event)

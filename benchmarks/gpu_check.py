@@ -1,17 +1,17 @@
 """The device check of issue 27, one part per call, one JSON line per figure on stdout:
 
-  kernel   the stored-form attention kernel (model/fp8_attention.py) against bf16 SDPA on the real
-           shapes (3168 queries, 40 heads x 128, ring windows of 1-4 blocks + the 2640-token sink):
-           median ms, TFLOP/s, rel L2 against fp32 SDPA over the same stored values; today's path
-           (de-quantise + [ring; sink] concatenation + SDPA) beside it; a few tile shapes.
-  modes    every memory mode of the issue's table (14B random weights, fp8 linears, 704*384, 4 steps,
-           the real block loop + streaming decode + uint8 frames to the host, bench_memory_gpu's
-           run_mode), each with and without the kernel: s/block, fps, peak GiB, first block s.
-  dit      one bf16 DiT call of ours on CUDA (keyed random weights, benchmarks/keyed_init.py): time;
-           the inputs and the output saved for the upstream comparison (benchmarks/gpu_upstream.py).
+kernel   the stored-form attention kernel (model/fp8_attention.py) against bf16 SDPA on the real
+         shapes (3168 queries, 40 heads x 128, ring windows of 1-4 blocks + the 2640-token sink):
+         median ms, TFLOP/s, rel L2 against fp32 SDPA over the same stored values; today's path
+         (de-quantise + [ring; sink] concatenation + SDPA) beside it; a few tile shapes.
+modes    every memory mode of the issue's table (14B random weights, fp8 linears, 704*384, 4 steps,
+         the real block loop + streaming decode + uint8 frames to the host, bench_memory_gpu's
+         run_mode), each with and without the kernel: s/block, fps, peak GiB, first block s.
+dit      one bf16 DiT call of ours on CUDA (keyed random weights, benchmarks/keyed_init.py): time;
+         the inputs and the output saved for the upstream comparison (benchmarks/gpu_upstream.py).
 
-    PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes
-    PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes --cpu-smoke   # tiny shapes, any machine
+  PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes
+  PYTHONPATH=src python3 benchmarks/gpu_check.py kernel modes --cpu-smoke   # tiny shapes, any machine
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ GIB = 2**30
 
 
 def emit(figure: str, **values) -> None:
-    print(json.dumps({"figure": figure, **{k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}}),
-          flush=True)
+    print(
+        json.dumps({"figure": figure, **{k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}}),
+        flush=True,
+    )
 
 
 def timed(fn, cuda: bool, reps: int) -> float:
@@ -86,8 +88,14 @@ def kernel_check(smoke: bool, device: torch.device) -> None:
         flops = 4 * n_q * keys.shape[1] * heads * 128
         shape = f"{n_q}q x {n_ring}+{sink_n}k x {heads}h x 128"
         t = timed(lambda: sdpa(q, keys, values), cuda, reps)
-        emit("attention", path="sdpa bf16 on de-quantised [ring; sink]", shape=shape, ms=t * 1e3,
-             tflops=flops / t / 1e12, rel_err=rel(sdpa(q, keys, values), want))
+        emit(
+            "attention",
+            path="sdpa bf16 on de-quantised [ring; sink]",
+            shape=shape,
+            ms=t * 1e3,
+            tflops=flops / t / 1e12,
+            rel_err=rel(sdpa(q, keys, values), want),
+        )
 
         def today():
             k = torch.cat([dequantize_rows(rk8, rks, torch.bfloat16), sk], 1)
@@ -95,26 +103,46 @@ def kernel_check(smoke: bool, device: torch.device) -> None:
             return sdpa(q, k, v)
 
         t = timed(today, cuda, reps)
-        emit("attention", path="today: de-quantise + concatenate + sdpa", shape=shape, ms=t * 1e3,
-             tflops=flops / t / 1e12)
+        emit(
+            "attention",
+            path="today: de-quantise + concatenate + sdpa",
+            shape=shape,
+            ms=t * 1e3,
+            tflops=flops / t / 1e12,
+        )
         for fp8_qk in (False, True):
             for bm, bn, warps, stages in tiles:
+
                 def run():
-                    return stored_attention(q, ring, sink, fp8_qk=fp8_qk, block_m=bm, block_n=bn, num_warps=warps,
-                                            num_stages=stages)
+                    return stored_attention(
+                        q, ring, sink, fp8_qk=fp8_qk, block_m=bm, block_n=bn, num_warps=warps, num_stages=stages
+                    )
+
                 try:
                     t = timed(run, cuda, reps)
                 except Exception as exc:  # a tile shape the compiler refuses (shared memory): say so, go on
-                    emit("attention", path="stored kernel", fp8_qk=fp8_qk, tile=[bm, bn, warps, stages],
-                         error=repr(exc)[:200])
+                    emit(
+                        "attention",
+                        path="stored kernel",
+                        fp8_qk=fp8_qk,
+                        tile=[bm, bn, warps, stages],
+                        error=repr(exc)[:200],
+                    )
                     continue
-                emit("attention", path="stored kernel", fp8_qk=fp8_qk, tile=[bm, bn, warps, stages], shape=shape,
-                     ms=t * 1e3, tflops=flops / t / 1e12, rel_err=rel(run(), want))
+                emit(
+                    "attention",
+                    path="stored kernel",
+                    fp8_qk=fp8_qk,
+                    tile=[bm, bn, warps, stages],
+                    shape=shape,
+                    ms=t * 1e3,
+                    tflops=flops / t / 1e12,
+                    rel_err=rel(run(), want),
+                )
 
 
 def build_dit(smoke: bool, device: torch.device, fp8: bool, compile: bool, config=None, init=None):
     from bench_dit_gpu import init_random
-
     from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
     from liveavatar.engines.diffusion.model.fp8 import quantize_linears_fp8
@@ -134,7 +162,6 @@ def build_dit(smoke: bool, device: torch.device, fp8: bool, compile: bool, confi
 
 def modes_check(smoke: bool, device: torch.device, clips: int) -> None:
     from bench_memory_gpu import run_mode
-
     from liveavatar.engines.diffusion.vae.vae import VAEConfig, build_vae
     from liveavatar.planning.memory import MODES, Workload
 
@@ -143,12 +170,26 @@ def modes_check(smoke: bool, device: torch.device, clips: int) -> None:
     height, width = (64, 64) if smoke else (384, 704)
     vae_config = VAEConfig(dim=4) if smoke else VAEConfig.wan21()
     vae = build_vae(vae_config, device=device, dtype=dit.dtype)
-    work = Workload(dit.config, height, width, 48, 4, num_frames=clips * 48, lora=False,
-                    value_bytes=torch.finfo(dit.dtype).bits // 8, vae_dim=vae_config.dim)
+    work = Workload(
+        dit.config,
+        height,
+        width,
+        48,
+        4,
+        num_frames=clips * 48,
+        lora=False,
+        value_bytes=torch.finfo(dit.dtype).bits // 8,
+        vae_dim=vae_config.dim,
+    )
     by_name = {m.name: m for m in MODES}
     # the issue's table: (mode, allocator cap GiB or None); the capped rows last (a cap only tightens)
-    table = [("fp8 weights", None), ("fp8 KV", None), ("KV streamed from pinned host memory", None),
-             ("text encoder on the CPU", 24.0), ("smaller decode passes", 22.0)]
+    table = [
+        ("fp8 weights", None),
+        ("fp8 KV", None),
+        ("KV streamed from pinned host memory", None),
+        ("text encoder on the CPU", 24.0),
+        ("smaller decode passes", 22.0),
+    ]
     if smoke:  # the code path of every row is the same; the interpreter is slow
         table = table[1:2]
     total = torch.cuda.get_device_properties(device).total_memory if cuda else 0
@@ -170,13 +211,43 @@ def modes_check(smoke: bool, device: torch.device, clips: int) -> None:
 
 def upstream_kwargs(c) -> dict:
     """Our DiT config as upstream's CausalWanModel_S2V constructor arguments (benchmarks/gpu_upstream.py)."""
-    fixed = {"cross_attn_type": "t2v_cross_attn", "zero_init": True, "zero_timestep": True, "enable_motioner": False,
-             "enable_tsm": False, "trainable_token_pos_emb": False, "motion_token_num": 1024, "model_type": "s2v",
-             "window_size": [-1, -1], "slide_motion_frames": False, "local_attn_size": -1}
-    names = ("cond_dim", "audio_dim", "num_audio_token", "enable_adain", "adain_mode", "audio_inject_layers",
-             "add_last_motion", "enable_framepack", "framepack_drop_mode", "patch_size", "text_len", "in_dim", "dim",
-             "ffn_dim", "freq_dim", "text_dim", "out_dim", "num_heads", "num_layers", "qk_norm", "cross_attn_norm",
-             "eps")
+    fixed = {
+        "cross_attn_type": "t2v_cross_attn",
+        "zero_init": True,
+        "zero_timestep": True,
+        "enable_motioner": False,
+        "enable_tsm": False,
+        "trainable_token_pos_emb": False,
+        "motion_token_num": 1024,
+        "model_type": "s2v",
+        "window_size": [-1, -1],
+        "slide_motion_frames": False,
+        "local_attn_size": -1,
+    }
+    names = (
+        "cond_dim",
+        "audio_dim",
+        "num_audio_token",
+        "enable_adain",
+        "adain_mode",
+        "audio_inject_layers",
+        "add_last_motion",
+        "enable_framepack",
+        "framepack_drop_mode",
+        "patch_size",
+        "text_len",
+        "in_dim",
+        "dim",
+        "ffn_dim",
+        "freq_dim",
+        "text_dim",
+        "out_dim",
+        "num_heads",
+        "num_layers",
+        "qk_norm",
+        "cross_attn_norm",
+        "eps",
+    )
     return {**fixed, **{n: list(v) if isinstance(v, tuple) else v for n in names for v in [getattr(c, n)]}}
 
 
@@ -189,8 +260,13 @@ def dit_check(smoke: bool, device: torch.device, save: Path | None) -> None:
 
     cuda = device.type == "cuda"
     # smoke: one layer at the real width (upstream's sink code assumes dim 5120)
-    small = dataclasses.replace(DiTConfig.tiny(), dim=5120, num_heads=40, num_layers=1, ffn_dim=512,
-                                audio_inject_layers=(0,)) if smoke else None
+    small = (
+        dataclasses.replace(
+            DiTConfig.tiny(), dim=5120, num_heads=40, num_layers=1, ffn_dim=512, audio_inject_layers=(0,)
+        )
+        if smoke
+        else None
+    )
     from keyed_init import keyed_init
 
     dit = build_dit(smoke, device, fp8=False, compile=False, config=small, init=keyed_init)
@@ -201,8 +277,13 @@ def dit_check(smoke: bool, device: torch.device, save: Path | None) -> None:
     def randn(*shape):
         return torch.randn(*shape, generator=gen, device=device, dtype=dit.dtype)
 
-    inputs = {"text": randn(120 if not smoke else 5, c.text_dim), "ref": randn(1, 16, 1, h, w),
-              "motion": randn(1, 16, 19, h, w), "x": randn(1, 16, 3, h, w), "audio": randn(1, 25, c.audio_dim, 12)}
+    inputs = {
+        "text": randn(120 if not smoke else 5, c.text_dim),
+        "ref": randn(1, 16, 1, h, w),
+        "motion": randn(1, 16, 19, h, w),
+        "x": randn(1, 16, 3, h, w),
+        "audio": randn(1, 25, c.audio_dim, 12),
+    }
     text = dit.encode_text(inputs["text"])
     p = (h // 2) * (w // 2)
     sink, caches = dit.new_caches(num_steps=1, ring_tokens=4 * 3 * p, sink_tokens=int(2.5 * p))
@@ -219,9 +300,16 @@ def dit_check(smoke: bool, device: torch.device, save: Path | None) -> None:
 
         save.mkdir(parents=True, exist_ok=True)
         (save / "upstream_kwargs.json").write_text(json.dumps(upstream_kwargs(c)))
-        (save / "shapes.json").write_text(json.dumps({"h": 48 if not smoke else h, "w": 88 if not smoke else w,
-                                                      "text_tokens": inputs["text"].shape[0],
-                                                      "params": sorted(n for n, _ in dit.named_parameters())}))
+        (save / "shapes.json").write_text(
+            json.dumps(
+                {
+                    "h": 48 if not smoke else h,
+                    "w": 88 if not smoke else w,
+                    "text_tokens": inputs["text"].shape[0],
+                    "params": sorted(n for n, _ in dit.named_parameters()),
+                }
+            )
+        )
         save_file({**{k: v.cpu() for k, v in inputs.items()}, "out": out.cpu()}, str(save / "io.safetensors"))
 
 

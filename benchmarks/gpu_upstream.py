@@ -32,16 +32,30 @@ import types
 from pathlib import Path
 
 GIB = 2**30
-PACKAGES = ("liveavatar", "liveavatar.models", "liveavatar.models.wan", "liveavatar.models.wan.wan_2_2",
-            "liveavatar.models.wan.wan_2_2.modules", "liveavatar.models.wan.wan_2_2.modules.s2v",
-            "liveavatar.models.wan.wan_2_2.distributed", "liveavatar.utils")
-FP8_IGNORE = ["text_embedding", "time_embedding", "time_projection", "head.head",
-              "casual_audio_encoder.encoder.final_linear"]  # upstream's own exclusions (its inference scripts)
+PACKAGES = (
+    "liveavatar",
+    "liveavatar.models",
+    "liveavatar.models.wan",
+    "liveavatar.models.wan.wan_2_2",
+    "liveavatar.models.wan.wan_2_2.modules",
+    "liveavatar.models.wan.wan_2_2.modules.s2v",
+    "liveavatar.models.wan.wan_2_2.distributed",
+    "liveavatar.utils",
+)
+FP8_IGNORE = [
+    "text_embedding",
+    "time_embedding",
+    "time_projection",
+    "head.head",
+    "casual_audio_encoder.encoder.final_linear",
+]  # upstream's own exclusions (its inference scripts)
 
 
 def emit(figure: str, **values) -> None:
-    print(json.dumps({"figure": figure, **{k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}}),
-          flush=True)
+    print(
+        json.dumps({"figure": figure, **{k: round(v, 5) if isinstance(v, float) else v for k, v in values.items()}}),
+        flush=True,
+    )
 
 
 def import_upstream(root: Path, compile: bool, cpu: bool):
@@ -61,15 +75,33 @@ def import_upstream(root: Path, compile: bool, cpu: bool):
         model_mod = importlib.import_module("liveavatar.models.wan.causal_model_s2v")
         fp8_mod = importlib.import_module("liveavatar.utils.fp8_linear")
 
-    def sdpa_attention(q, k, v, q_lens=None, k_lens=None, dropout_p=0., softmax_scale=None, q_scale=None,
-                       causal=False, window_size=(-1, -1), deterministic=False, dtype=torch.bfloat16, version=None,
-                       fa_version=None):
+    def sdpa_attention(
+        q,
+        k,
+        v,
+        q_lens=None,
+        k_lens=None,
+        dropout_p=0.0,
+        softmax_scale=None,
+        q_scale=None,
+        causal=False,
+        window_size=(-1, -1),
+        deterministic=False,
+        dtype=torch.bfloat16,
+        version=None,
+        fa_version=None,
+    ):
         mask = None
         if k_lens is not None:  # keys beyond each sample's length are padding
             mask = (torch.arange(k.shape[1], device=k.device)[None, :] < k_lens[:, None])[:, None, None, :]
         out = torch.nn.functional.scaled_dot_product_attention(
-            q.transpose(1, 2).to(dtype), k.transpose(1, 2).to(dtype), v.transpose(1, 2).to(dtype), attn_mask=mask,
-            is_causal=causal, scale=softmax_scale)
+            q.transpose(1, 2).to(dtype),
+            k.transpose(1, 2).to(dtype),
+            v.transpose(1, 2).to(dtype),
+            attn_mask=mask,
+            is_causal=causal,
+            scale=softmax_scale,
+        )
         return out.transpose(1, 2).contiguous().to(q.dtype)
 
     for name, module in list(sys.modules.items()):
@@ -94,8 +126,13 @@ def build(model_mod, kwargs: dict, device, weights: dict | None, torch):
     model = model.to(torch.bfloat16 if device.type == "cuda" else torch.float32)
     if weights is not None:
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        emit("upstream weights", missing=len(missing), unexpected=len(unexpected),
-             missing_keys=sorted(missing)[:8], unexpected_keys=sorted(unexpected)[:8])
+        emit(
+            "upstream weights",
+            missing=len(missing),
+            unexpected=len(unexpected),
+            missing_keys=sorted(missing)[:8],
+            unexpected_keys=sorted(unexpected)[:8],
+        )
     else:  # the same values as ours, made from each parameter's name (benchmarks/keyed_init.py)
         sys.path.insert(0, str(Path(__file__).parent))
         from keyed_init import keyed_init
@@ -107,23 +144,48 @@ def build(model_mod, kwargs: dict, device, weights: dict | None, torch):
 def new_caches(model, steps: int, ring: int, device, dtype, torch) -> tuple[list, list]:
     """Upstream's per-step caches around one shared condition cache, and its cross-attention cache."""
     heads, dim = model.num_heads, model.dim // model.num_heads
-    shared = [{"cond_k": torch.zeros([1, 2800, heads, dim], dtype=dtype, device=device),
-               "cond_v": torch.zeros([1, 2800, heads, dim], dtype=dtype, device=device),
-               "cond_end": torch.tensor([0], dtype=torch.long, device=device)} for _ in range(model.num_layers)]
-    caches = [[{"k": torch.zeros([1, ring, heads, dim], dtype=dtype, device=device),
-                "v": torch.zeros([1, ring, heads, dim], dtype=dtype, device=device), **shared[i]}
-               for i in range(model.num_layers)] for _ in range(steps)]
-    cross = [{"k": torch.zeros([1, 0, heads, dim], dtype=dtype, device=device),
-              "v": torch.zeros([1, 0, heads, dim], dtype=dtype, device=device), "is_init": False}
-             for _ in range(model.num_layers)]
+    shared = [
+        {
+            "cond_k": torch.zeros([1, 2800, heads, dim], dtype=dtype, device=device),
+            "cond_v": torch.zeros([1, 2800, heads, dim], dtype=dtype, device=device),
+            "cond_end": torch.tensor([0], dtype=torch.long, device=device),
+        }
+        for _ in range(model.num_layers)
+    ]
+    caches = [
+        [
+            {
+                "k": torch.zeros([1, ring, heads, dim], dtype=dtype, device=device),
+                "v": torch.zeros([1, ring, heads, dim], dtype=dtype, device=device),
+                **shared[i],
+            }
+            for i in range(model.num_layers)
+        ]
+        for _ in range(steps)
+    ]
+    cross = [
+        {
+            "k": torch.zeros([1, 0, heads, dim], dtype=dtype, device=device),
+            "v": torch.zeros([1, 0, heads, dim], dtype=dtype, device=device),
+            "is_init": False,
+        }
+        for _ in range(model.num_layers)
+    ]
     return caches, cross
 
 
 def call_args(io: dict, torch) -> dict:
     x = io["x"]
-    return {"context": [io["text"]], "seq_len": None, "cond_states": torch.zeros_like(x),
-            "motion_latents": io["motion"], "ref_latents": io["ref"], "audio_input": io["audio"],
-            "motion_frames": [73, 19], "drop_motion_frames": False}
+    return {
+        "context": [io["text"]],
+        "seq_len": None,
+        "cond_states": torch.zeros_like(x),
+        "motion_latents": io["motion"],
+        "ref_latents": io["ref"],
+        "audio_input": io["audio"],
+        "motion_frames": [73, 19],
+        "drop_motion_frames": False,
+    }
 
 
 def parity(model_mod, ours: Path, device, torch) -> None:
@@ -134,8 +196,13 @@ def parity(model_mod, ours: Path, device, torch) -> None:
     model = build(model_mod, kwargs, device, None, torch)
     ours_names = set(json.loads((ours / "shapes.json").read_text())["params"])
     names = {n for n, _ in model.named_parameters()}
-    emit("parameter names", ours=len(ours_names), upstream=len(names), only_ours=sorted(ours_names - names)[:8],
-         only_upstream=sorted(names - ours_names)[:8])
+    emit(
+        "parameter names",
+        ours=len(ours_names),
+        upstream=len(names),
+        only_ours=sorted(ours_names - names)[:8],
+        only_upstream=sorted(names - ours_names)[:8],
+    )
     dtype = next(model.parameters()).dtype
     io = {k: v.to(dtype) for k, v in io.items()}
     x = io["x"]
@@ -145,15 +212,35 @@ def parity(model_mod, ours: Path, device, torch) -> None:
     eager = type(model)._forward_inference
     eager = getattr(eager, "_torchdynamo_orig_callable", getattr(eager, "__wrapped__", eager))
     with torch.no_grad():
-        model([x[0]], t=torch.zeros([1, frames], device=device), **args, sink_flag=True, kv_cache=caches[0],
-              crossattn_cache=cross, current_start=0, current_end=frames * p)
+        model(
+            [x[0]],
+            t=torch.zeros([1, frames], device=device),
+            **args,
+            sink_flag=True,
+            kv_cache=caches[0],
+            crossattn_cache=cross,
+            current_start=0,
+            current_end=frames * p,
+        )
         random.seed(0)  # c = 0: the sink's RoPE offset is 0 whatever is drawn
-        out = eager(model, [x[0]], t=torch.full([1, frames], 1000.0, device=device), **args, kv_cache=caches[0],
-                    crossattn_cache=cross, current_start=0, current_end=frames * p)
+        out = eager(
+            model,
+            [x[0]],
+            t=torch.full([1, frames], 1000.0, device=device),
+            **args,
+            kv_cache=caches[0],
+            crossattn_cache=cross,
+            current_start=0,
+            current_end=frames * p,
+        )
     out = torch.cat(list(out), dim=0).reshape(io["out"].shape).float()
     ref = io["out"].float()
-    emit("dit call ours vs upstream", dtype=str(dtype), rel_l2=((out - ref).norm() / ref.norm()).item(),
-         finite=bool(torch.isfinite(out).all()))
+    emit(
+        "dit call ours vs upstream",
+        dtype=str(dtype),
+        rel_l2=((out - ref).norm() / ref.norm()).item(),
+        finite=bool(torch.isfinite(out).all()),
+    )
 
 
 def speed(model_mod, fp8_mod, ours: Path, device, blocks: int, torch) -> None:
@@ -172,9 +259,13 @@ def speed(model_mod, fp8_mod, ours: Path, device, blocks: int, torch) -> None:
     def randn(*shape):
         return torch.randn(*shape, generator=gen, device=device, dtype=dtype)
 
-    data = {"text": randn(io["text_tokens"], kwargs["text_dim"]), "ref": randn(1, 16, 1, h, w),
-            "motion": randn(1, 16, 19, h, w), "x": randn(1, 16, frames, h, w),
-            "audio": randn(1, 25, kwargs["audio_dim"], 4 * frames)}
+    data = {
+        "text": randn(io["text_tokens"], kwargs["text_dim"]),
+        "ref": randn(1, 16, 1, h, w),
+        "motion": randn(1, 16, 19, h, w),
+        "x": randn(1, 16, frames, h, w),
+        "audio": randn(1, 25, kwargs["audio_dim"], 4 * frames),
+    }
     caches, cross = new_caches(model, 4, blocks_per_clip * frames * p, device, dtype, torch)
     args = call_args(data, torch)
     random.seed(420)
@@ -183,14 +274,29 @@ def speed(model_mod, fp8_mod, ours: Path, device, blocks: int, torch) -> None:
     times, t0 = [], time.perf_counter()
     with torch.no_grad():
         for cache in caches:  # the sink prefill per step cache, as its generate does at clip 0
-            model([data["x"][0]], t=torch.zeros([1, frames], device=device), **args, sink_flag=True, kv_cache=cache,
-                  crossattn_cache=cross, current_start=0, current_end=frames * p)
+            model(
+                [data["x"][0]],
+                t=torch.zeros([1, frames], device=device),
+                **args,
+                sink_flag=True,
+                kv_cache=cache,
+                crossattn_cache=cross,
+                current_start=0,
+                current_end=frames * p,
+            )
         for block in range(blocks):
             x = data["x"][0]
             start = block * frames * p
             for step, t in enumerate((1000.0, 937.5, 833.3, 625.0)):  # timing only: any four levels
-                v = model([x], t=torch.full([1, frames], t, device=device), **args, kv_cache=caches[step],
-                          crossattn_cache=cross, current_start=start, current_end=start + frames * p)
+                v = model(
+                    [x],
+                    t=torch.full([1, frames], t, device=device),
+                    **args,
+                    kv_cache=caches[step],
+                    crossattn_cache=cross,
+                    current_start=start,
+                    current_end=start + frames * p,
+                )
                 x = x - 0.25 * torch.cat(list(v), dim=0).reshape(x.shape)
             if cuda:
                 torch.cuda.synchronize()
@@ -198,9 +304,15 @@ def speed(model_mod, fp8_mod, ours: Path, device, blocks: int, torch) -> None:
             times.append(now - t0)
             t0 = now
     steady = statistics.median(times[2:]) if len(times) > 3 else times[-1]
-    emit("upstream dit fp8+compile" if cuda else "upstream dit (cpu smoke)", blocks=len(times), s_per_block=steady,
-         fps=12 / steady, best_block_s=min(times), first_block_s=times[0],
-         max_allocated_gib=torch.cuda.max_memory_allocated() / GIB if cuda else None)
+    emit(
+        "upstream dit fp8+compile" if cuda else "upstream dit (cpu smoke)",
+        blocks=len(times),
+        s_per_block=steady,
+        fps=12 / steady,
+        best_block_s=min(times),
+        first_block_s=times[0],
+        max_allocated_gib=torch.cuda.max_memory_allocated() / GIB if cuda else None,
+    )
 
 
 def main() -> None:

@@ -40,12 +40,20 @@ def files(tmp_path, portrait_path, speech_path):
 
 CASES = [
     # (name, args builder, needles)
-    ("missing image", lambda f: ["--image", str(f["tmp"] / "nope.png"), "--audio", f["audio"]], ["--image", "not found"]),
+    (
+        "missing image",
+        lambda f: ["--image", str(f["tmp"] / "nope.png"), "--audio", f["audio"]],
+        ["--image", "not found"],
+    ),
     ("empty image", lambda f: ["--image", str(f["tmp"] / "empty.png"), "--audio", f["audio"]], ["--image", "empty"]),
     ("corrupt image", lambda f: ["--image", str(f["tmp"] / "corrupt.png"), "--audio", f["audio"]], ["--image"]),
     ("audio as image", lambda f: ["--image", f["audio"], "--audio", f["audio"]], ["--image", "not an image"]),
     ("text as image", lambda f: ["--image", str(f["tmp"] / "notes.txt"), "--audio", f["audio"]], ["--image"]),
-    ("missing audio", lambda f: ["--image", f["image"], "--audio", str(f["tmp"] / "nope.wav")], ["--audio", "not found"]),
+    (
+        "missing audio",
+        lambda f: ["--image", f["image"], "--audio", str(f["tmp"] / "nope.wav")],
+        ["--audio", "not found"],
+    ),
     ("empty audio", lambda f: ["--image", f["image"], "--audio", str(f["tmp"] / "empty.wav")], ["--audio", "empty"]),
     ("image as audio", lambda f: ["--image", f["image"], "--audio", f["image"]], ["--audio"]),
     ("text as audio", lambda f: ["--image", f["image"], "--audio", str(f["tmp"] / "notes.txt")], ["--audio"]),
@@ -55,12 +63,52 @@ CASES = [
     ("num_clip 0", lambda f: ["--image", f["image"], "--audio", f["audio"], "--num_clip", "0"], ["--num_clip"]),
     ("num_clip -3", lambda f: ["--image", f["image"], "--audio", f["audio"], "--num_clip=-3"], ["--num_clip"]),
     ("num_clip text", lambda f: ["--image", f["image"], "--audio", f["audio"], "--num_clip", "many"], ["--num_clip"]),
-    ("infer_frames 0", lambda f: ["--image", f["image"], "--audio", f["audio"], "--infer_frames", "0"], ["--infer_frames"]),
-    ("infer_frames 30", lambda f: ["--image", f["image"], "--audio", f["audio"], "--infer_frames", "30"], ["--infer_frames", "multiple of 4"]),
-    ("sample_steps -1", lambda f: ["--image", f["image"], "--audio", f["audio"], "--sample_steps=-1"], ["--sample_steps"]),
-    ("missing folder", lambda f: ["--image", f["image"], "--audio", f["audio"], "--save_file", str(f["tmp"] / "no" / "such" / "x.mp4")], ["--save_file", "does not exist"]),
-    ("not mp4", lambda f: ["--image", f["image"], "--audio", f["audio"], "--save_file", str(f["out"] / "x.avi")], ["--save_file", ".mp4"]),
-    ("no checkpoint", lambda f: ["--image", f["image"], "--audio", f["audio"], "--engine", "diffusion", "--ckpt_dir", str(f["tmp"] / "ckpt")], ["--ckpt_dir", "missing"]),
+    (
+        "infer_frames 0",
+        lambda f: ["--image", f["image"], "--audio", f["audio"], "--infer_frames", "0"],
+        ["--infer_frames"],
+    ),
+    (
+        "infer_frames 30",
+        lambda f: ["--image", f["image"], "--audio", f["audio"], "--infer_frames", "30"],
+        ["--infer_frames", "multiple of 4"],
+    ),
+    (
+        "sample_steps -1",
+        lambda f: ["--image", f["image"], "--audio", f["audio"], "--sample_steps=-1"],
+        ["--sample_steps"],
+    ),
+    (
+        "missing folder",
+        lambda f: [
+            "--image",
+            f["image"],
+            "--audio",
+            f["audio"],
+            "--save_file",
+            str(f["tmp"] / "no" / "such" / "x.mp4"),
+        ],
+        ["--save_file", "does not exist"],
+    ),
+    (
+        "not mp4",
+        lambda f: ["--image", f["image"], "--audio", f["audio"], "--save_file", str(f["out"] / "x.avi")],
+        ["--save_file", ".mp4"],
+    ),
+    (
+        "no checkpoint",
+        lambda f: [
+            "--image",
+            f["image"],
+            "--audio",
+            f["audio"],
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(f["tmp"] / "ckpt"),
+        ],
+        ["--ckpt_dir", "missing"],
+    ),
     ("bad engine", lambda f: ["--image", f["image"], "--audio", f["audio"], "--engine", "magic"], ["--engine"]),
     ("bad preset", lambda f: ["--image", f["image"], "--audio", f["audio"], "--preset", "ultra"], ["--preset"]),
 ]
@@ -70,7 +118,12 @@ CASES = [
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(capsys, files, monkeypatch, name, build, needles):
     monkeypatch.chdir(files["tmp"])
     before = set(files["out"].iterdir())
-    code, out, err = run_cli(capsys, [*build(files), "--save_file", str(files["out"] / "video.mp4")] if "--save_file" not in build(files) else build(files))
+    code, out, err = run_cli(
+        capsys,
+        [*build(files), "--save_file", str(files["out"] / "video.mp4")]
+        if "--save_file" not in build(files)
+        else build(files),
+    )
     assert_one_line_error(code, err, *needles)
     assert set(files["out"].iterdir()) == before
     assert not (files["tmp"] / "output").exists()
@@ -89,14 +142,27 @@ def test_unwritable_folder(capsys, files, monkeypatch):
 
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == files["out"] else real_access(p, mode))
-    code, _, err = run_cli(capsys, ["--image", files["image"], "--audio", files["audio"], "--save_file", str(files["out"] / "v.mp4")])
+    code, _, err = run_cli(
+        capsys, ["--image", files["image"], "--audio", files["audio"], "--save_file", str(files["out"] / "v.mp4")]
+    )
     assert_one_line_error(code, err, "--save_file", "not writable")
 
 
 def test_real_process_prints_no_traceback(files):
     proc = subprocess.run(
-        [sys.executable, "-m", "liveavatar", "generate", "--image", str(files["tmp"] / "corrupt.png"), "--audio", files["audio"]],
-        capture_output=True, text=True, cwd=files["tmp"],
+        [
+            sys.executable,
+            "-m",
+            "liveavatar",
+            "generate",
+            "--image",
+            str(files["tmp"] / "corrupt.png"),
+            "--audio",
+            files["audio"],
+        ],
+        capture_output=True,
+        text=True,
+        cwd=files["tmp"],
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: --image")

@@ -12,9 +12,24 @@ def cfg(**kw):
 
 
 def test_presets_have_the_guides_values():
-    assert (PRESETS["quick"].size, PRESETS["quick"].num_clip, PRESETS["quick"].sample_steps, PRESETS["quick"].infer_frames) == ("384*256", 10, 3, 32)
-    assert (PRESETS["standard"].size, PRESETS["standard"].num_clip, PRESETS["standard"].sample_steps, PRESETS["standard"].infer_frames) == ("688*368", 100, 4, 48)
-    assert (PRESETS["high"].size, PRESETS["high"].num_clip, PRESETS["high"].sample_steps, PRESETS["high"].infer_frames) == ("704*384", 1000, 5, 48)
+    assert (
+        PRESETS["quick"].size,
+        PRESETS["quick"].num_clip,
+        PRESETS["quick"].sample_steps,
+        PRESETS["quick"].infer_frames,
+    ) == ("384*256", 10, 3, 32)
+    assert (
+        PRESETS["standard"].size,
+        PRESETS["standard"].num_clip,
+        PRESETS["standard"].sample_steps,
+        PRESETS["standard"].infer_frames,
+    ) == ("688*368", 100, 4, 48)
+    assert (
+        PRESETS["high"].size,
+        PRESETS["high"].num_clip,
+        PRESETS["high"].sample_steps,
+        PRESETS["high"].infer_frames,
+    ) == ("704*384", 1000, 5, 48)
     assert not PRESETS["quick"].enable_online_decode and PRESETS["standard"].enable_online_decode
 
 

@@ -63,8 +63,15 @@ def test_doctor_compares_each_gpu_with_its_own_workers_plan():
     from liveavatar.doctor import Request, worker_memory_checks
 
     gib = 2**30
-    five = Request(num_gpus_dit=4, sample_steps=4, size="704*384", infer_frames=48, fp8=False, ckpt_dir=None,
-                   enable_vae_parallel=True)
+    five = Request(
+        num_gpus_dit=4,
+        sample_steps=4,
+        size="704*384",
+        infer_frames=48,
+        fp8=False,
+        ckpt_dir=None,
+        enable_vae_parallel=True,
+    )
     checks = worker_memory_checks(five, [(24 * gib, 24 * gib)] * 5)
     assert [c.name for c in checks] == [f"memory gpu{g}" for g in (1, 2, 3, 4, 0)]  # the decoding process keeps GPU 0
     assert all(c.status == "ok" for c in checks) and "worker 4 (decode)" in checks[-1].message

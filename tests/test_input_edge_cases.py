@@ -34,6 +34,7 @@ def gen(image, audio, *more) -> list[str]:
 
 # --- non-finite samples -------------------------------------------------------------------------
 
+
 @pytest.fixture(params=["nan", "inf", "-inf"])
 def broken_wav(request, tmp_path, speech_path) -> Path:
     x, sr = sf.read(str(speech_path), dtype="float32")
@@ -50,7 +51,9 @@ def test_check_reports_non_finite_audio(capsys, broken_wav):
     assert "non-finite" in findings[0]["message"]
 
 
-def test_generate_refuses_non_finite_audio_even_without_checks(capsys, tmp_path, portrait_path, broken_wav, flat_engine):
+def test_generate_refuses_non_finite_audio_even_without_checks(
+    capsys, tmp_path, portrait_path, broken_wav, flat_engine
+):
     code = main(gen(portrait_path, broken_wav, "--skip_checks", "--save_file", str(tmp_path / "v.mp4")))
     one_error_line(capsys, code, "--audio", "non-finite", "prepare")
     assert not (tmp_path / "v.mp4").exists()
@@ -69,23 +72,42 @@ def test_prepare_repairs_non_finite_audio_and_says_how_many(capsys, tmp_path, br
 
 # --- named pipes (must not hang: run in a subprocess with a timeout) ------------------------------
 
-@pytest.mark.parametrize("command,flag", [("prepare", "--audio"), ("prepare", "--image"), ("check", "--audio"),
-                                          ("check", "--image"), ("generate", "--audio"), ("generate", "--image")])
+
+@pytest.mark.parametrize(
+    "command,flag",
+    [
+        ("prepare", "--audio"),
+        ("prepare", "--image"),
+        ("check", "--audio"),
+        ("check", "--image"),
+        ("generate", "--audio"),
+        ("generate", "--image"),
+    ],
+)
 def test_named_pipe_is_refused_not_waited_on(tmp_path, portrait_path, speech_path, command, flag):
     fifo = tmp_path / ("pipe.wav" if flag == "--audio" else "pipe.png")
     os.mkfifo(fifo)
     given = {"--image": str(portrait_path), "--audio": str(speech_path), flag: str(fifo)}
-    argv = {"prepare": [flag, str(fifo), "--out", str(tmp_path / "o")],
-            "check": [flag, str(fifo)],
-            "generate": ["--image", given["--image"], "--audio", given["--audio"], "--save_file", str(tmp_path / "v.mp4")]}[command]
-    proc = subprocess.run([sys.executable, "-m", "liveavatar", command, *argv], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src")}, cwd=tmp_path)
+    argv = {
+        "prepare": [flag, str(fifo), "--out", str(tmp_path / "o")],
+        "check": [flag, str(fifo)],
+        "generate": ["--image", given["--image"], "--audio", given["--audio"], "--save_file", str(tmp_path / "v.mp4")],
+    }[command]
+    proc = subprocess.run(
+        [sys.executable, "-m", "liveavatar", command, *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        cwd=tmp_path,
+    )
     assert "named pipe" in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "empty" not in proc.stderr
     assert proc.returncode == (1 if command == "check" else 2)
 
 
 # --- images -------------------------------------------------------------------------------------
+
 
 def test_16bit_grayscale_png_is_read_as_gray_not_white(tmp_path, portrait_path):
     from liveavatar.media.image import read_image
@@ -109,15 +131,20 @@ def test_prepare_writes_a_16bit_portrait_as_it_looks(tmp_path, portrait_path, ca
 
 def png_header_only(path: Path, width: int, height: int, color_type: int = 2) -> Path:
     """A valid PNG header claiming ``width x height`` (the pixel data is never reached)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
     return path
 
 
-@pytest.mark.parametrize("width,height,color", [(20_000, 20_000, 2), (20_000, 20_000, 0), (1, 200_000_000, 2), (12_000, 11_000, 2)])
+@pytest.mark.parametrize(
+    "width,height,color", [(20_000, 20_000, 2), (20_000, 20_000, 0), (1, 200_000_000, 2), (12_000, 11_000, 2)]
+)
 def test_huge_image_is_refused_with_the_limit(capsys, tmp_path, speech_path, width, height, color):
     image = png_header_only(tmp_path / "huge.png", width, height, color)
     code = main(gen(image, speech_path, "--save_file", str(tmp_path / "v.mp4")))
@@ -159,20 +186,28 @@ def test_prompt_file_in_any_unicode_encoding_with_bom_is_read(tmp_path, encoding
 @pytest.mark.parametrize("content", ["png bytes", "utf-16 without bom", "latin-1"])
 def test_unreadable_prompt_file_is_one_line(capsys, tmp_path, portrait_path, speech_path, command, content):
     path = tmp_path / "p.txt"
-    data = {"png bytes": portrait_path.read_bytes()[:4000], "utf-16 without bom": TEXT.encode("utf-16-le"),
-            "latin-1": TEXT.encode("latin-1")}[content]
+    data = {
+        "png bytes": portrait_path.read_bytes()[:4000],
+        "utf-16 without bom": TEXT.encode("utf-16-le"),
+        "latin-1": TEXT.encode("latin-1"),
+    }[content]
     path.write_bytes(data)
-    argv = gen(portrait_path, speech_path, "--save_file", str(tmp_path / "v.mp4")) if command == "generate" else ["check"]
+    argv = (
+        gen(portrait_path, speech_path, "--save_file", str(tmp_path / "v.mp4")) if command == "generate" else ["check"]
+    )
     code = main([*argv, "--prompt", f"@{path}"])
     one_error_line(capsys, code, "--prompt", str(path))
 
 
 # --- seeds --------------------------------------------------------------------------------------
 
+
 def test_seed_minus_one_is_random_and_printed(capsys, tmp_path, portrait_path, speech_path, flat_engine):
     seeds = []
     for i in range(2):
-        assert main(gen(portrait_path, speech_path, "--base_seed", "-1", "--save_file", str(tmp_path / f"{i}.mp4"))) == 0
+        assert (
+            main(gen(portrait_path, speech_path, "--base_seed", "-1", "--save_file", str(tmp_path / f"{i}.mp4"))) == 0
+        )
         line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("seed: "))
         seeds.append(int(line.split()[1]))
         assert f"--base_seed {seeds[-1]}" in line
@@ -181,7 +216,23 @@ def test_seed_minus_one_is_random_and_printed(capsys, tmp_path, portrait_path, s
 
 @pytest.mark.parametrize("engine", ["preview", "diffusion"])
 def test_seed_minus_one_dry_run_shows_the_seed_on_every_engine(capsys, portrait_path, speech_path, engine):
-    assert main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", engine, "--base_seed", "-1", "--dry_run"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(portrait_path),
+                "--audio",
+                str(speech_path),
+                "--engine",
+                engine,
+                "--base_seed",
+                "-1",
+                "--dry_run",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["seed"] >= 0
 
 
@@ -200,20 +251,40 @@ def test_largest_seed_works(tmp_path, portrait_path, speech_path, capsys):
 
 # --- a preset that renders less than the audio --------------------------------------------------
 
+
 def test_quick_preset_says_how_much_audio_it_renders(capsys, tmp_path, portrait_path):
     audio = tmp_path / "long.wav"
     t = np.arange(30 * 16_000) / 16_000
     sf.write(str(audio), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16_000, subtype="PCM_16")
-    assert main(["generate", "--image", str(portrait_path), "--audio", str(audio), "--preset", "quick", "--dry_run"]) == 0
+    assert (
+        main(["generate", "--image", str(portrait_path), "--audio", str(audio), "--preset", "quick", "--dry_run"]) == 0
+    )
     notes = [x for x in capsys.readouterr().err.splitlines() if x.startswith("note:")]
     assert len(notes) == 1
     assert "--preset quick renders 12.8 s of the 30.0 s" in notes[0] and "--num_clip 24" in notes[0]
-    assert main(["generate", "--image", str(portrait_path), "--audio", str(audio), "--preset", "quick", "--num_clip", "24", "--dry_run"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(portrait_path),
+                "--audio",
+                str(audio),
+                "--preset",
+                "quick",
+                "--num_clip",
+                "24",
+                "--dry_run",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr()
     assert "note:" not in err.err and json.loads(err.out.strip().splitlines()[-1])["duration_s"] == 30.0
 
 
 # --- output folders that cannot be written ------------------------------------------------------
+
 
 @pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs a read-only /sys")
 def test_prepare_into_a_read_only_folder_is_one_line(capsys, speech_path):
@@ -233,6 +304,7 @@ def test_prepare_into_an_unwritable_existing_folder_is_one_line(capsys, tmp_path
 
 # --- surround audio -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("channels", [2, 6, 8])
 def test_multichannel_speech_is_not_reported_as_clipping(tmp_path, speech_path, channels):
     from liveavatar.checks import run_checks
@@ -247,6 +319,7 @@ def test_multichannel_speech_is_not_reported_as_clipping(tmp_path, speech_path, 
 
 
 # --- first-use friction -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("text,expected", [("Hello", "1 word:"), ("Hello there", "2 words:")])
 def test_word_count_grammar(text, expected):

@@ -30,9 +30,17 @@ def numeric_flags() -> list[tuple[str, str]]:
 
 def test_every_numeric_flag_is_found():
     flags = set(numeric_flags())
-    for expected in [("generate", "--sample_shift"), ("generate", "--sample_guide_scale"), ("generate", "--gpu_memory"),
-                     ("generate", "--base_seed"), ("serve", "--keep_hours"), ("serve", "--max_upload_mb"),
-                     ("serve", "--max_audio_s"), ("serve", "--port"), ("doctor", "--sample_steps")]:
+    for expected in [
+        ("generate", "--sample_shift"),
+        ("generate", "--sample_guide_scale"),
+        ("generate", "--gpu_memory"),
+        ("generate", "--base_seed"),
+        ("serve", "--keep_hours"),
+        ("serve", "--max_upload_mb"),
+        ("serve", "--max_audio_s"),
+        ("serve", "--port"),
+        ("doctor", "--sample_steps"),
+    ]:
         assert expected in flags
 
 
@@ -45,7 +53,9 @@ def test_the_value_parser_refuses_non_finite(text):
 
 @pytest.mark.parametrize("command,flag", numeric_flags())
 def test_every_numeric_flag_refuses_non_finite(capsys, tmp_path, command, flag):
-    required = {"generate": ["--image", "x.png", "--audio", "x.wav"], "prepare": ["--out", str(tmp_path / "o")]}.get(command, [])
+    required = {"generate": ["--image", "x.png", "--audio", "x.wav"], "prepare": ["--out", str(tmp_path / "o")]}.get(
+        command, []
+    )
     for text in ("nan", "inf", "1e309", "24,nan"):
         code = main([command, *required, flag, text])
         err = capsys.readouterr().err.strip().splitlines()

@@ -34,16 +34,33 @@ def test_default_output_in_a_read_only_folder(tmp_path, monkeypatch, capsys, por
 
         monkeypatch.setattr(Path, "mkdir", refuse)
     try:
-        code = main(["generate", "--engine", "preview", "--image", str(portrait_path), "--audio", str(speech_path), "--num_clip", "1", "--skip_checks"])
+        code = main(
+            [
+                "generate",
+                "--engine",
+                "preview",
+                "--image",
+                str(portrait_path),
+                "--audio",
+                str(speech_path),
+                "--num_clip",
+                "1",
+                "--skip_checks",
+            ]
+        )
     finally:
         cwd.chmod(0o755)
     assert code == 2
-    assert only_error(capsys) == ("error: --save_file: the folder output cannot be created (Permission denied); "
-                                  "run from a folder you can write to, or give --save_file in one")
+    assert only_error(capsys) == (
+        "error: --save_file: the folder output cannot be created (Permission denied); "
+        "run from a folder you can write to, or give --save_file in one"
+    )
     assert list(cwd.iterdir()) == []
 
 
-def test_a_face_too_small_for_any_size_is_not_told_to_choose_a_larger_size(tmp_path, capsys, portrait_path, speech_path):
+def test_a_face_too_small_for_any_size_is_not_told_to_choose_a_larger_size(
+    tmp_path, capsys, portrait_path, speech_path
+):
     from PIL import Image
 
     small = tmp_path / "small.png"
@@ -53,7 +70,9 @@ def test_a_face_too_small_for_any_size_is_not_told_to_choose_a_larger_size(tmp_p
     line = only_error(capsys)
     assert "--size" not in line and "at least 48 pixels tall" in line
     # the same face in a larger portrait shrunk by --size: a larger --size does help, and is said
-    assert main([*args, "--image", str(portrait_path), "--size", "128*128", "--save_file", str(tmp_path / "b.mp4")]) == 2
+    assert (
+        main([*args, "--image", str(portrait_path), "--size", "128*128", "--save_file", str(tmp_path / "b.mp4")]) == 2
+    )
     assert "choose a larger --size" in only_error(capsys)
     assert not (tmp_path / "a.mp4").exists() and not (tmp_path / "b.mp4").exists()
 

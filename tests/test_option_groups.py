@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from liveavatar import config as config_module
+from liveavatar import option_groups as groups_module
 from liveavatar import options as options_module
 from liveavatar.argtypes import positive_int
 from liveavatar.cli import build_parser
@@ -23,11 +23,9 @@ from liveavatar.config import (
     PER_REQUEST,
     GenerateConfig,
     Plan,
-    doctor_defaults,
-    engine_options_type,
-    in_group,
     option,
 )
+from liveavatar.option_groups import doctor_defaults, engine_options_type, in_group
 
 
 def _subparser(name: str):
@@ -36,17 +34,29 @@ def _subparser(name: str):
 
 def _config_flags(parser) -> set[str]:
     """The GenerateConfig options a parser takes (its own flags, e.g. serve's --port, left out)."""
-    names = {f.name for f in config_module.option_fields()}
+    names = {f.name for f in groups_module.option_fields()}
     return {a.dest for a in parser._actions if a.dest in names}
 
 
 def _plan(engine: str = "preview") -> Plan:
-    return Plan(engine=engine, height=256, width=384, fps=25, frames_per_clip=48, num_clips=2, num_frames=80,
-                sample_steps=4, sample_shift=3.0, seed=7, prompt="a person talking", enable_online_decode=True)
+    return Plan(
+        engine=engine,
+        height=256,
+        width=384,
+        fps=25,
+        frames_per_clip=48,
+        num_clips=2,
+        num_frames=80,
+        sample_steps=4,
+        sample_shift=3.0,
+        seed=7,
+        prompt="a person talking",
+        enable_online_decode=True,
+    )
 
 
 def _tagged(group: str) -> set[str]:
-    return {f.name for f in config_module.option_fields() if group in f.metadata["groups"]}
+    return {f.name for f in groups_module.option_fields() if group in f.metadata["groups"]}
 
 
 def test_every_list_is_what_the_tags_say(portrait_path, speech_path):
@@ -56,7 +66,7 @@ def test_every_list_is_what_the_tags_say(portrait_path, speech_path):
     from liveavatar.serve.uploads import OPTIONS
 
     assert set(in_group(ENGINE_OPTION)) == _tagged(ENGINE_OPTION) == _config_flags(_subparser("serve"))
-    assert {f.name for f in dataclasses.fields(config_module.EngineOptions)} == _tagged(ENGINE_OPTION)
+    assert {f.name for f in dataclasses.fields(groups_module.EngineOptions)} == _tagged(ENGINE_OPTION)
     assert set(OPTIONS) == _tagged(PER_REQUEST)
     assert _config_flags(_subparser("doctor")) == _tagged(DOCTOR) == {f.name for f in dataclasses.fields(Request)}
     config = GenerateConfig(image=portrait_path, audio=speech_path, prompt="hi", transcript="hello").resolve()
@@ -72,10 +82,14 @@ def test_the_server_resident_engine_takes_every_engine_option():
     args = _subparser("serve").parse_args(["--gpu_memory", "24", "--enable_vae_parallel", "false", "--fp8"])
     from liveavatar.serve.settings import ServeSettings
 
-    options = config_module.EngineOptions.of(args)
+    options = groups_module.EngineOptions.of(args)
     settings = ServeSettings(options=options)
     budget = args.gpu_memory  # as generate parses it (one GiB figure, or one per GPU)
-    assert budget and settings.engine_options().gpu_memory == budget and settings.engine_options().enable_vae_parallel is False
+    assert (
+        budget
+        and settings.engine_options().gpu_memory == budget
+        and settings.engine_options().enable_vae_parallel is False
+    )
     assert ServeSettings(options=options, engine="preview").engine_options().engine == "preview"
     job = settings.engine_options().config(image=Path("i.png"), audio=Path("a.wav"), sample_steps=2)
     assert (job.gpu_memory, job.fp8, job.sample_steps) == (budget, True, 2)
@@ -95,9 +109,12 @@ def test_a_newly_tagged_option_reaches_every_list(monkeypatch, portrait_path, sp
     from liveavatar.serve.uploads import request_options
 
     extended = dataclasses.make_dataclass(
-        "Extended", [("new_knob", "int | None", option(type=positive_int, groups=GROUPS, doctor_default=3, help="a knob"))],
-        bases=(GenerateConfig,), frozen=True)
-    monkeypatch.setattr(config_module, "option_fields", lambda: dataclasses.fields(extended))
+        "Extended",
+        [("new_knob", "int | None", option(type=positive_int, groups=GROUPS, doctor_default=3, help="a knob"))],
+        bases=(GenerateConfig,),
+        frozen=True,
+    )
+    monkeypatch.setattr(groups_module, "option_fields", lambda: dataclasses.fields(extended))
     monkeypatch.setattr(options_module, "option_fields", lambda: dataclasses.fields(extended))
 
     for group in GROUPS:
@@ -121,7 +138,11 @@ def test_the_resume_identity_keeps_the_record_format(portrait_path, speech_path)
     assert settings["--image"] == sha256_file(portrait_path) and settings["--prompt"] == sha_text(plan.prompt)
     assert settings["--size"] == "384*256" and settings["--infer_frames"] == 48 and settings["--num_clip"] == 2
     assert settings["--base_seed"] == 7 and settings["--transcript"] == sha_text("hello")
-    assert settings["--engine"] == "preview" and settings["--fp8"] is False and "--ckpt_dir/--lora_path_dmd" not in settings
+    assert (
+        settings["--engine"] == "preview"
+        and settings["--fp8"] is False
+        and "--ckpt_dir/--lora_path_dmd" not in settings
+    )
 
 
 def test_doctor_refuses_what_generate_refuses(capsys):

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from liveavatar.cli import build_parser, main
-from liveavatar.options import add_generate_options, config_from_args, help_text
 from liveavatar.config import GenerateConfig, inert_flag_notes
+from liveavatar.options import add_generate_options, config_from_args, help_text
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,8 +29,22 @@ def test_every_field_is_a_flag_and_unset_flags_give_the_fields_defaults():
 
 
 def test_flags_parse_to_the_config_the_user_asked_for():
-    config = config_from_args(parse("--fp8", "--offload_model", "false", "--sample_steps", "3", "--size", "384*256",
-                                    "--engine", "preview", "--overwrite", "--num_gpus_dit", "2"))
+    config = config_from_args(
+        parse(
+            "--fp8",
+            "--offload_model",
+            "false",
+            "--sample_steps",
+            "3",
+            "--size",
+            "384*256",
+            "--engine",
+            "preview",
+            "--overwrite",
+            "--num_gpus_dit",
+            "2",
+        )
+    )
     assert (config.fp8, config.offload_model, config.sample_steps, config.size) == (True, False, 3, "384*256")
     assert (config.engine, config.overwrite, config.num_gpus_dit) == ("preview", True, 2)
     assert config.given() == ["size", "sample_steps", "offload_model", "fp8", "num_gpus_dit", "engine", "overwrite"]
@@ -56,8 +70,11 @@ def test_another_front_end_can_register_the_same_options():
 def test_readme_parameter_table_lists_exactly_the_flags():
     table = README.read_text().split("### Parameters", 1)[1].split("\n### ", 1)[0]
     documented = set(re.findall(r"^\| `(--\w+)", table, re.M))
-    flags = {a.option_strings[0] for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
-             if a.option_strings and a.option_strings[0] not in ("-h", "--debug")}
+    flags = {
+        a.option_strings[0]
+        for a in build_parser()._subparsers._group_actions[0].choices["generate"]._actions
+        if a.option_strings and a.option_strings[0] not in ("-h", "--debug")
+    }
     assert documented == flags
 
 
@@ -70,15 +87,31 @@ def test_flags_an_engine_ignores_get_one_note_line():
     assert inert_flag_notes(cfg(preset="high"), "preview", "cpu") == []  # a preset is not a flag given
     notes = inert_flag_notes(cfg(fp8=True, offload_model=True, sample_steps=3, base_seed=1), "preview", "cpu")
     assert notes == ["note: --sample_steps, --offload_model, --fp8 do nothing with the preview engine"]
-    assert inert_flag_notes(cfg(fp8=True), "diffusion", "cpu") == ["note: --fp8 does nothing on a CPU (needs a CUDA GPU)"]
+    assert inert_flag_notes(cfg(fp8=True), "diffusion", "cpu") == [
+        "note: --fp8 does nothing on a CPU (needs a CUDA GPU)"
+    ]
     assert inert_flag_notes(cfg(fp8=True, sample_steps=3), "diffusion", "cuda") == []
     assert inert_flag_notes(cfg(transcript="hello"), "diffusion", "cuda") == [
-        "note: --transcript does nothing with the diffusion engine"]
+        "note: --transcript does nothing with the diffusion engine"
+    ]
 
 
 def test_dry_run_prints_only_what_the_preview_engine_uses(capsys, portrait_path, speech_path):
-    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run",
-                 "--engine", "preview", "--fp8", "--sample_steps", "2"])
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--dry_run",
+            "--engine",
+            "preview",
+            "--fp8",
+            "--sample_steps",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     plan = json.loads(captured.out.strip().splitlines()[-1])
@@ -89,14 +122,29 @@ def test_dry_run_prints_only_what_the_preview_engine_uses(capsys, portrait_path,
 @pytest.mark.parametrize("flag", ["--sample_steps", "--fp8"])
 def test_dry_run_diffusion_keeps_the_sampling_settings(capsys, portrait_path, speech_path, flag):
     args = [flag, "2"] if flag == "--sample_steps" else [flag]
-    assert main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run",
-                 "--engine", "diffusion", *args]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(portrait_path),
+                "--audio",
+                str(speech_path),
+                "--dry_run",
+                "--engine",
+                "diffusion",
+                *args,
+            ]
+        )
+        == 0
+    )
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"sample_steps", "sample_shift", "timesteps", "enable_online_decode"} <= set(plan)
 
 
 def test_serve_takes_generates_engine_flags():
-    from liveavatar.config import ENGINE_OPTION, in_group
+    from liveavatar.config import ENGINE_OPTION
+    from liveavatar.option_groups import in_group
 
     sub = build_parser()._subparsers._group_actions[0].choices
     for name in in_group(ENGINE_OPTION):

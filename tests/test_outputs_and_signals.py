@@ -19,7 +19,7 @@ from liveavatar.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 
-SLOW_RUN = textwrap.dedent('''
+SLOW_RUN = textwrap.dedent("""
     import sys, time
     import numpy as np
     from liveavatar.engines import select
@@ -39,12 +39,24 @@ SLOW_RUN = textwrap.dedent('''
 
     select.build_engine = lambda name, config, memory=None: Slow()
     sys.exit(main(sys.argv[1:]))
-''')
+""")
 
 
 def args(portrait_path, speech_path, *more: str) -> list[str]:
-    return ["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview",
-            "--size", "128*128", "--infer_frames", "16", *more]
+    return [
+        "generate",
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--engine",
+        "preview",
+        "--size",
+        "128*128",
+        "--infer_frames",
+        "16",
+        *more,
+    ]
 
 
 def frames_in(path: Path) -> int:
@@ -56,8 +68,14 @@ def start_slow_run(tmp_path: Path, portrait_path, speech_path, out: Path) -> sub
     script = tmp_path / "slow_run.py"
     script.write_text(SLOW_RUN)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, str(script), *args(portrait_path, speech_path, "--save_file", str(out))],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), *args(portrait_path, speech_path, "--save_file", str(out))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     for line in proc.stdout:  # wait until four clips (64 frames, 2.56 s) are written
         if line.startswith("clip 3 done"):
             break
@@ -111,14 +129,18 @@ def test_name_being_written_by_a_live_run_is_refused(tmp_path, portrait_path, sp
         for extra in ([], ["--overwrite"]):
             code = main(args(portrait_path, speech_path, "--save_file", str(out), *extra))
             err = capsys.readouterr().err.strip().splitlines()
-            assert code == 2 and len(err) == 1 and err[0].startswith("error: --save_file") and f"pid {other.pid}" in err[0]
+            assert (
+                code == 2 and len(err) == 1 and err[0].startswith("error: --save_file") and f"pid {other.pid}" in err[0]
+            )
         assert not out.exists() and lock_path(out).read_text() == str(other.pid)
     finally:
         other.kill()
         other.wait()
 
 
-def test_second_run_with_the_same_save_file_fails_in_one_line(tmp_path, portrait_path, speech_path, flat_engine, capsys):
+def test_second_run_with_the_same_save_file_fails_in_one_line(
+    tmp_path, portrait_path, speech_path, flat_engine, capsys
+):
     out = tmp_path / "v.mp4"
     assert main(args(portrait_path, speech_path, "--save_file", str(out))) == 0
     first = out.read_bytes()
@@ -130,7 +152,9 @@ def test_second_run_with_the_same_save_file_fails_in_one_line(tmp_path, portrait
     assert main(args(portrait_path, speech_path, "--save_file", str(out), "--overwrite")) == 0
 
 
-def test_default_names_in_the_same_second_are_unique(tmp_path, portrait_path, speech_path, flat_engine, capsys, monkeypatch):
+def test_default_names_in_the_same_second_are_unique(
+    tmp_path, portrait_path, speech_path, flat_engine, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     frozen = time.localtime(1_700_000_000)
     monkeypatch.setattr(pipeline.time, "localtime", lambda now=None: frozen)
@@ -161,7 +185,9 @@ def test_full_disk_says_where_the_partial_is(tmp_path, portrait_path, speech_pat
     assert code == 2 and len(err) == 1, err
     assert "full" in err[0] and "after 32 of" in err[0] and str(tmp_path / "v.partial.mp4") in err[0]
     assert frames_in(tmp_path / "v.partial.mp4") == 32
-    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4" or p.name.startswith(".v")) == ["v.partial.mp4"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".mp4" or p.name.startswith(".v")) == [
+        "v.partial.mp4"
+    ]
 
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink to /dev/null", "folder"])

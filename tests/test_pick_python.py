@@ -57,7 +57,7 @@ def test_none_suitable_is_one_line_naming_what_to_install(bin_dir):
     fake_python(bin_dir, "python3.12", "3.12", venv=False)
     done = pick(bin_dir, "python3", "python3.12", "python3.99")
     assert done.returncode == 1
-    line, = done.stdout.strip().splitlines()
+    (line,) = done.stdout.strip().splitlines()
     assert line.startswith("error: ") and "python3 (3.13)" in line and "python3.12-venv" in line
     assert "python3.99 (not found)" in line and "install python3.12 or python3.11" in line
 
@@ -69,9 +69,13 @@ def test_makefile_uses_the_choice_or_stops(bin_dir, tmp_path):
     env = {**os.environ, "PATH": str(bin_dir)}
     env.pop("PYTHON", None)
     venv = tmp_path / "venv"
-    stopped = subprocess.run([make, "-n", "-C", str(ROOT), "demo", f"VENV={venv}"], capture_output=True, text=True, env=env)
+    stopped = subprocess.run(
+        [make, "-n", "-C", str(ROOT), "demo", f"VENV={venv}"], capture_output=True, text=True, env=env
+    )
     assert stopped.returncode != 0 and "needs Python 3.11 or 3.12" in stopped.stderr
     assert len(stopped.stderr.strip().splitlines()) == 1
     good = fake_python(bin_dir, "python3.11", "3.11")
-    chosen = subprocess.run([make, "-n", "-C", str(ROOT), "demo", f"VENV={venv}"], capture_output=True, text=True, env=env)
+    chosen = subprocess.run(
+        [make, "-n", "-C", str(ROOT), "demo", f"VENV={venv}"], capture_output=True, text=True, env=env
+    )
     assert chosen.returncode == 0 and f"{good} -m venv {venv}" in chosen.stdout

@@ -41,7 +41,20 @@ def fake_engine(monkeypatch):
 
 
 def test_dry_run_prints_plan_json(capsys, portrait_path, speech_path):
-    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run", "--engine", "diffusion", "--preset", "quick"])
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--dry_run",
+            "--engine",
+            "diffusion",
+            "--preset",
+            "quick",
+        ]
+    )
     assert code == 0
     plan = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert plan["engine"] == "diffusion" and plan["fps"] == 25
@@ -51,10 +64,26 @@ def test_dry_run_prints_plan_json(capsys, portrait_path, speech_path):
     assert plan["duration_s"] == pytest.approx(plan["num_frames"] / 25)
 
 
-@pytest.mark.parametrize("flags, notes", [(["--preset", "quick"], 1), (["--preset", "high"], 1),
-                                          (["--sample_steps", "4"], 0), (["--preset", "quick", "--engine", "preview"], 0)])
+@pytest.mark.parametrize(
+    "flags, notes",
+    [
+        (["--preset", "quick"], 1),
+        (["--preset", "high"], 1),
+        (["--sample_steps", "4"], 0),
+        (["--preset", "quick", "--engine", "preview"], 0),
+    ],
+)
 def test_step_counts_off_the_distilled_schedule_get_one_note(capsys, portrait_path, speech_path, flags, notes):
-    args = ["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--dry_run", "--engine", "diffusion"]
+    args = [
+        "generate",
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--dry_run",
+        "--engine",
+        "diffusion",
+    ]
     assert main([*args, *flags]) == 0
     err = capsys.readouterr().err.splitlines()
     lines = [line for line in err if "distilled for 4 steps at shift 3" in line]
@@ -63,7 +92,21 @@ def test_step_counts_off_the_distilled_schedule_get_one_note(capsys, portrait_pa
 
 def test_success_prints_engine_and_path_last(capsys, fake_engine, portrait_path, speech_path, tmp_path):
     out = tmp_path / "v.mp4"
-    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--size", "384*256"])
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--engine",
+            "preview",
+            "--save_file",
+            str(out),
+            "--size",
+            "384*256",
+        ]
+    )
     stdout = capsys.readouterr().out.strip().splitlines()
     assert code == 0
     assert stdout[0].startswith("engine: preview")
@@ -77,15 +120,50 @@ def test_success_prints_engine_and_path_last(capsys, fake_engine, portrait_path,
 
 def test_num_clip_caps_the_video(capsys, fake_engine, portrait_path, speech_path, tmp_path):
     out = tmp_path / "v.mp4"
-    assert main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--num_clip", "1", "--infer_frames", "20"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--image",
+                str(portrait_path),
+                "--audio",
+                str(speech_path),
+                "--engine",
+                "preview",
+                "--save_file",
+                str(out),
+                "--num_clip",
+                "1",
+                "--infer_frames",
+                "20",
+            ]
+        )
+        == 0
+    )
     with av.open(str(out)) as c:
         assert sum(1 for _ in c.decode(video=0)) == 20
 
 
-def test_failure_mid_run_keeps_finished_clips_only_as_partial(capsys, fake_engine, portrait_path, speech_path, tmp_path):
+def test_failure_mid_run_keeps_finished_clips_only_as_partial(
+    capsys, fake_engine, portrait_path, speech_path, tmp_path
+):
     fake_engine["engine"] = StripesEngine(fail_after_clips=1)
     out = tmp_path / "v.mp4"
-    code = main(["generate", "--image", str(portrait_path), "--audio", str(speech_path), "--engine", "preview", "--save_file", str(out), "--infer_frames", "24"])
+    code = main(
+        [
+            "generate",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--engine",
+            "preview",
+            "--save_file",
+            str(out),
+            "--infer_frames",
+            "24",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "out of memory" in err and "Traceback" not in err
@@ -98,9 +176,14 @@ def test_failure_mid_run_keeps_finished_clips_only_as_partial(capsys, fake_engin
 @pytest.mark.parametrize(
     "image_hw,size,expected",
     [
-        ((720, 1280), "720*400", (384, 704)), ((720, 1280), "704*384", (384, 704)), ((720, 1280), "688*368", (384, 640)),
-        ((720, 1280), "832*480", (448, 832)), ((1280, 720), "720*400", (704, 384)), ((1280, 720), "704*384", (704, 384)),
-        ((1024, 1024), "720*400", (512, 512)), ((768, 512), "704*384", (576, 384)),
+        ((720, 1280), "720*400", (384, 704)),
+        ((720, 1280), "704*384", (384, 704)),
+        ((720, 1280), "688*368", (384, 640)),
+        ((720, 1280), "832*480", (448, 832)),
+        ((1280, 720), "720*400", (704, 384)),
+        ((1280, 720), "704*384", (704, 384)),
+        ((1024, 1024), "720*400", (512, 512)),
+        ((768, 512), "704*384", (576, 384)),
     ],
 )
 def test_dry_run_size_matches_upstream_rule(capsys, tmp_path, speech_path, image_hw, size, expected):
@@ -121,8 +204,15 @@ def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path,
     from liveavatar.hooks import Hooks, Stopped
 
     engine, seen = StripesEngine(), []
-    config = GenerateConfig(image=portrait_path, audio=speech_path, engine="preview", size="256*256", infer_frames=24,
-                            save_file=tmp_path / "v.mp4", skip_checks=True)
+    config = GenerateConfig(
+        image=portrait_path,
+        audio=speech_path,
+        engine="preview",
+        size="256*256",
+        infer_frames=24,
+        save_file=tmp_path / "v.mp4",
+        skip_checks=True,
+    )
     hooks = Hooks(engine=engine, on_block=seen.append, should_stop=lambda: len(seen) == 2)
     with pytest.raises(Stopped):
         pipeline.run(config, say=lambda _: None, notify=lambda _: None, hooks=hooks)
@@ -133,7 +223,9 @@ def test_hooks_resident_engine_progress_and_stop_keep_the_partial(portrait_path,
     seen.clear()
     hooks = Hooks(engine=engine, on_block=seen.append, should_stop=lambda: False)
     # the server continues a stopped job with resume=True: the 48 kept frames are not made again
-    out = pipeline.run(dataclasses.replace(config, resume=True), say=lambda _: None, notify=lambda _: None, hooks=hooks).path
+    out = pipeline.run(
+        dataclasses.replace(config, resume=True), say=lambda _: None, notify=lambda _: None, hooks=hooks
+    ).path
     assert out == tmp_path / "v.mp4" and seen[-1].frames_done == seen[-1].frames_total
     assert seen[0].frames_done == 72
 

@@ -58,20 +58,24 @@ def test_continued_file_decodes_like_the_uninterrupted_one_from_any_torn_prefix(
         out = tmp_path / f"cont{cut}.mp4"
         cont = VideoWriter(out, 64, 64, 25, speech_path)
         cont.copy_finished(torn, kept)
-        for seg in segments[len(kept):]:
+        for seg in segments[len(kept) :]:
             cont.write(seg)
             cont.end_segment()
         cont.finish()
         assert frame_hashes(out) == want
         with av.open(str(out)) as a, av.open(str(full)) as b:
-            assert np.array_equal(np.concatenate([f.to_ndarray().ravel() for f in a.decode(audio=0)]),
-                                  np.concatenate([f.to_ndarray().ravel() for f in b.decode(audio=0)]))
+            assert np.array_equal(
+                np.concatenate([f.to_ndarray().ravel() for f in a.decode(audio=0)]),
+                np.concatenate([f.to_ndarray().ravel() for f in b.decode(audio=0)]),
+            )
     assert len(seen) >= 3, seen  # the cuts fell in different segments
 
 
 def test_record_is_replaced_whole_and_a_torn_one_is_one_error(tmp_path):
     path = tmp_path / "v.resume.json"
-    record = resume.ResumeRecord(settings={"--size": "64*64"}, num_clips=9, num_frames=200, segments=[[c, 24 * c] for c in range(1, 10)])
+    record = resume.ResumeRecord(
+        settings={"--size": "64*64"}, num_clips=9, num_frames=200, segments=[[c, 24 * c] for c in range(1, 10)]
+    )
     for clip in range(1, 8):
         record.finish_segment(clip, 24 * clip, {"clips": clip, "x": "y"})
         size = resume.write_record(path, record)
@@ -100,8 +104,20 @@ def test_resume_point_is_what_both_the_record_and_the_file_hold(tmp_path):
 
 @pytest.fixture
 def preview_args(portrait_path, speech_path, tmp_path):
-    return ["generate", "--engine", "preview", "--image", str(portrait_path), "--audio", str(speech_path),
-            "--size", "256*256", "--infer_frames", "24", "--skip_checks"]
+    return [
+        "generate",
+        "--engine",
+        "preview",
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--size",
+        "256*256",
+        "--infer_frames",
+        "24",
+        "--skip_checks",
+    ]
 
 
 def test_preview_run_interrupted_then_resumed_equals_uninterrupted(preview_args, tmp_path, capsys, monkeypatch):

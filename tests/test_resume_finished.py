@@ -12,8 +12,20 @@ from test_resume import frame_hashes
 
 @pytest.fixture
 def preview_args(portrait_path, speech_path):
-    return ["generate", "--engine", "preview", "--image", str(portrait_path), "--audio", str(speech_path),
-            "--size", "256*256", "--infer_frames", "24", "--skip_checks"]
+    return [
+        "generate",
+        "--engine",
+        "preview",
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--size",
+        "256*256",
+        "--infer_frames",
+        "24",
+        "--skip_checks",
+    ]
 
 
 def one_error(capsys) -> str:

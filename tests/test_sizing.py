@@ -14,7 +14,18 @@ UPSTREAM_TABLE = {
     (1024, 1024): {"720*400": (512, 512)},
     (768, 512): {"720*400": (640, 448), "704*384": (576, 384)},
 }
-GUIDE_SIZES = ["384*256", "688*368", "704*384", "720*400", "832*480", "480*832", "1280*720", "720*1280", "1024*704", "704*1024"]
+GUIDE_SIZES = [
+    "384*256",
+    "688*368",
+    "704*384",
+    "720*400",
+    "832*480",
+    "480*832",
+    "1280*720",
+    "720*1280",
+    "1024*704",
+    "704*1024",
+]
 
 
 @pytest.mark.parametrize("image_hw,expected", [(k, v) for k, v in UPSTREAM_TABLE.items()])
@@ -52,13 +63,13 @@ def test_parse_size_accepts_both_separators():
 # (16 kHz samples, frames per clip) -> clips, worked by hand from upstream-facts.md §1.2:
 # N50 = (samples - 400) // 320 + 1 wav2vec2 frames, N30 = int(N50 * 0.6), clips = int(N30 / (1.2 F)) + 1
 CLIP_COUNTS = [
-    (16_000, 48, 1),     # N50 49, N30 29, 29 / 57.6 -> 0, + 1
-    (31_119, 48, 1),     # N50 96, N30 57 (57.6 truncated): still one clip
-    (31_120, 48, 2),     # N50 97, N30 58 >= 57.6: the second clip starts one sample later
-    (160_000, 48, 6),    # 10 s: N50 499, N30 299, 299 / 57.6 = 5.19
-    (160_000, 32, 8),    # 10 s: 299 / 38.4 = 7.79
-    (960_000, 48, 32),   # 60 s: N50 2999, N30 1799, 1799 / 57.6 = 31.23
-    (399, 48, 1),        # shorter than one wav2vec2 window: no frames, still the one clip
+    (16_000, 48, 1),  # N50 49, N30 29, 29 / 57.6 -> 0, + 1
+    (31_119, 48, 1),  # N50 96, N30 57 (57.6 truncated): still one clip
+    (31_120, 48, 2),  # N50 97, N30 58 >= 57.6: the second clip starts one sample later
+    (160_000, 48, 6),  # 10 s: N50 499, N30 299, 299 / 57.6 = 5.19
+    (160_000, 32, 8),  # 10 s: 299 / 38.4 = 7.79
+    (960_000, 48, 32),  # 60 s: N50 2999, N30 1799, 1799 / 57.6 = 31.23
+    (399, 48, 1),  # shorter than one wav2vec2 window: no frames, still the one clip
 ]
 
 

@@ -15,8 +15,13 @@ from liveavatar.media.writer import VideoWriter, partial_path
 def probe(path: Path) -> dict:
     with av.open(str(path)) as c:
         v, a = c.streams.video[0], c.streams.audio[0]
-        info = {"vcodec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt, "rate": v.average_rate,
-                "size": (v.codec_context.width, v.codec_context.height), "acodec": a.codec_context.name}
+        info = {
+            "vcodec": v.codec_context.name,
+            "pix_fmt": v.codec_context.pix_fmt,
+            "rate": v.average_rate,
+            "size": (v.codec_context.width, v.codec_context.height),
+            "acodec": a.codec_context.name,
+        }
     with av.open(str(path)) as c:
         info["frames"] = sum(1 for _ in c.decode(video=0))
     with av.open(str(path)) as c:
@@ -26,7 +31,7 @@ def probe(path: Path) -> dict:
 
 def click_track(path: Path, seconds: float, click_at: float, sr: int = 16000) -> Path:
     x = np.zeros(int(seconds * sr), np.float32)
-    x[int(click_at * sr): int(click_at * sr) + 160] = 0.9
+    x[int(click_at * sr) : int(click_at * sr) + 160] = 0.9
     sf.write(str(path), x, sr, subtype="PCM_16")
     return path
 

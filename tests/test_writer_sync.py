@@ -35,7 +35,9 @@ def write_aac_input(path: Path, x: np.ndarray, rate: int, fmt: str = "mp4") -> P
         a = c.add_stream("aac", rate=rate)
         a.layout = "mono"
         for pos in range(0, len(x) - 1024 + 1, 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(x[pos:pos + 1024, 0][None]), format="fltp", layout="mono")
+            f = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(x[pos : pos + 1024, 0][None]), format="fltp", layout="mono"
+            )
             f.sample_rate, f.pts, f.time_base = rate, pos, Fraction(1, rate)
             c.mux(a.encode(f))
         c.mux(a.encode(None))

@@ -41,8 +41,9 @@ def gib_list(text: str) -> tuple[float, ...]:
     try:
         values = tuple(number(p) for p in parts)  # finite, as every number
     except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of GiB or a comma-separated list of finite ones, "
-                                         "e.g. 24 or 24,24,80") from None
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not a number of GiB or a comma-separated list of finite ones, e.g. 24 or 24,24,80"
+        ) from None
     return values
 
 

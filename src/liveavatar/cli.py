@@ -6,7 +6,8 @@ import argparse
 import importlib
 import sys
 import traceback
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from liveavatar import __version__
 from liveavatar.errors import UserError
@@ -60,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"error: {args.command} failed: {type(exc).__name__}: {detail} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"error: {args.command} failed: {type(exc).__name__}: {detail} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

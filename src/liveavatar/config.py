@@ -39,10 +39,22 @@ DOCTOR = "doctor"  # describes the planned run that `liveavatar doctor` checks
 GROUPS = (ENGINE_OPTION, PER_REQUEST, IDENTITY, DOCTOR)
 
 
-def option(default: Any = None, *, help: str, type: Callable[[str], Any] | None = None, kind: str = "value",
-           fallback: Any = None, shown: str | None = None, choices: tuple[str, ...] | None = None,
-           required: bool = False, metavar: str | None = None, engines: tuple[str, ...] = ENGINES,
-           cuda_only: bool = False, groups: tuple[str, ...] = (), doctor_default: Any = None) -> Any:
+def option(
+    default: Any = None,
+    *,
+    help: str,
+    type: Callable[[str], Any] | None = None,
+    kind: str = "value",
+    fallback: Any = None,
+    shown: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    required: bool = False,
+    metavar: str | None = None,
+    engines: tuple[str, ...] = ENGINES,
+    cuda_only: bool = False,
+    groups: tuple[str, ...] = (),
+    doctor_default: Any = None,
+) -> Any:
     """A config field that is also a ``generate`` flag (``--<field name>``).
 
     ``kind``: "value" (takes a value), "bool" (``--flag`` or ``--flag False``, upstream's str2bool)
@@ -56,9 +68,20 @@ def option(default: Any = None, *, help: str, type: Callable[[str], Any] | None 
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown option groups {sorted(unknown)}; known: {GROUPS}")
-    meta = {"help": help, "type": type, "kind": kind, "fallback": fallback, "shown": shown, "choices": choices,
-            "required": required, "metavar": metavar, "engines": engines, "cuda_only": cuda_only,
-            "groups": frozenset(groups), "doctor_default": doctor_default}
+    meta = {
+        "help": help,
+        "type": type,
+        "kind": kind,
+        "fallback": fallback,
+        "shown": shown,
+        "choices": choices,
+        "required": required,
+        "metavar": metavar,
+        "engines": engines,
+        "cuda_only": cuda_only,
+        "groups": frozenset(groups),
+        "doctor_default": doctor_default,
+    }
     if required:
         return field(metadata=meta)
     return field(default=default, metadata=meta)
@@ -93,54 +116,132 @@ class GenerateConfig:
 
     image: Path = option(required=True, type=Path, groups=(IDENTITY,), help="reference portrait (JPG or PNG)")
     audio: Path = option(required=True, type=Path, groups=(IDENTITY,), help="driving speech (WAV or MP3)")
-    prompt: str = option("", metavar="PROMPT", shown="empty", groups=(IDENTITY,),
-                         help="text describing the character, action, scene and style (or @file.txt)")
-    size: str | None = option(fallback=DEFAULT_SIZE, metavar='"W*H"', groups=(PER_REQUEST, IDENTITY, DOCTOR),
-                              help="target area; the output keeps the portrait's aspect")
-    num_clip: int | None = option(type=positive_int, shown="as many as the audio needs", groups=(PER_REQUEST, IDENTITY),
-                                  help="at most this many clips")
-    infer_frames: int | None = option(type=any_int, fallback=48, groups=(PER_REQUEST, IDENTITY, DOCTOR),
-                                      help="video frames per clip, a multiple of 4")
-    sample_steps: int | None = option(type=any_int, fallback=DISTILLED_STEPS, engines=DIFFUSION,
-                                      groups=(PER_REQUEST, IDENTITY, DOCTOR), help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}")
-    sample_shift: float = option(DISTILLED_SHIFT, type=number, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
-                                 help="flow-matching time shift")
+    prompt: str = option(
+        "",
+        metavar="PROMPT",
+        shown="empty",
+        groups=(IDENTITY,),
+        help="text describing the character, action, scene and style (or @file.txt)",
+    )
+    size: str | None = option(
+        fallback=DEFAULT_SIZE,
+        metavar='"W*H"',
+        groups=(PER_REQUEST, IDENTITY, DOCTOR),
+        help="target area; the output keeps the portrait's aspect",
+    )
+    num_clip: int | None = option(
+        type=positive_int,
+        shown="as many as the audio needs",
+        groups=(PER_REQUEST, IDENTITY),
+        help="at most this many clips",
+    )
+    infer_frames: int | None = option(
+        type=any_int, fallback=48, groups=(PER_REQUEST, IDENTITY, DOCTOR), help="video frames per clip, a multiple of 4"
+    )
+    sample_steps: int | None = option(
+        type=any_int,
+        fallback=DISTILLED_STEPS,
+        engines=DIFFUSION,
+        groups=(PER_REQUEST, IDENTITY, DOCTOR),
+        help=f"denoising steps, 1-{MAX_SAMPLE_STEPS}",
+    )
+    sample_shift: float = option(
+        DISTILLED_SHIFT, type=number, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY), help="flow-matching time shift"
+    )
     # its own warning (pipeline) says why it is ignored, so no engine note as well
-    sample_guide_scale: float = option(0.0, type=number, groups=(PER_REQUEST,),
-                                       help="accepted for compatibility; the distilled model uses no guidance")
-    base_seed: int = option(420, type=any_int, groups=(PER_REQUEST, IDENTITY),
-                            help="random seed; -1 picks one and prints it")
-    enable_online_decode: bool | None = option(kind="bool", fallback=True, engines=DIFFUSION, groups=(PER_REQUEST, IDENTITY),
-                                               help="decode each block as soon as it is denoised")
-    offload_model: bool | None = option(kind="bool", shown="on", engines=DIFFUSION, cuda_only=True, groups=(ENGINE_OPTION,),
-                                        help="text and audio encoders on the GPU only while they encode")
-    fp8: bool = option(False, kind="bool", engines=DIFFUSION, cuda_only=True, groups=(ENGINE_OPTION, IDENTITY, DOCTOR),
-                       help="FP8 linear layers (Hopper/Ada GPUs)")
-    ckpt_dir: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/Wan2.2-S2V-14B",
-                                   groups=(ENGINE_OPTION, IDENTITY, DOCTOR), help="the Wan2.2-S2V-14B folder")
-    lora_path_dmd: Path | None = option(type=Path, engines=DIFFUSION, shown="ckpt/LiveAvatar", groups=(ENGINE_OPTION, IDENTITY),
-                                        help="the Live Avatar LoRA file or folder")
+    sample_guide_scale: float = option(
+        0.0, type=number, groups=(PER_REQUEST,), help="accepted for compatibility; the distilled model uses no guidance"
+    )
+    base_seed: int = option(
+        420, type=any_int, groups=(PER_REQUEST, IDENTITY), help="random seed; -1 picks one and prints it"
+    )
+    enable_online_decode: bool | None = option(
+        kind="bool",
+        fallback=True,
+        engines=DIFFUSION,
+        groups=(PER_REQUEST, IDENTITY),
+        help="decode each block as soon as it is denoised",
+    )
+    offload_model: bool | None = option(
+        kind="bool",
+        shown="on",
+        engines=DIFFUSION,
+        cuda_only=True,
+        groups=(ENGINE_OPTION,),
+        help="text and audio encoders on the GPU only while they encode",
+    )
+    fp8: bool = option(
+        False,
+        kind="bool",
+        engines=DIFFUSION,
+        cuda_only=True,
+        groups=(ENGINE_OPTION, IDENTITY, DOCTOR),
+        help="FP8 linear layers (Hopper/Ada GPUs)",
+    )
+    ckpt_dir: Path | None = option(
+        type=Path,
+        engines=DIFFUSION,
+        shown="ckpt/Wan2.2-S2V-14B",
+        groups=(ENGINE_OPTION, IDENTITY, DOCTOR),
+        help="the Wan2.2-S2V-14B folder",
+    )
+    lora_path_dmd: Path | None = option(
+        type=Path,
+        engines=DIFFUSION,
+        shown="ckpt/LiveAvatar",
+        groups=(ENGINE_OPTION, IDENTITY),
+        help="the Live Avatar LoRA file or folder",
+    )
     # doctor checks a multi-GPU machine: it plans for the guide's 4 workers unless told otherwise
-    num_gpus_dit: int = option(1, type=positive_int, engines=DIFFUSION, groups=(ENGINE_OPTION, DOCTOR), doctor_default=4,
-                               help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)")
-    enable_vae_parallel: bool | None = option(kind="bool", engines=DIFFUSION, shown="when a GPU is left", groups=(ENGINE_OPTION, DOCTOR),
-                                              help="with --num_gpus_dit > 1: one more worker only decodes")
+    num_gpus_dit: int = option(
+        1,
+        type=positive_int,
+        engines=DIFFUSION,
+        groups=(ENGINE_OPTION, DOCTOR),
+        doctor_default=4,
+        help="DiT workers, one GPU each, the steps split between them (see docs/multi-gpu.md)",
+    )
+    enable_vae_parallel: bool | None = option(
+        kind="bool",
+        engines=DIFFUSION,
+        shown="when a GPU is left",
+        groups=(ENGINE_OPTION, DOCTOR),
+        help="with --num_gpus_dit > 1: one more worker only decodes",
+    )
     save_file: Path | None = option(type=Path, shown="output/<date>_<steps>step_<prompt>.mp4", help="output .mp4")
-    engine: str | None = option(choices=ENGINES, shown="diffusion when a complete checkpoint is configured, else preview",
-                                groups=(ENGINE_OPTION, IDENTITY), help="which engine runs")
-    preset: str | None = option(choices=tuple(sorted(PRESETS)), shown="none", groups=(PER_REQUEST,),
-                                help="the guide's presets (explicit flags win)")
-    transcript: str | None = option(engines=("preview",), shown="none", groups=(PER_REQUEST, IDENTITY),
-                                    help="what the speech says (exact lip timing by forced alignment)")
+    engine: str | None = option(
+        choices=ENGINES,
+        shown="diffusion when a complete checkpoint is configured, else preview",
+        groups=(ENGINE_OPTION, IDENTITY),
+        help="which engine runs",
+    )
+    preset: str | None = option(
+        choices=tuple(sorted(PRESETS)),
+        shown="none",
+        groups=(PER_REQUEST,),
+        help="the guide's presets (explicit flags win)",
+    )
+    transcript: str | None = option(
+        engines=("preview",),
+        shown="none",
+        groups=(PER_REQUEST, IDENTITY),
+        help="what the speech says (exact lip timing by forced alignment)",
+    )
     # several GPUs of different sizes: one budget per GPU (a multi-GPU run plans each worker for its own)
-    gpu_memory: tuple[float, ...] | None = option(type=gib_list, engines=DIFFUSION, shown="what CUDA reports free on each",
-                                                  groups=(ENGINE_OPTION,), metavar="GIB[,GIB...]",
-                                                  help="GiB per GPU the memory planner fits the run into: one number for "
-                                                       "every GPU, or one per GPU in device order")
+    gpu_memory: tuple[float, ...] | None = option(
+        type=gib_list,
+        engines=DIFFUSION,
+        shown="what CUDA reports free on each",
+        groups=(ENGINE_OPTION,),
+        metavar="GIB[,GIB...]",
+        help="GiB per GPU the memory planner fits the run into: one number for "
+        "every GPU, or one per GPU in device order",
+    )
     skip_checks: bool = option(False, kind="switch", help="do not stop on input-check errors")
     overwrite: bool = option(False, kind="switch", help="replace an existing output file")
-    resume: bool = option(False, kind="switch",
-                          help="continue the interrupted run of --save_file (same arguments) where it stopped")
+    resume: bool = option(
+        False, kind="switch", help="continue the interrupted run of --save_file (same arguments) where it stopped"
+    )
 
     def resolve(self) -> GenerateConfig:
         """Fill unset values from the preset, then from each field's fallback, and validate."""
@@ -161,8 +262,11 @@ class GenerateConfig:
 
     def given(self) -> list[str]:
         """Names of the options set to something other than their default (before :meth:`resolve`)."""
-        return [f.name for f in dataclasses.fields(self)
-                if f.default is not dataclasses.MISSING and getattr(self, f.name) != f.default]
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.default is not dataclasses.MISSING and getattr(self, f.name) != f.default
+        ]
 
     def validate(self) -> None:
         for f in dataclasses.fields(self):
@@ -178,87 +282,39 @@ def check_value(name: str, value: Any) -> None:
     if name == "size":
         parse_size(value)
     elif name == "num_clip" and value <= 0:
-        raise UserError("--num_clip", f"{value} clips requested", "give a positive number of clips, or leave it out to follow the audio")
+        raise UserError(
+            "--num_clip",
+            f"{value} clips requested",
+            "give a positive number of clips, or leave it out to follow the audio",
+        )
     elif name == "infer_frames" and value <= 0:
         raise UserError("--infer_frames", f"{value} frames per clip", "give a positive multiple of 4, e.g. 48")
     elif name == "infer_frames" and value % 4:
-        raise UserError("--infer_frames", f"{value} is not a multiple of 4",
-                        "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48")
+        raise UserError(
+            "--infer_frames",
+            f"{value} is not a multiple of 4",
+            "give a positive multiple of 4 (one latent frame is 4 video frames), e.g. 48",
+        )
     elif name == "sample_steps" and not 1 <= value <= MAX_SAMPLE_STEPS:
-        raise UserError("--sample_steps", f"{value} steps", f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses {DISTILLED_STEPS})")
+        raise UserError(
+            "--sample_steps",
+            f"{value} steps",
+            f"give 1 to {MAX_SAMPLE_STEPS} steps (the distilled model uses {DISTILLED_STEPS})",
+        )
     elif name == "base_seed" and not 0 <= value <= MAX_SEED and value != RANDOM_SEED:
-        raise UserError("--base_seed", f"{value} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one")
+        raise UserError(
+            "--base_seed", f"{value} is outside 0..{MAX_SEED}", "give a seed from 0 to 2**63-1, or -1 for a random one"
+        )
     elif name == "sample_shift" and value <= 0:
         raise UserError("--sample_shift", f"{value} is not positive", "give a positive shift, e.g. 3")
     elif name == "gpu_memory" and not all(v > 0 for v in (value if isinstance(value, (tuple, list)) else (value,))):
-        raise UserError("--gpu_memory", f"{value} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24 or 24,24,80")
+        raise UserError(
+            "--gpu_memory", f"{value} GiB per GPU", "give the GPU memory to plan for in GiB, e.g. 24 or 24,24,80"
+        )
     elif name == "num_gpus_dit" and value <= 0:
         raise UserError("--num_gpus_dit", f"{value} GPUs", "give a positive number of GPUs")
     elif name == "engine" and value not in ENGINES:
         raise UserError("--engine", f'"{value}" is not an engine', f"use one of: {', '.join(ENGINES)}")
-
-
-def option_fields() -> tuple[dataclasses.Field, ...]:
-    """GenerateConfig's fields in declaration order: each one is a flag ``--<name>`` (the one source
-    every option list below reads)."""
-    return dataclasses.fields(GenerateConfig)
-
-
-def in_group(group: str) -> tuple[str, ...]:
-    """The names of the options that declare ``group`` (one of GROUPS), in declaration order."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown option group {group!r}; known: {GROUPS}")
-    return tuple(f.name for f in option_fields() if group in f.metadata["groups"])
-
-
-def unset_value(f: dataclasses.Field) -> Any:
-    """What option ``f`` is when nobody sets it: its fallback, else its default (None when required)."""
-    if f.metadata["fallback"] is not None:
-        return f.metadata["fallback"]
-    return None if f.default is dataclasses.MISSING else f.default
-
-
-def doctor_defaults() -> dict[str, Any]:
-    """The planned run `doctor` assumes: each DOCTOR option's doctor_default, else its unset value."""
-    out = {}
-    for f in option_fields():
-        if DOCTOR in f.metadata["groups"]:
-            meta = f.metadata
-            out[f.name] = meta["doctor_default"] if meta["doctor_default"] is not None else unset_value(f)
-    return out
-
-
-class _EngineOptionsMethods:
-    """The methods of :data:`EngineOptions` (its fields are generated from the tags below)."""
-
-    # A resident engine serves every step count: each request's own is checked when it is planned.
-    sample_steps = None
-
-    @classmethod
-    def of(cls, source: Any) -> Any:
-        """The engine options of ``source``: a GenerateConfig, or a namespace parsed by generate's flags."""
-        return cls(**{f.name: getattr(source, f.name) for f in dataclasses.fields(cls)})
-
-    def values(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-
-    def config(self, **request: Any) -> GenerateConfig:
-        """The GenerateConfig of one run on this engine: these options plus the request's (which may
-        not repeat an engine option: that is a TypeError, not a silent override)."""
-        return GenerateConfig(**self.values(), **request)
-
-
-def engine_options_type() -> type:
-    """A frozen record of GenerateConfig's ENGINE_OPTION fields (same names, types and defaults),
-    built from the tags so a newly tagged option is in it without a second list."""
-    fields = [(f.name, f.type, dataclasses.field(default=f.default)) for f in option_fields()
-              if ENGINE_OPTION in f.metadata["groups"]]
-    return dataclasses.make_dataclass("EngineOptions", fields, bases=(_EngineOptionsMethods,), frozen=True,
-                                      namespace={"__module__": __name__})
-
-
-# What `serve` keeps for its resident engine and builds every job's GenerateConfig from (see above).
-EngineOptions = engine_options_type()
 
 
 def inert_flag_notes(config: GenerateConfig, engine: str, device: str) -> list[str]:
@@ -274,10 +330,14 @@ def inert_flag_notes(config: GenerateConfig, engine: str, device: str) -> list[s
             by_device.append(f"--{f.name}")
     notes = []
     if by_engine:
-        notes.append(f"note: {', '.join(by_engine)} {'does' if len(by_engine) == 1 else 'do'} nothing with the {engine} engine")
+        notes.append(
+            f"note: {', '.join(by_engine)} {'does' if len(by_engine) == 1 else 'do'} nothing with the {engine} engine"
+        )
     if by_device:
-        notes.append(f"note: {', '.join(by_device)} {'does' if len(by_device) == 1 else 'do'} nothing on a {device.upper()} "
-                     "(needs a CUDA GPU)")
+        notes.append(
+            f"note: {', '.join(by_device)} {'does' if len(by_device) == 1 else 'do'} nothing on a {device.upper()} "
+            "(needs a CUDA GPU)"
+        )
     return notes
 
 

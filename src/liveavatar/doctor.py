@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 
-from liveavatar.config import doctor_defaults
+from liveavatar.option_groups import doctor_defaults
 
 UPSTREAM_PORT = 29103  # upstream's scripts rendezvous here (torchrun --master_port 29103)
 NCCL_VARIABLES = {
@@ -56,8 +56,14 @@ class Request:
 def run_checks(request: Request, collective: bool = True) -> list[Check]:
     checks: list[Check] = []
     if importlib.util.find_spec("torch") is None:
-        checks.append(Check("torch", "fail", "torch is not installed: only the preview engine can run",
-                            "pip install 'liveavatar[diffusion]'"))
+        checks.append(
+            Check(
+                "torch",
+                "fail",
+                "torch is not installed: only the preview engine can run",
+                "pip install 'liveavatar[diffusion]'",
+            )
+        )
         checks.append(_port_check())
         checks += _nccl_variables()
         return checks
@@ -88,8 +94,12 @@ def _versions(torch, gpus: int) -> Check:
         except Exception:
             parts.append("NCCL not available")
     if torch.version.cuda is None:
-        return Check("versions", "info", ", ".join(parts) + " (a CPU build of torch)",
-                     "for GPUs install a CUDA build of torch==2.13 (pip index https://download.pytorch.org/whl/cu130)")
+        return Check(
+            "versions",
+            "info",
+            ", ".join(parts) + " (a CPU build of torch)",
+            "for GPUs install a CUDA build of torch==2.13 (pip index https://download.pytorch.org/whl/cu130)",
+        )
     return Check("versions", "ok", ", ".join(parts))
 
 
@@ -97,8 +107,12 @@ def _driver_version() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10).stdout.split()
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return None
     return out[0] if out else None
@@ -109,11 +123,19 @@ def _gpu_check(gpus: int, request: Request) -> Check:
     shown = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
     k = request.num_gpus_dit
     if gpus == 0:
-        return Check("gpus", "info", f"no CUDA GPU visible{shown}: --num_gpus_dit {k} would run {k} CPU processes over gloo (slow)",
-                     "on a GPU machine check `nvidia-smi` and that CUDA_VISIBLE_DEVICES lists the GPUs")
+        return Check(
+            "gpus",
+            "info",
+            f"no CUDA GPU visible{shown}: --num_gpus_dit {k} would run {k} CPU processes over gloo (slow)",
+            "on a GPU machine check `nvidia-smi` and that CUDA_VISIBLE_DEVICES lists the GPUs",
+        )
     if gpus < k:
-        return Check("gpus", "fail", f"{gpus} GPUs visible{shown}, --num_gpus_dit {k} needs {k}",
-                     "use fewer workers or list more GPUs in CUDA_VISIBLE_DEVICES")
+        return Check(
+            "gpus",
+            "fail",
+            f"{gpus} GPUs visible{shown}, --num_gpus_dit {k} needs {k}",
+            "use fewer workers or list more GPUs in CUDA_VISIBLE_DEVICES",
+        )
     extra = "a decode worker fits" if gpus > k else "no GPU left for a decode worker: the last DiT worker decodes"
     return Check("gpus", "ok", f"{gpus} GPUs visible{shown}; {k} DiT workers, {extra}")
 
@@ -133,8 +155,14 @@ def _dit_config(request: Request):
 
 def _memory_checks(torch, gpus: int, request: Request) -> list[Check]:
     if request.num_gpus_dit > request.sample_steps:
-        return [Check("memory", "fail", f"{request.num_gpus_dit} DiT workers cannot share {request.sample_steps} steps",
-                      f"use --num_gpus_dit {request.sample_steps} or fewer")]
+        return [
+            Check(
+                "memory",
+                "fail",
+                f"{request.num_gpus_dit} DiT workers cannot share {request.sample_steps} steps",
+                f"use --num_gpus_dit {request.sample_steps} or fewer",
+            )
+        ]
     from liveavatar.planning.memory import cuda_budget
 
     # what CUDA reports free on each GPU (plus the context this process opened there to ask)
@@ -161,7 +189,11 @@ def worker_memory_checks(request: Request, free_total: list[tuple[int, int]]) ->
         for share in shares:
             first = choose(share_workload(base, share), None, fp8_weights=request.fp8)
             needs.append(f"{share.label} about {first.estimate.peak / GIB:.1f} GiB ({first.mode.name})")
-        return [Check("memory", "info", f"for {what}: " + "; ".join(needs) + "; less in slower modes; no GPU here to compare")]
+        return [
+            Check(
+                "memory", "info", f"for {what}: " + "; ".join(needs) + "; less in slower modes; no GPU here to compare"
+            )
+        ]
     out = []
     for share in shares:
         if share.gpu >= len(free_total):
@@ -171,23 +203,40 @@ def worker_memory_checks(request: Request, free_total: list[tuple[int, int]]) ->
         try:
             ch = choose(share_workload(base, share), free, fp8_weights=request.fp8, budget_source="free")
         except UserError as err:
-            out.append(Check(name, "fail", f"{share.label} fits no memory mode for {what}; {have} ({err.message})",
-                             "free the GPU, or use more --num_gpus_dit, a smaller --size or --infer_frames"))
+            out.append(
+                Check(
+                    name,
+                    "fail",
+                    f"{share.label} fits no memory mode for {what}; {have} ({err.message})",
+                    "free the GPU, or use more --num_gpus_dit, a smaller --size or --infer_frames",
+                )
+            )
             continue
-        out.append(Check(name, "ok", f"{share.label}: {ch.mode.name}, about {ch.estimate.peak / GIB:.1f} GiB for "
-                                     f"{what}; {have}"))
+        out.append(
+            Check(
+                name, "ok", f"{share.label}: {ch.mode.name}, about {ch.estimate.peak / GIB:.1f} GiB for {what}; {have}"
+            )
+        )
     return out
 
 
 def _peer_checks(torch, gpus: int) -> list[Check]:
     if gpus < 2:
         return []
-    blocked = [(i, j) for i in range(gpus) for j in range(gpus) if i != j and not torch.cuda.can_device_access_peer(i, j)]
+    blocked = [
+        (i, j) for i in range(gpus) for j in range(gpus) if i != j and not torch.cuda.can_device_access_peer(i, j)
+    ]
     if not blocked:
         return [Check("peer access", "ok", f"every pair of the {gpus} GPUs has direct peer access")]
     pairs = ", ".join(f"{i}->{j}" for i, j in blocked[:8])
-    return [Check("peer access", "warn", f"no direct peer access for {pairs}: sends go through host memory (slower)",
-                  "check `nvidia-smi topo -m`; if NCCL hangs on these pairs, set NCCL_P2P_DISABLE=1")]
+    return [
+        Check(
+            "peer access",
+            "warn",
+            f"no direct peer access for {pairs}: sends go through host memory (slower)",
+            "check `nvidia-smi topo -m`; if NCCL hangs on these pairs, set NCCL_P2P_DISABLE=1",
+        )
+    ]
 
 
 def _port_check() -> Check:
@@ -200,9 +249,17 @@ def _port_check() -> Check:
             except OSError:
                 busy.append(port)
     if busy:
-        return Check("rendezvous port", "warn", f"port {busy[0]} is in use (another torchrun or a stale run?)",
-                     "stop that process, or give torchrun another --master_port (liveavatar's own launch picks a free port)")
-    return Check("rendezvous port", "ok", f"port {', '.join(map(str, ports))} is free (liveavatar's own launch picks any free port)")
+        return Check(
+            "rendezvous port",
+            "warn",
+            f"port {busy[0]} is in use (another torchrun or a stale run?)",
+            "stop that process, or give torchrun another --master_port (liveavatar's own launch picks a free port)",
+        )
+    return Check(
+        "rendezvous port",
+        "ok",
+        f"port {', '.join(map(str, ports))} is free (liveavatar's own launch picks any free port)",
+    )
 
 
 def _nccl_variables() -> list[Check]:
@@ -212,7 +269,14 @@ def _nccl_variables() -> list[Check]:
         if value is None:
             continue
         status = "warn" if name == "NCCL_P2P_DISABLE" and value == "1" else "info"
-        out.append(Check(name, status, f"{name}={value}: {meaning}", f"unset {name} unless you need it" if status == "warn" else ""))
+        out.append(
+            Check(
+                name,
+                status,
+                f"{name}={value}: {meaning}",
+                f"unset {name} unless you need it" if status == "warn" else "",
+            )
+        )
     if not out:
         out.append(Check("nccl variables", "ok", "no NCCL variables set (liveavatar sets its timeouts itself)"))
     return out
@@ -228,7 +292,9 @@ def _collective_worker(rank: int, port: int, backend: str) -> None:
         torch.cuda.set_device(rank)
     device = torch.device("cuda", rank) if backend == "nccl" else torch.device("cpu")
     store = dist.TCPStore("127.0.0.1", port, 2, False, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
-    dist.init_process_group(backend, store=store, rank=rank, world_size=2, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    dist.init_process_group(
+        backend, store=store, rank=rank, world_size=2, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S)
+    )
     x = torch.full((1024,), float(rank + 1), device=device)
     dist.all_reduce(x)
     y = torch.empty(1024, device=device)
@@ -246,7 +312,9 @@ def _collective_check(backend: str) -> Check:
     import torch.multiprocessing as mp
 
     started = time.monotonic()
-    store = dist.TCPStore("127.0.0.1", 0, 2, True, wait_for_workers=False, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S))
+    store = dist.TCPStore(
+        "127.0.0.1", 0, 2, True, wait_for_workers=False, timeout=timedelta(seconds=COLLECTIVE_TIMEOUT_S)
+    )
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_collective_worker, args=(r, store.port, backend), daemon=True) for r in range(2)]
     for p in procs:
@@ -260,13 +328,24 @@ def _collective_check(backend: str) -> Check:
     took = time.monotonic() - started
     results = [store.get(f"doctor/{r}").decode() if store.check([f"doctor/{r}"]) else None for r in range(2)]
     if hung:
-        return Check("collective", "fail", f"2-worker {backend} all-reduce + send did not finish in {COLLECTIVE_TIMEOUT_S} s",
-                     "run with NCCL_DEBUG=INFO; try NCCL_P2P_DISABLE=1; check the port and firewall")
+        return Check(
+            "collective",
+            "fail",
+            f"2-worker {backend} all-reduce + send did not finish in {COLLECTIVE_TIMEOUT_S} s",
+            "run with NCCL_DEBUG=INFO; try NCCL_P2P_DISABLE=1; check the port and firewall",
+        )
     if results != ["ok", "ok"]:
-        return Check("collective", "fail", f"2-worker {backend} collective failed (exit codes {[p.exitcode for p in procs]}, {results})",
-                     "run with NCCL_DEBUG=INFO to see why")
-    return Check("collective", "ok", f"2 workers did an all-reduce, a send and a barrier over {backend} in {took:.1f} s "
-                 "(process start included)")
+        return Check(
+            "collective",
+            "fail",
+            f"2-worker {backend} collective failed (exit codes {[p.exitcode for p in procs]}, {results})",
+            "run with NCCL_DEBUG=INFO to see why",
+        )
+    return Check(
+        "collective",
+        "ok",
+        f"2 workers did an all-reduce, a send and a barrier over {backend} in {took:.1f} s (process start included)",
+    )
 
 
 def as_dict(checks: list[Check]) -> dict:

@@ -7,9 +7,9 @@ pipeline's own code stays the one way a video is made.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from liveavatar.engines.base import Engine
 

@@ -8,8 +8,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.config import GenerateConfig, option_fields
+from liveavatar.config import GenerateConfig
 from liveavatar.media.text import prompt_text
+from liveavatar.option_groups import option_fields
 
 
 def config_options() -> list[dataclasses.Field]:
@@ -38,8 +39,12 @@ def help_text(f: dataclasses.Field, default: Any = None) -> str:
     return f.metadata["help"] + (f" (default: {shown})" if shown and f.metadata["kind"] != "switch" else "")
 
 
-def add_generate_options(parser: argparse.ArgumentParser, skip: Collection[str] = (),
-                         only: Collection[str] | None = None, defaults: Mapping[str, Any] | None = None) -> None:
+def add_generate_options(
+    parser: argparse.ArgumentParser,
+    skip: Collection[str] = (),
+    only: Collection[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """Add one flag per GenerateConfig field (those in ``only`` if given, less those in ``skip``) to ``parser``.
 
     Unset flags parse to the field's default (``None`` for "not given"), so a namespace turns back

@@ -12,10 +12,11 @@ import json
 import os
 import re
 import time
-from itertools import accumulate
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from liveavatar import resume
 from liveavatar.config import DISTILLED_STEPS, RANDOM_SEED, GenerateConfig, Plan, inert_flag_notes
@@ -49,7 +50,7 @@ class Prepared:
     clip_source: str  # the flag that set the clip count (coverage note)
     inputs: Inputs | None = None
     plan: Plan | None = None
-    memory: "MemoryFit | None" = None  # the diffusion engine's; None for the others
+    memory: MemoryFit | None = None  # the diffusion engine's; None for the others
 
     def summary(self) -> dict:
         """The dry run's JSON object: the plan, and the memory choice when there is one."""
@@ -73,8 +74,10 @@ def choose(config: GenerateConfig, notify: Say) -> Prepared:
     if config.sample_guide_scale:
         notify("warning: --sample_guide_scale is ignored: the distilled Live Avatar model samples without guidance")
     if engine_name == "diffusion" and config.sample_steps != DISTILLED_STEPS:
-        notify(f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
-               "steps at shift 3; other counts run off the schedule it learned")
+        notify(
+            f"note: {config.sample_steps} sampling steps: the Live Avatar LoRA was distilled for {DISTILLED_STEPS} "
+            "steps at shift 3; other counts run off the schedule it learned"
+        )
     return Prepared(asked, config, engine_name, why, clip_source)
 
 
@@ -121,13 +124,17 @@ def check_output_path(path: Path, overwrite: bool, default_folder: bool = False)
     if default_folder and not folder.exists():
         return path
     if not folder.is_dir():
-        raise UserError("--save_file", f"the folder {folder} does not exist", "create it first or choose another folder")
+        raise UserError(
+            "--save_file", f"the folder {folder} does not exist", "create it first or choose another folder"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UserError("--save_file", f"the folder {folder} is not writable", "choose a folder you can write to")
     if path.is_dir():
         raise UserError("--save_file", f"{path} is a folder", "give a file name ending in .mp4")
     if path.exists() and not overwrite and not default_folder:  # a default name moves on to _2, _3...
-        raise UserError("--save_file", f"{path} already exists", "pass --overwrite to replace it, or choose another name")
+        raise UserError(
+            "--save_file", f"{path} already exists", "pass --overwrite to replace it, or choose another name"
+        )
     return path
 
 
@@ -153,8 +160,10 @@ def coverage_note(source: str, inputs: Inputs, plan: Plan) -> str | None:
     if plan.num_frames >= int(inputs.audio_seconds * plan.fps - 1e-6):
         return None
     needed = audio_clip_count(len(inputs.audio), plan.frames_per_clip, inputs.sample_rate)
-    return (f"note: {source} renders {plan.duration_s:.1f} s of the {inputs.audio_seconds:.1f} s of audio "
-            f"({plan.num_clips} clip{'' if plan.num_clips == 1 else 's'} of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it")
+    return (
+        f"note: {source} renders {plan.duration_s:.1f} s of the {inputs.audio_seconds:.1f} s of audio "
+        f"({plan.num_clips} clip{'' if plan.num_clips == 1 else 's'} of {plan.frames_per_clip} frames); pass --num_clip {needed} to render all of it"
+    )
 
 
 def _note_coverage(source: str, inputs: Inputs, plan: Plan, notify: Say) -> None:
@@ -163,8 +172,14 @@ def _note_coverage(source: str, inputs: Inputs, plan: Plan, notify: Say) -> None
         notify(note)
 
 
-def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, progress: bool | None = None,
-        hooks: Hooks | None = None) -> Outcome:
+def run(
+    config: GenerateConfig,
+    say: Say,
+    notify: Say,
+    dry_run: bool = False,
+    progress: bool | None = None,
+    hooks: Hooks | None = None,
+) -> Outcome:
     """Generate the video the config asks for; return the plan and where the video went.
 
     ``say`` prints results (stdout); ``notify`` passes on warnings and notes, each a whole line
@@ -183,13 +198,18 @@ def run(config: GenerateConfig, say: Say, notify: Say, dry_run: bool = False, pr
     require_engine_files(engine_name, config)
     # with --resume an existing output is not an error: there is nothing left to do
     may_exist = config.overwrite or config.resume
-    wanted = check_output_path(config.save_file or default_output_path(config), may_exist, default_folder=config.save_file is None)
+    wanted = check_output_path(
+        config.save_file or default_output_path(config), may_exist, default_folder=config.save_file is None
+    )
     made_folder = not wanted.parent.exists()
     try:
         wanted.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # e.g. the default output/ in a read-only working folder
-        raise UserError("--save_file", f"the folder {wanted.parent} cannot be created ({exc.strerror})",
-                        "run from a folder you can write to, or give --save_file in one") from None
+        raise UserError(
+            "--save_file",
+            f"the folder {wanted.parent} cannot be created ({exc.strerror})",
+            "run from a folder you can write to, or give --save_file in one",
+        ) from None
     tidy_stale(wanted.parent, notify)
     claim = claim_output(wanted, may_exist, unique=config.save_file is None)
     try:
@@ -224,8 +244,15 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progress: bool | None,
-            start: resume.RunStart, hooks: Hooks = Hooks()) -> Path:
+def _render(
+    engine: Engine,
+    prepared: Prepared,
+    output: Path,
+    notify: Say,
+    progress: bool | None,
+    start: resume.RunStart,
+    hooks: Hooks = Hooks(),
+) -> Path:
     inputs, plan = prepared.inputs, prepared.plan
     point, record = start.point, start.record
     # a new run writes straight into <name>.partial.mp4, so a kill -9 leaves it playable (an older
@@ -238,8 +265,15 @@ def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progr
         work = partial_path(output)
         if work.exists():
             keep_as_partial(work, output)
-    writer = VideoWriter(output, plan.width, plan.height, plan.fps, inputs.audio_path, work_path=work,
-                         comment=resume.settings_comment(record.settings))
+    writer = VideoWriter(
+        output,
+        plan.width,
+        plan.height,
+        plan.fps,
+        inputs.audio_path,
+        work_path=work,
+        comment=resume.settings_comment(record.settings),
+    )
     clip_ends = list(accumulate(plan.clip_frame_counts()))
     clip_of = lambda frames: next((i for i, end in enumerate(clip_ends) if frames <= end), plan.num_clips - 1)  # noqa: E731
     ends = [tuple(e) for e in record.segments if e[0] > point.clips]
@@ -258,15 +292,28 @@ def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progr
                 while len(block):  # split at segment ends (engines yield whole clips or blocks of one)
                     if not ends:
                         raise RuntimeError(f"engine {plan.engine} produced more than {plan.num_frames} frames")
-                    part, block = block[: ends[0][1] - writer.frames_written], block[ends[0][1] - writer.frames_written :]
+                    part, block = (
+                        block[: ends[0][1] - writer.frames_written],
+                        block[ends[0][1] - writer.frames_written :],
+                    )
                     writer.write(part)
                     advance(len(part), clip_of(writer.frames_written))
                     if writer.frames_written == ends[0][1]:
                         _end_segment(writer, engine, record, record_file, ends.pop(0), output, last=not ends)
-                _after_block(hooks, BlockDone(writer.frames_written, plan.num_frames, clip_of(writer.frames_written), plan.num_clips,
-                                              writer.growing_path))
+                _after_block(
+                    hooks,
+                    BlockDone(
+                        writer.frames_written,
+                        plan.num_frames,
+                        clip_of(writer.frames_written),
+                        plan.num_clips,
+                        writer.growing_path,
+                    ),
+                )
         if writer.frames_written != plan.num_frames:
-            raise RuntimeError(f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}")
+            raise RuntimeError(
+                f"engine {plan.engine} produced {writer.frames_written} frames, expected {plan.num_frames}"
+            )
     except BaseException as exc:
         if record.clips_done == 0:
             resume.remove_record(record_file)  # nothing worth resuming
@@ -279,8 +326,11 @@ def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progr
         if kept is not None and record.clips_done:
             where += RESUME_ADVICE
         if getattr(exc, "errno", None) in _DISK_FULL:
-            raise UserError("--save_file", f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
-                            f"free some space and run again; {where}") from None
+            raise UserError(
+                "--save_file",
+                f"the disk holding {output.parent} is full ({exc.strerror}) after {done} of {plan.num_frames} frames",
+                f"free some space and run again; {where}",
+            ) from None
         if done or not isinstance(exc, UserError):  # a bad input found before the first frame is its one error line
             notify(f"warning: stopped after {done} of {plan.num_frames} frames; {where}")
         raise
@@ -291,8 +341,15 @@ def _render(engine: Engine, prepared: Prepared, output: Path, notify: Say, progr
     return path
 
 
-def _end_segment(writer: VideoWriter, engine: Engine, record: resume.ResumeRecord, record_file: Path, end: tuple[int, int],
-                 output: Path, last: bool) -> None:
+def _end_segment(
+    writer: VideoWriter,
+    engine: Engine,
+    record: resume.ResumeRecord,
+    record_file: Path,
+    end: tuple[int, int],
+    output: Path,
+    last: bool,
+) -> None:
     """Close the writer's segment and, unless the video is complete, record that it is finished."""
     writer.end_segment()
     if last:

@@ -28,8 +28,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from liveavatar.config import IDENTITY, GenerateConfig, Plan, in_group
+from liveavatar.config import IDENTITY, GenerateConfig, Plan
 from liveavatar.errors import UserError
+from liveavatar.option_groups import in_group
 
 RECORD_VERSION = 1
 # a writer segment (one fresh H.264 encoder, a keyframe at its start) covers whole clips and at
@@ -177,7 +178,9 @@ def read_record(path: Path) -> ResumeRecord | None:
             raise ValueError(f"version {data.get('version')}")
         return ResumeRecord(**data)
     except (ValueError, TypeError) as exc:
-        raise UserError("--resume", f"{path} cannot be read ({exc})", "delete it and start again with --overwrite") from None
+        raise UserError(
+            "--resume", f"{path} cannot be read ({exc})", "delete it and start again with --overwrite"
+        ) from None
 
 
 def remove_record(path: Path) -> None:
@@ -219,15 +222,22 @@ def refuse_unfinished(config: GenerateConfig, output: Path, notify) -> None:
     """Before any work: an interrupted run of this output is never overwritten by accident."""
     if config.resume:
         if config.save_file is None:
-            raise UserError("--resume", "no --save_file given", "pass the --save_file of the interrupted run (the default name changes with the time)")
+            raise UserError(
+                "--resume",
+                "no --save_file given",
+                "pass the --save_file of the interrupted run (the default name changes with the time)",
+            )
         return
     record = read_record(record_path(output))
     if record is None or record.clips_done == 0:
         return
     where = f"clip {record.clips_done} of {record.num_clips}"
     if not config.overwrite:
-        raise UserError("--save_file", f"{output} belongs to an interrupted run ({record.clips_done} of {record.num_clips} clips finished)",
-                        f"rerun with --resume to continue from {where}, or pass --overwrite to start again")
+        raise UserError(
+            "--save_file",
+            f"{output} belongs to an interrupted run ({record.clips_done} of {record.num_clips} clips finished)",
+            f"rerun with --resume to continue from {where}, or pass --overwrite to start again",
+        )
     notify(f"note: starting again; the interrupted run in {output.name} (stopped at {where}) is discarded")
 
 
@@ -246,8 +256,12 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
 
     path = record_path(output)
     settings = run_settings(config, plan)
-    fresh = ResumeRecord(settings=settings, num_clips=plan.num_clips, num_frames=plan.num_frames,
-                         segments=[list(e) for e in segment_ends(plan)])
+    fresh = ResumeRecord(
+        settings=settings,
+        num_clips=plan.num_clips,
+        num_frames=plan.num_frames,
+        segments=[list(e) for e in segment_ends(plan)],
+    )
     if not config.resume:
         return RunStart(ResumePoint(), fresh)
     record = read_record(path)
@@ -263,8 +277,11 @@ def prepare(config: GenerateConfig, plan: Plan, output: Path, notify) -> RunStar
         return RunStart(ResumePoint(), fresh)
     differs = first_difference(record.settings, settings)
     if differs:
-        raise UserError("--resume", f"the interrupted run of {output.name} used other settings: {differs}",
-                        "rerun with the same arguments and inputs, or pass --overwrite instead of --resume to start again")
+        raise UserError(
+            "--resume",
+            f"the interrupted run of {output.name} used other settings: {differs}",
+            "rerun with the same arguments and inputs, or pass --overwrite instead of --resume to start again",
+        )
     point = choose_point(record, partial_path(output), plan.fps)
     notify(f"note: resuming {output.name} from clip {point.clips} of {plan.num_clips} ({point.frames} frames kept)")
     return RunStart(point, record)
@@ -285,7 +302,7 @@ def made_with(video: Path) -> dict | None:
     try:
         with av.open(str(video)) as container:
             comment = container.metadata.get("comment", "")
-        return json.loads(comment[len(COMMENT_PREFIX):]) if comment.startswith(COMMENT_PREFIX) else None
+        return json.loads(comment[len(COMMENT_PREFIX) :]) if comment.startswith(COMMENT_PREFIX) else None
     except (OSError, ValueError, av.error.FFmpegError):
         return None
 
@@ -305,8 +322,10 @@ def check_replay(expected: dict | None, actual: dict | None, notify) -> None:
     """After the replay of the finished clips: the engine must stand where the interrupted run stood."""
     if expected is not None and actual is not None and expected != actual:
         diff = sorted(k for k in expected if expected.get(k) != actual.get(k))
-        notify(f"warning: the replay of the finished clips differs from the interrupted run in {', '.join(diff)} "
-               "(non-deterministic kernels?); the video continues but is not bit-identical to an uninterrupted run")
+        notify(
+            f"warning: the replay of the finished clips differs from the interrupted run in {', '.join(diff)} "
+            "(non-deterministic kernels?); the video continues but is not bit-identical to an uninterrupted run"
+        )
 
 
 def status(output: Path) -> tuple[int, int] | None:

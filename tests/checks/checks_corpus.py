@@ -21,7 +21,9 @@ SENTENCE = (
 _RATE, _VOLUME, _PITCH, _RANGE = 1, 2, 3, 4
 
 
-def speak(text: str = SENTENCE, *, voice: str = "en-us", rate: int = 165, pitch: int = 50, pitch_range: int = 50) -> tuple[np.ndarray, int]:
+def speak(
+    text: str = SENTENCE, *, voice: str = "en-us", rate: int = 165, pitch: int = 50, pitch_range: int = 50
+) -> tuple[np.ndarray, int]:
     """Synthesize ``text``; returns float32 mono samples in [-1, 1] and the sample rate (22050)."""
     import espeakng_loader
 
@@ -121,7 +123,7 @@ def shadowed(rgb: np.ndarray, box: tuple[float, float, float, float], edge: str,
     """``rgb`` with the part of the face box ``(x, y, w, h)`` on one side of ``SHADOW_EDGES[edge]``
     (extended across the whole image) darkened by ``factor``: a hard shadow."""
     x, y, w, h = box
-    rows, cols = np.mgrid[:rgb.shape[0], :rgb.shape[1]]
+    rows, cols = np.mgrid[: rgb.shape[0], : rgb.shape[1]]
     out = rgb.astype(np.float32).copy()
     out[SHADOW_EDGES[edge]((cols - x) / w, (rows - y) / h)] *= factor
     return out

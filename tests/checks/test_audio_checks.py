@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from checks_corpus import clean_speech, speak, to_16k, at_level, write_wav
+from checks_corpus import at_level, clean_speech, speak, to_16k, write_wav
 
 from liveavatar.checks import run_checks
 

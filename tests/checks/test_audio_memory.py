@@ -40,5 +40,7 @@ def test_block_boundaries_do_not_change_the_measures(long_speech, monkeypatch):
     monkeypatch.setattr(speech, "CHUNK_FRAMES", 10**9)
     whole = speech.analyse(x)
     assert blocked.syllables_per_s == pytest.approx(whole.syllables_per_s, rel=0.01)
-    assert blocked.f0_median_hz == whole.f0_median_hz and blocked.f0_spread_semitones == pytest.approx(whole.f0_spread_semitones)
+    assert blocked.f0_median_hz == whole.f0_median_hz and blocked.f0_spread_semitones == pytest.approx(
+        whole.f0_spread_semitones
+    )
     assert blocked.speech_level_db == pytest.approx(whole.speech_level_db, abs=1e-9)

@@ -33,7 +33,9 @@ def images(tmp_path_factory):
 
     face = detect_faces(a.astype(np.uint8))[0]
     for edge in SHADOW_EDGES:
-        cases[f"shadow_{edge}"] = save_image(d / f"shadow_{edge}.png", shadowed(a, (face.x, face.y, face.w, face.h), edge))
+        cases[f"shadow_{edge}"] = save_image(
+            d / f"shadow_{edge}.png", shadowed(a, (face.x, face.y, face.w, face.h), edge)
+        )
     Image.fromarray(a.astype(np.uint8)).save(d / "clean.bmp")
     cases["bmp"] = d / "clean.bmp"
     return cases
@@ -80,7 +82,9 @@ def test_mouth_wide_open_is_exaggerated(monkeypatch, images):
     from liveavatar.checks import image as image_checks
     from liveavatar.checks.face import FaceShape
 
-    monkeypatch.setattr(image_checks, "face_shape", lambda rgb, face: FaceShape(yaw=0.0, mouth_open=0.8, eyes_open=0.3, face_width=90.0))
+    monkeypatch.setattr(
+        image_checks, "face_shape", lambda rgb, face: FaceShape(yaw=0.0, mouth_open=0.8, eyes_open=0.3, face_width=90.0)
+    )
     found = [f for f in run_checks(image=images["clean"]) if f.code == "image.expression"]
     assert found and found[0].measured == 0.8
 

@@ -29,7 +29,11 @@ def test_good_prompt_is_clean():
         (GOOD_PROMPT + " " + GOOD_PROMPT, "prompt.length"),
         (GOOD_PROMPT.replace("Soft frontal", "Beautiful soft frontal"), "prompt.vague"),
         (GOOD_PROMPT.replace("confident expression", "happy but sad expression"), "prompt.contradiction"),
-        ("Eine junge Frau mit langen schwarzen Haaren und braunen Augen spricht freundlich in einem modernen Büro " * 8, "prompt.language"),
+        (
+            "Eine junge Frau mit langen schwarzen Haaren und braunen Augen spricht freundlich in einem modernen Büro "
+            * 8,
+            "prompt.language",
+        ),
         ("一位留着黑色长发的年轻女子在现代办公室里微笑着说话", "prompt.language"),
     ],
 )
@@ -38,12 +42,16 @@ def test_prompt_defect_yields_its_code(text, code):
 
 
 def test_missing_elements_are_named():
-    found = [f for f in check_prompt("A woman with long black hair and a blue suit.") if f.code == "prompt.missing_elements"]
+    found = [
+        f for f in check_prompt("A woman with long black hair and a blue suit.") if f.code == "prompt.missing_elements"
+    ]
     assert found and set(found[0].measured) == {"action", "environment", "style"}
 
 
 def test_negated_opposite_is_not_a_contradiction():
-    assert "prompt.contradiction" not in pcodes(GOOD_PROMPT.replace("confident expression", "happy expression, not sad at all"))
+    assert "prompt.contradiction" not in pcodes(
+        GOOD_PROMPT.replace("confident expression", "happy expression, not sad at all")
+    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,10 @@ def test_flat_speech_against_laughing_prompt(trio):
 
 
 def test_cli_json_and_exit_codes(trio, tmp_path, capsys):
-    assert main(["check", "--image", str(trio["image"]), "--audio", str(trio["audio"]), "--prompt", GOOD_PROMPT, "--json"]) == 0
+    assert (
+        main(["check", "--image", str(trio["image"]), "--audio", str(trio["audio"]), "--prompt", GOOD_PROMPT, "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == {"ok": True, "findings": []}
     silent = write_wav(tmp_path / "silent.wav", np.zeros(32_000, np.float32))
     assert main(["check", "--audio", str(silent), "--prompt", "hi", "--json"]) == 1

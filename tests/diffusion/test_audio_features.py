@@ -101,7 +101,9 @@ def test_encode_matches_the_upstream_recipe(tiny_folder, encoder):
         hidden = torch.cat(ctc(values, output_hidden_states=True).hidden_states)
     assert hidden.shape[1] == num_feature_frames(audio.size)
     n30 = int(hidden.shape[1] / 50 * 30)
-    embed = torch.nn.functional.interpolate(hidden.transpose(1, 2), size=n30, mode="linear", align_corners=True).transpose(1, 2)
+    embed = torch.nn.functional.interpolate(
+        hidden.transpose(1, 2), size=n30, mode="linear", align_corners=True
+    ).transpose(1, 2)
     want, _ = upstream_bucket(embed, fps=25, batch_frames=48)
     torch.testing.assert_close(got[0].permute(2, 0, 1), want[:num_frames], atol=1e-5, rtol=1e-5)
 

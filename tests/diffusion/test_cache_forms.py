@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from liveavatar.engines.diffusion.model.attention import sdpa
-from liveavatar.engines.diffusion.runtime.caches import (CacheForm, KVStore, dequantize_rows,
-                                                          quantize_rows)
+from liveavatar.engines.diffusion.runtime.caches import CacheForm, KVStore, dequantize_rows, quantize_rows
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks
 from support.tiny_loop import tiny_loop_inputs
 
@@ -30,8 +29,9 @@ def setup():
 def run(setup, form=None, caches=None, state=None, plan=PLAN):
     dit, text, audio, ref, motion = setup
     caches = caches or StepCaches.allocate(dit, plan, tuple(range(plan.sample_steps)), mode=form)
-    out = torch.cat([b.latents for b in denoise_blocks(dit, text, audio, ref, motion, plan, caches=caches,
-                                                       state=state)], dim=2)
+    out = torch.cat(
+        [b.latents for b in denoise_blocks(dit, text, audio, ref, motion, plan, caches=caches, state=state)], dim=2
+    )
     return out, caches
 
 

@@ -11,10 +11,25 @@ from safetensors.torch import save_file  # noqa: E402
 
 from liveavatar.errors import UserError  # noqa: E402
 
-TINY_JSON = {"_class_name": "CausalWanModel_S2V", "_diffusers_version": "0.35.1", "model_type": "s2v",
-             "dim": 64, "ffn_dim": 128, "freq_dim": 32, "num_heads": 2, "num_layers": 2, "text_len": 16,
-             "text_dim": 32, "audio_dim": 32, "audio_inject_layers": [0, 1], "patch_size": [1, 2, 2],
-             "window_size": [-1, -1], "zero_init": True, "enable_motioner": False, "cond_dim": 16}
+TINY_JSON = {
+    "_class_name": "CausalWanModel_S2V",
+    "_diffusers_version": "0.35.1",
+    "model_type": "s2v",
+    "dim": 64,
+    "ffn_dim": 128,
+    "freq_dim": 32,
+    "num_heads": 2,
+    "num_layers": 2,
+    "text_len": 16,
+    "text_dim": 32,
+    "audio_dim": 32,
+    "audio_inject_layers": [0, 1],
+    "patch_size": [1, 2, 2],
+    "window_size": [-1, -1],
+    "zero_init": True,
+    "enable_motioner": False,
+    "cond_dim": 16,
+}
 
 
 def _random_state(seed: int = 0) -> dict:
@@ -35,7 +50,8 @@ def _write_sharded(folder, state: dict, shards: int = 3) -> None:
         save_file({k: state[k] for k in part}, str(folder / name))
         weight_map.update({k: name for k in part})
     (folder / "diffusion_pytorch_model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map})
+    )
     (folder / "config.json").write_text(json.dumps(TINY_JSON))
 
 

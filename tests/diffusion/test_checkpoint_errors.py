@@ -43,15 +43,39 @@ def truncate(path: Path) -> None:
 
 DAMAGE = {
     "truncated shard": (lambda ck, lora: truncate(ck / SHARD), SHARD, "re-download"),
-    "garbage shard": (lambda ck, lora: (ck / SHARD).write_bytes(np.random.default_rng(0).bytes(5000)), SHARD, "re-download"),
+    "garbage shard": (
+        lambda ck, lora: (ck / SHARD).write_bytes(np.random.default_rng(0).bytes(5000)),
+        SHARD,
+        "re-download",
+    ),
     "empty shard": (lambda ck, lora: (ck / SHARD).write_bytes(b""), SHARD, "re-download"),
-    "malformed config.json": (lambda ck, lora: (ck / "config.json").write_text('{"dim": 64,'), "config.json", "re-download"),
-    "config.json not an object": (lambda ck, lora: (ck / "config.json").write_text("[1, 2]"), "config.json", "re-download"),
-    "config.json wrong types": (lambda ck, lora: (ck / "config.json").write_text(
-        json.dumps({**json.loads((ck / "config.json").read_text()), "num_heads": "many"})), "config.json", "re-download"),
-    "malformed index": (lambda ck, lora: (ck / "diffusion_pytorch_model.safetensors.index.json").write_text("{oops"),
-                        "index.json", "re-download"),
-    "text file as the LoRA": (lambda ck, lora: lora.write_text("this is not a LoRA\n" * 50), "liveavatar.safetensors", "--lora_path_dmd"),
+    "malformed config.json": (
+        lambda ck, lora: (ck / "config.json").write_text('{"dim": 64,'),
+        "config.json",
+        "re-download",
+    ),
+    "config.json not an object": (
+        lambda ck, lora: (ck / "config.json").write_text("[1, 2]"),
+        "config.json",
+        "re-download",
+    ),
+    "config.json wrong types": (
+        lambda ck, lora: (ck / "config.json").write_text(
+            json.dumps({**json.loads((ck / "config.json").read_text()), "num_heads": "many"})
+        ),
+        "config.json",
+        "re-download",
+    ),
+    "malformed index": (
+        lambda ck, lora: (ck / "diffusion_pytorch_model.safetensors.index.json").write_text("{oops"),
+        "index.json",
+        "re-download",
+    ),
+    "text file as the LoRA": (
+        lambda ck, lora: lora.write_text("this is not a LoRA\n" * 50),
+        "liveavatar.safetensors",
+        "--lora_path_dmd",
+    ),
     "truncated LoRA": (lambda ck, lora: truncate(lora), "liveavatar.safetensors", "re-download"),
 }
 
@@ -61,9 +85,26 @@ def test_damaged_checkpoint_is_one_line(case, release, tmp_path, portrait_path, 
     ckpt, lora = release
     damage, names, hint = DAMAGE[case]
     damage(ckpt, lora)
-    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora),
-                 "--image", str(portrait_path), "--audio", str(speech_path), "--size", "128*128", "--skip_checks",
-                 "--save_file", str(tmp_path / "v.mp4")])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(ckpt),
+            "--lora_path_dmd",
+            str(lora),
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--size",
+            "128*128",
+            "--skip_checks",
+            "--save_file",
+            str(tmp_path / "v.mp4"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     errors = [line for line in err if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, err
@@ -76,15 +117,27 @@ def test_tiny_checkpoint_try_line_works_from_any_folder(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    made = subprocess.run([sys.executable, "-m", "liveavatar", "tiny-checkpoint", "ck"], capture_output=True, text=True,
-                          cwd=tmp_path, check=True, env=env)
+    made = subprocess.run(
+        [sys.executable, "-m", "liveavatar", "tiny-checkpoint", "ck"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+        env=env,
+    )
     line = next(x for x in made.stdout.splitlines() if x.startswith("try: "))
-    argv = shlex.split(line[len("try: "):])
+    argv = shlex.split(line[len("try: ") :])
     assert argv[:2] == ["liveavatar", "generate"]
     for flag in ("--ckpt_dir", "--lora_path_dmd", "--image", "--audio"):
         value = Path(argv[argv.index(flag) + 1])
         assert value.is_absolute() and value.exists(), (flag, value)
     argv[argv.index("--size") + 1] = "128*128"
-    dry = subprocess.run([sys.executable, "-m", "liveavatar", *argv[1:], "--dry_run"], capture_output=True, text=True, cwd=elsewhere, env=env)
+    dry = subprocess.run(
+        [sys.executable, "-m", "liveavatar", *argv[1:], "--dry_run"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        env=env,
+    )
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout.strip().splitlines()[-1])["engine"] == "diffusion"

@@ -16,8 +16,8 @@ from liveavatar.engines.base import Inputs
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.engines.diffusion.runtime.overlap import AheadOfConsumer, InOrder
-from liveavatar.planning.fit import unplanned
 from liveavatar.planning import make_plan
+from liveavatar.planning.fit import unplanned
 from liveavatar.tools.tiny_checkpoint import write_tiny_checkpoint
 
 
@@ -82,15 +82,23 @@ def test_caught_up_waits_for_the_consumer():
 @pytest.mark.slow  # two 2-clip tiny-engine runs
 def test_engine_frames_identical_with_and_without_overlap(tmp_path):
     ckpt, lora = write_tiny_checkpoint(tmp_path)
-    engine = DiffusionEngine.from_config(GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt,
-                                                        lora_path_dmd=lora).resolve(), resolve_layout(ckpt, lora),
-                                         unplanned())
+    engine = DiffusionEngine.from_config(
+        GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora).resolve(),
+        resolve_layout(ckpt, lora),
+        unplanned(),
+    )
     t = np.arange(int(1.5 * 16000)) / 16000
-    inputs = Inputs(prompt="a person talking", image=np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8),
-                    audio=(0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), sample_rate=16000,
-                    image_path=Path("x.png"), audio_path=Path("y.wav"))
-    config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt=inputs.prompt, size="128*128",
-                            infer_frames=24).resolve()
+    inputs = Inputs(
+        prompt="a person talking",
+        image=np.random.default_rng(0).integers(0, 255, (128, 128, 3), np.uint8),
+        audio=(0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32),
+        sample_rate=16000,
+        image_path=Path("x.png"),
+        audio_path=Path("y.wav"),
+    )
+    config = GenerateConfig(
+        image=Path("x"), audio=Path("y"), prompt=inputs.prompt, size="128*128", infer_frames=24
+    ).resolve()
     plan = make_plan(config, inputs, "diffusion")
     assert plan.num_clips >= 2 and plan.enable_online_decode  # the rolling sink waits for clip 0's frames
     videos = {}
@@ -98,7 +106,8 @@ def test_engine_frames_identical_with_and_without_overlap(tmp_path):
         engine.overlap_decode = overlap
         videos[overlap] = [f.copy() for f in engine.generate(inputs, plan, lambda line: None)]
     assert len(videos[True]) == len(videos[False]) and all(
-        np.array_equal(a, b) for a, b in zip(videos[True], videos[False]))
+        np.array_equal(a, b) for a, b in zip(videos[True], videos[False])
+    )
 
 
 def test_overlap_only_where_the_decode_fits_beside_the_dit():

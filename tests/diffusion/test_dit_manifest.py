@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 MANIFESTS = Path(__file__).parents[2].parent / "shared/reference/manifests"
-needs_manifests = pytest.mark.skipif(not (MANIFESTS / "dit_14b_manifest.json").is_file(),
-                                     reason=f"manifest folder not found at {MANIFESTS}")
+needs_manifests = pytest.mark.skipif(
+    not (MANIFESTS / "dit_14b_manifest.json").is_file(), reason=f"manifest folder not found at {MANIFESTS}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +49,9 @@ def test_config_from_upstream_json_is_the_14b_preset():
     from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
     manifest = json.loads((MANIFESTS / "dit_14b_manifest.json").read_text())
-    cfg = DiTConfig.from_json({**manifest["constructor_kwargs_passed"], "_diffusers_version": "0.31",
-                               "some_future_key": 1})
+    cfg = DiTConfig.from_json(
+        {**manifest["constructor_kwargs_passed"], "_diffusers_version": "0.31", "some_future_key": 1}
+    )
     assert cfg == DiTConfig.wan_s2v_14b()
     assert cfg.unknown_keys == ("some_future_key",)
     with pytest.raises(ValueError, match="model_type"):
@@ -60,6 +62,8 @@ def test_injector_mapping_reproduces_upstream_substring_match():
     from liveavatar.engines.diffusion.model.audio_injector import injector_mapping
 
     assert injector_mapping(40, (0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39)) == (
-        12, {k: i for i, k in enumerate((0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39))})
+        12,
+        {k: i for i, k in enumerate((0, 4, 8, 12, 16, 20, 24, 27, 30, 33, 36, 39))},
+    )
     count, mapping = injector_mapping(12, (1,))  # "transformer_blocks.1" is in ".10" and ".11" too
     assert count == 3 and mapping == {1: 2}

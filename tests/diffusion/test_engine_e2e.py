@@ -37,8 +37,14 @@ def make_inputs(seconds: float, image: np.ndarray | None = None) -> Inputs:
     audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     if image is None:
         image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
-    return Inputs(prompt="a person talking", image=image, audio=audio, sample_rate=16000,
-                  image_path=Path("x.png"), audio_path=Path("y.wav"))
+    return Inputs(
+        prompt="a person talking",
+        image=image,
+        audio=audio,
+        sample_rate=16000,
+        image_path=Path("x.png"),
+        audio_path=Path("y.wav"),
+    )
 
 
 def plan_for(inputs: Inputs, **kw):
@@ -54,9 +60,26 @@ def test_cli_writes_mp4_with_frames_and_audio(tiny_release, tmp_path, portrait_p
 
     sf.write(str(audio), make_inputs(2.2).audio, 16000, subtype="PCM_16")
     out = tmp_path / "v.mp4"
-    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora),
-                 "--image", str(portrait_path), "--audio", str(audio), "--size", "128*128", "--save_file", str(out),
-                 "--skip_checks"])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(ckpt),
+            "--lora_path_dmd",
+            str(lora),
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(audio),
+            "--size",
+            "128*128",
+            "--save_file",
+            str(out),
+            "--skip_checks",
+        ]
+    )
     assert code == 0
     with av.open(str(out)) as c:
         assert c.streams.video[0].codec_context.width == 128
@@ -80,13 +103,17 @@ def test_every_latent_frame_is_fully_denoised(engine, infer_frames, monkeypatch)
         return real(cache, x, t, *args, **kwargs)
 
     monkeypatch.setattr(dit, "denoise_block", spy)
-    loop_plan = LoopPlan(frames_per_clip=infer_frames, num_clips=2, latent_hw=(16, 16), sample_steps=3, sample_shift=3.0, seed=0)
+    loop_plan = LoopPlan(
+        frames_per_clip=infer_frames, num_clips=2, latent_hw=(16, 16), sample_steps=3, sample_shift=3.0, seed=0
+    )
     text = dit.encode_text(torch.randn(5, dit.config.text_dim))
     audio = torch.randn(1, 25, dit.config.audio_dim, 2 * infer_frames)
     ref, motion = torch.randn(1, 16, 1, 16, 16), torch.randn(1, 16, 19, 16, 16)
     blocks = list(denoise_blocks(dit, text, audio, ref, motion, loop_plan))
     latents = infer_frames // 4
-    assert [b.latents.shape[2] for b in blocks if b.clip == 0] and sum(b.latents.shape[2] for b in blocks if b.clip == 0) == latents
+    assert [b.latents.shape[2] for b in blocks if b.clip == 0] and sum(
+        b.latents.shape[2] for b in blocks if b.clip == 0
+    ) == latents
     covered = np.zeros(2 * latents, int)
     for first, count in calls:
         covered[first : first + count] += 1
@@ -115,8 +142,9 @@ def test_online_decode_rolls_the_sink_at_clip_1_per_clip_decode_keeps_it(engine,
     decodes: list = []
     prefill, decode_next = engine.models.dit.prefill_sink, StreamingDecoder.decode_next
     monkeypatch.setattr(engine.models.dit, "prefill_sink", lambda *a, **k: (prefills.append(1), prefill(*a, **k))[1])
-    monkeypatch.setattr(StreamingDecoder, "decode_next",
-                        lambda self, z: (decodes.append(z.shape[2]), decode_next(self, z))[1])
+    monkeypatch.setattr(
+        StreamingDecoder, "decode_next", lambda self, z: (decodes.append(z.shape[2]), decode_next(self, z))[1]
+    )
 
     def run(**kw):
         prefills.clear()
@@ -163,22 +191,49 @@ def test_missing_file_is_one_clear_error(tiny_release, tmp_path, portrait_path, 
     broken = tmp_path / "Wan2.2-S2V-14B"
     shutil.copytree(ckpt, broken)
     (broken / "Wan2.1_VAE.pth").unlink()
-    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(broken), "--lora_path_dmd", str(lora),
-                 "--image", str(portrait_path), "--audio", str(speech_path), "--save_file", str(tmp_path / "v.mp4")])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(broken),
+            "--lora_path_dmd",
+            str(lora),
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--save_file",
+            str(tmp_path / "v.mp4"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "Wan2.1_VAE.pth" in err[0] and "Wan2.2-S2V-14B" in err[0]
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_auto_engine_picks_diffusion_for_a_complete_checkpoint(tiny_release, portrait_path, speech_path, capsys, monkeypatch):
+def test_auto_engine_picks_diffusion_for_a_complete_checkpoint(
+    tiny_release, portrait_path, speech_path, capsys, monkeypatch
+):
     import json
 
     from liveavatar.engines import select
 
     ckpt, lora = tiny_release
-    args = ["generate", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--image", str(portrait_path),
-            "--audio", str(speech_path), "--dry_run"]
+    args = [
+        "generate",
+        "--ckpt_dir",
+        str(ckpt),
+        "--lora_path_dmd",
+        str(lora),
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(speech_path),
+        "--dry_run",
+    ]
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["engine"] == "diffusion"
     monkeypatch.setattr(select, "_diffusion_missing", lambda: ["torch"])  # a core-only install

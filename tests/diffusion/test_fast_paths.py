@@ -43,8 +43,9 @@ def _tiny_streaming_run(model, split: bool):
     for b in range(3):  # the third block wraps the ring
         x = torch.randn(1, 16, frames, h, w, generator=g)
         audio = torch.randn(1, 25, c.audio_dim, 4 * frames, generator=g)
-        outs.append(model.denoise_block(caches[0], x, 500.0, text, audio, None, current_start=b * frames * p_tok,
-                                        rng=rng))
+        outs.append(
+            model.denoise_block(caches[0], x, 500.0, text, audio, None, current_start=b * frames * p_tok, rng=rng)
+        )
     return torch.stack(outs)
 
 
@@ -102,8 +103,15 @@ def test_fp8_quantizes_the_14b_model_except_upstreams_exclusions():
     model = CausalS2VDiT(DiTConfig.wan_s2v_14b(), dtype=torch.bfloat16, device="meta")
     linears = {n for n, m in model.named_modules() if type(m) is torch.nn.Linear}
     kept = {n for n in linears if any(e in n for e in EXCLUDED)}
-    assert kept == {"text_embedding.0", "text_embedding.2", "time_embedding.0", "time_embedding.2",
-                    "time_projection.1", "head.head", "casual_audio_encoder.encoder.final_linear"}
+    assert kept == {
+        "text_embedding.0",
+        "text_embedding.2",
+        "time_embedding.0",
+        "time_embedding.2",
+        "time_projection.1",
+        "head.head",
+        "casual_audio_encoder.encoder.final_linear",
+    }
     count = quantize_linears_fp8(model)
     # 40 blocks x (4 self + 4 cross + 2 FFN) + 12 injectors x (4 attention + 1 AdaLN)
     assert count == len(linears) - len(kept) == 400 + 60

@@ -28,8 +28,12 @@ FP8_QK_BUDGET = 8e-2
 LOOP_KERNEL_BUDGET = 1e-2
 LOOP_BUDGET = 5e-3
 PLAN = LoopPlan(frames_per_clip=24, num_clips=2, latent_hw=(8, 8), sample_steps=3, sample_shift=3.0, seed=5)
-FORMS = {"model": CacheForm(), "model-host": CacheForm("model", "host"), "fp8": CacheForm("fp8"),
-         "fp8-host": CacheForm("fp8", "host")}
+FORMS = {
+    "model": CacheForm(),
+    "model-host": CacheForm("model", "host"),
+    "fp8": CacheForm("fp8"),
+    "fp8-host": CacheForm("fp8", "host"),
+}
 
 
 def rel(a, b):
@@ -44,16 +48,20 @@ def widened(x, scale):
     return x.float() if scale is None else dequantize_rows(x, scale, torch.float32)
 
 
-@pytest.mark.parametrize("n_q,heads,n_ring,n_sink,ring_fp8,sink_fp8", [
-    (48, 2, 96, 40, True, True),      # a tiny-loop call
-    (100, 3, 300, 70, True, False),   # ring fp8, sink K roped per call (bf16), lengths off the tiles
-    (64, 2, 128, 0, True, True),      # no sink
-    (70, 2, 150, 40, False, False),   # the model-dtype form through the same entry
-])
+@pytest.mark.parametrize(
+    "n_q,heads,n_ring,n_sink,ring_fp8,sink_fp8",
+    [
+        (48, 2, 96, 40, True, True),  # a tiny-loop call
+        (100, 3, 300, 70, True, False),  # ring fp8, sink K roped per call (bf16), lengths off the tiles
+        (64, 2, 128, 0, True, True),  # no sink
+        (70, 2, 150, 40, False, False),  # the model-dtype form through the same entry
+    ],
+)
 def test_call_against_sdpa_on_the_stored_values(n_q, heads, n_ring, n_sink, ring_fp8, sink_fp8):
     gen = torch.Generator().manual_seed(n_q + n_ring)
-    q, rk, rv, sk, sv = (torch.randn(1, n, heads, 128, generator=gen).to(torch.bfloat16)
-                         for n in (n_q, n_ring, n_ring, n_sink, n_sink))
+    q, rk, rv, sk, sv = (
+        torch.randn(1, n, heads, 128, generator=gen).to(torch.bfloat16) for n in (n_q, n_ring, n_ring, n_sink, n_sink)
+    )
     ring = StoredKV(*stored(rk, ring_fp8), *stored(rv, ring_fp8))
     sink = StoredKV(sk, None, *stored(sv, sink_fp8)) if n_sink else None  # the sink's K is roped per call
     keys = [widened(ring.k, ring.k_scale)] + ([widened(sink.k, None)] if sink else [])
@@ -71,8 +79,9 @@ def test_the_sink_and_ring_merge_equals_one_concatenated_set():
     gen = torch.Generator().manual_seed(3)
     q, k1, v1, k2, v2 = (torch.randn(1, n, 2, 32, generator=gen) for n in (40, 50, 50, 30, 30))
     two = stored_attention(q, StoredKV(k1, None, v1, None), StoredKV(k2, None, v2, None), block_m=16, block_n=16)
-    one = stored_attention(q, StoredKV(torch.cat([k1, k2], 1), None, torch.cat([v1, v2], 1), None),
-                           block_m=16, block_n=16)
+    one = stored_attention(
+        q, StoredKV(torch.cat([k1, k2], 1), None, torch.cat([v1, v2], 1), None), block_m=16, block_n=16
+    )
     assert rel(two, one) < 1e-5 and rel(two, sdpa(q, torch.cat([k1, k2], 1), torch.cat([v1, v2], 1))) < 1e-5
 
 
@@ -97,8 +106,9 @@ def test_tiny_loop_in_every_cache_form(setup):
     outs = {name: run(setup, form, True) for name, form in FORMS.items() if name != "model-host"}
     drift = {name: rel(out, reference) for name, out in outs.items()}
     versus_sdpa = rel(outs["fp8"], run(setup, FORMS["fp8"], False))
-    print(f"tiny-loop drift of the kernel path vs model-dtype SDPA: {drift}; fp8 rings, kernel vs SDPA: "
-          f"{versus_sdpa:.2e}")
+    print(
+        f"tiny-loop drift of the kernel path vs model-dtype SDPA: {drift}; fp8 rings, kernel vs SDPA: {versus_sdpa:.2e}"
+    )
     # model-dtype rings: the same function as SDPA; host-streamed fp8 rings: exactly the resident ones
     assert drift["model"] < 1e-4
     assert torch.equal(outs["fp8-host"], outs["fp8"]) and 0 < drift["fp8"] < LOOP_BUDGET

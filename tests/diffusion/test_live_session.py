@@ -56,11 +56,15 @@ def test_sliding_window_features_stay_close_to_the_offline_ones(tiny_wav2vec2):
     offline = frames_from_hidden(whole_track_states(encoder, audio), 0, 0, n)  # the offline states, exact grid
     f = SlidingFeatures(encoder)
     padded = np.concatenate([audio, np.zeros(16_000, np.float32)])
-    live = torch.cat([f.feed(padded[s * 640: (s + 12) * 640 + f.lookahead_samples], s, 12) for s in range(0, n, 12)], -1)
+    live = torch.cat(
+        [f.feed(padded[s * 640 : (s + 12) * 640 + f.lookahead_samples], s, 12) for s in range(0, n, 12)], -1
+    )
     assert live.shape == offline.shape
     rel = float((live - offline).norm() / offline.norm())
     assert rel < 0.25, rel  # benchmarks/RESULTS.md: the figure and how it falls with context and lookahead
-    assert rel < 0.5 * float((offline[..., 1:] - offline[..., :-1]).norm() / offline.norm())  # well under a frame's change
+    assert rel < 0.5 * float(
+        (offline[..., 1:] - offline[..., :-1]).norm() / offline.norm()
+    )  # well under a frame's change
     assert float(f[..., 48:60].sub(live[..., 48:]).abs().max()) == 0  # the loop reads the last block's columns
     with pytest.raises(IndexError):
         f[..., 36:48]
@@ -77,12 +81,14 @@ def test_a_live_session_runs_the_block_loop_and_says_the_cpu_lags(tiny):
     from liveavatar.planning.fit import unplanned
 
     ckpt, lora = tiny
-    config = GenerateConfig(image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora, size="64*64",
-                            prompt="a person talking").resolve()
+    config = GenerateConfig(
+        image=Path("x"), audio=Path("y"), ckpt_dir=ckpt, lora_path_dmd=lora, size="64*64", prompt="a person talking"
+    ).resolve()
     engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
     image = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
-    session = engine.open_session(SessionInputs("a person talking", image), session_plan(config, image, "diffusion"),
-                                  lambda line: None)
+    session = engine.open_session(
+        SessionInputs("a person talking", image), session_plan(config, image, "diffusion"), lambda line: None
+    )
     assert (session.block_frames, session.lookahead_ms) == (12, 320.0)
     speech = (read_audio(REPO / "samples" / "speech.wav")[:16_000] * 32767).astype(np.int16)
     session.push_audio(speech)

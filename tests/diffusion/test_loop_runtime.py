@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 import torch
-from support.tiny_models import tiny_loop_setup
 
 from liveavatar.engines.diffusion.runtime.loop import LoopPlan, LoopState, StepCaches, denoise_blocks, split_steps
+from support.tiny_models import tiny_loop_setup
 
 PLAN = LoopPlan(frames_per_clip=24, num_clips=3, latent_hw=(8, 8), sample_steps=4, sample_shift=3.0, seed=3)
 

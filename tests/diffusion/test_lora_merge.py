@@ -26,20 +26,25 @@ def _model():
 
 def _pair(module: str, out_f: int, in_f: int, r: int, prefix: str = "", adapter: str = ".default"):
     g = torch.Generator().manual_seed(zlib.crc32(module.encode()))  # the same draws in every process (hash() is salted)
-    return {f"{prefix}{module}.lora_A{adapter}.weight": torch.randn(r, in_f, generator=g),
-            f"{prefix}{module}.lora_B{adapter}.weight": torch.randn(out_f, r, generator=g)}
+    return {
+        f"{prefix}{module}.lora_A{adapter}.weight": torch.randn(r, in_f, generator=g),
+        f"{prefix}{module}.lora_B{adapter}.weight": torch.randn(out_f, r, generator=g),
+    }
 
 
-@pytest.mark.parametrize("prefix,adapter", [("", ".default"), ("base_model.model.", ".default"),
-                                            ("base_model.model.", ""), ("", "")])
+@pytest.mark.parametrize(
+    "prefix,adapter", [("", ".default"), ("base_model.model.", ".default"), ("base_model.model.", ""), ("", "")]
+)
 def test_merge_rule_and_key_variants(tmp_path, prefix, adapter):
     from liveavatar.engines.diffusion.loading.lora import merge_lora
 
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    tensors = {**_pair("blocks.0.self_attn.q", 64, 64, 4, prefix, adapter),
-               **_pair("blocks.1.ffn.0", 128, 64, 4, prefix, adapter),
-               **_pair("audio_injector.injector.1.o", 64, 64, 4, prefix, adapter)}
+    tensors = {
+        **_pair("blocks.0.self_attn.q", 64, 64, 4, prefix, adapter),
+        **_pair("blocks.1.ffn.0", 128, 64, 4, prefix, adapter),
+        **_pair("audio_injector.injector.1.o", 64, 64, 4, prefix, adapter),
+    }
     path = tmp_path / "lora.safetensors"
     save_file(tensors, str(path), metadata={"lora_rank": "4", "lora_alpha": "2.0"})
     result = merge_lora(model, path)
@@ -63,7 +68,9 @@ def test_explicit_rank_alpha_override_metadata(tmp_path):
     path = tmp_path / "lora.safetensors"
     save_file(tensors, str(path), metadata={"r": "4", "alpha": "8"})
     merge_lora(model, path, alpha=1.0)  # scale 1/4 instead of 8/4
-    delta = tensors["blocks.0.cross_attn.k.lora_B.default.weight"] @ tensors["blocks.0.cross_attn.k.lora_A.default.weight"]
+    delta = (
+        tensors["blocks.0.cross_attn.k.lora_B.default.weight"] @ tensors["blocks.0.cross_attn.k.lora_A.default.weight"]
+    )
     assert torch.allclose(model.blocks[0].cross_attn.k.weight, w + 0.25 * delta, atol=1e-6)
 
 
@@ -72,8 +79,11 @@ def test_unmatched_lora_key_is_an_error(tmp_path):
 
     path = tmp_path / "lora.safetensors"
     # a module that does not exist, and a Linear that upstream's peft config does not adapt
-    save_file({**_pair("blocks.7.self_attn.q", 64, 64, 4), **_pair("text_embedding.0", 64, 32, 4)}, str(path),
-              metadata={"lora_rank": "4"})
+    save_file(
+        {**_pair("blocks.7.self_attn.q", 64, 64, 4), **_pair("text_embedding.0", 64, 32, 4)},
+        str(path),
+        metadata={"lora_rank": "4"},
+    )
     with pytest.raises(UserError, match="4 LoRA keys match no") as err:
         merge_lora(_model(), path)
     assert "blocks.7.self_attn.q" in err.value.message
@@ -99,9 +109,14 @@ def test_plain_keys_overwrite_like_upstream(tmp_path):
     model = _model()
     q_before = model.blocks[0].self_attn.q.weight.detach().clone()
     path = tmp_path / "lora.safetensors"
-    save_file({"base_model.model.trainable_cond_mask.weight": torch.ones(3, 64),
-               "base_model.model.blocks.1.self_attn.k.base_layer.weight": torch.full((64, 64), 2.0),
-               "base_model.model.blocks.0.self_attn.q.weight": torch.zeros(64, 64)}, str(path))
+    save_file(
+        {
+            "base_model.model.trainable_cond_mask.weight": torch.ones(3, 64),
+            "base_model.model.blocks.1.self_attn.k.base_layer.weight": torch.full((64, 64), 2.0),
+            "base_model.model.blocks.0.self_attn.q.weight": torch.zeros(64, 64),
+        },
+        str(path),
+    )
     result = merge_lora(model, path)
     assert result.num_merged == 0 and result.num_overwritten == 2
     assert torch.equal(model.trainable_cond_mask.weight, torch.ones(3, 64))

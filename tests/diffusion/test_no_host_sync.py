@@ -35,6 +35,7 @@ def test_a_block_never_reads_a_tensor_on_the_host(form, monkeypatch):
             if inside[0]:
                 reads.append(name)
             return original(self, *args, **kwargs)
+
         return wrapper
 
     for name in READS:

@@ -11,9 +11,9 @@ import torch
 
 from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Inputs
-from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 from liveavatar.engines.diffusion.engine import DiffusionEngine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
+from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 from liveavatar.engines.diffusion.runtime.caches import CacheForm
 from liveavatar.planning import make_plan
 from liveavatar.planning.fit import unplanned
@@ -63,14 +63,20 @@ def inject_oom(monkeypatch):
     return arm
 
 
-INPUTS = Inputs(prompt="a person talking", image=np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8),
-                audio=(0.3 * np.sin(2 * np.pi * 180 * np.arange(19200) / 16000)).astype(np.float32), sample_rate=16000,
-                image_path=Path("x.png"), audio_path=Path("y.wav"))
+INPUTS = Inputs(
+    prompt="a person talking",
+    image=np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8),
+    audio=(0.3 * np.sin(2 * np.pi * 180 * np.arange(19200) / 16000)).astype(np.float32),
+    sample_rate=16000,
+    image_path=Path("x.png"),
+    audio_path=Path("y.wav"),
+)
 
 
 def generate(engine, notes=None, **kw):
-    config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt=INPUTS.prompt, size="128*128", infer_frames=24,
-                            sample_steps=2, **kw).resolve()
+    config = GenerateConfig(
+        image=Path("x"), audio=Path("y"), prompt=INPUTS.prompt, size="128*128", infer_frames=24, sample_steps=2, **kw
+    ).resolve()
     plan = make_plan(config, INPUTS, "diffusion")
     return np.concatenate(list(engine.generate(INPUTS, plan, (notes if notes is not None else []).append))), plan
 
@@ -118,8 +124,9 @@ def test_default_ladder_takes_fp8_weights_then_stays_within_the_fp8_budget(relea
     assert diff.mean() < 8, diff.mean()  # fp8 linears on random tiny weights: a few uint8 levels
 
 
-def test_every_rung_failing_keeps_the_partial_video_and_names_the_command(release, tmp_path, inject_oom, portrait_path,
-                                                                          capsys):
+def test_every_rung_failing_keeps_the_partial_video_and_names_the_command(
+    release, tmp_path, inject_oom, portrait_path, capsys
+):
     import soundfile as sf
 
     from liveavatar.cli import main
@@ -129,9 +136,30 @@ def test_every_rung_failing_keeps_the_partial_video_and_names_the_command(releas
     sf.write(str(audio), INPUTS.audio, 16000, subtype="PCM_16")
     out = tmp_path / "v.mp4"
     inject_oom(CausalS2VDiT, "denoise_block", at=4, always=True)
-    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora),
-                 "--image", str(portrait_path), "--audio", str(audio), "--size", "128*128", "--infer_frames", "24",
-                 "--sample_steps", "2", "--save_file", str(out), "--skip_checks"])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(ckpt),
+            "--lora_path_dmd",
+            str(lora),
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(audio),
+            "--size",
+            "128*128",
+            "--infer_frames",
+            "24",
+            "--sample_steps",
+            "2",
+            "--save_file",
+            str(out),
+            "--skip_checks",
+        ]
+    )
     assert code == 2
     assert not out.exists() and out.with_suffix(".partial.mp4").exists()
     err = capsys.readouterr().err

@@ -13,16 +13,22 @@ import pytest
 
 REPO = Path(__file__).parents[2]
 REF = REPO.parent / "shared/reference/upstream-loop"
-needs_ref = pytest.mark.skipif(not (REF / "loop_inputs.json").is_file(),
-                               reason=f"upstream-loop reference folder not found at {REF}")
+needs_ref = pytest.mark.skipif(
+    not (REF / "loop_inputs.json").is_file(), reason=f"upstream-loop reference folder not found at {REF}"
+)
 
 
 @needs_ref
 def test_loop_replay_matches_upstream_in_the_reference_kernel_environment():
     # its own process: the ISA caps only act when set before torch loads (the tool re-runs itself so)
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    result = subprocess.run([sys.executable, "-m", "liveavatar.tools.parity", str(REF)], env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "liveavatar.tools.parity", str(REF)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "kernel environment: ONEDNN_MAX_CPU_ISA=AVX2" in out and "2 threads" in out

@@ -10,8 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 REF = Path(__file__).parents[2].parent / "shared/reference/upstream-tiny"
-needs_ref = pytest.mark.skipif(not (REF / "run_info.json").is_file(),
-                               reason=f"upstream-tiny reference folder not found at {REF}")
+needs_ref = pytest.mark.skipif(
+    not (REF / "run_info.json").is_file(), reason=f"upstream-tiny reference folder not found at {REF}"
+)
 
 
 @needs_ref
@@ -75,7 +76,7 @@ def test_sink_offset_rng_ring_wrap_behaviour():
     assert (c0 - c5).abs().max() > 1e-4
     # past the ring size the block lands at current_start % ring and attends to the full ring
     assert caches[2].window(far, 96) == (far % 192, 192)
-    assert torch.count_nonzero(caches[2].k[:, :, far % 192: far % 192 + 96]) > 0
+    assert torch.count_nonzero(caches[2].k[:, :, far % 192 : far % 192 + 96]) > 0
     with pytest.raises(ValueError, match="ring"):
         caches[2].window(150, 96)
 

@@ -35,10 +35,33 @@ def setup(tmp_path_factory, portrait_path):
     root = tmp_path_factory.mktemp("resume")
     ckpt, lora = write_tiny_checkpoint(root / "release")
     t = np.arange(int(CLIPS * FRAMES / 25 * 16000)) / 16000
-    sf.write(str(root / "a.wav"), (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32), 16000)
-    args = ["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--image", str(portrait_path),
-            "--audio", str(root / "a.wav"), "--size", "64*64", "--infer_frames", str(FRAMES), "--sample_steps", str(STEPS),
-            "--num_clip", str(CLIPS), "--skip_checks"]
+    sf.write(
+        str(root / "a.wav"),
+        (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32),
+        16000,
+    )
+    args = [
+        "generate",
+        "--engine",
+        "diffusion",
+        "--ckpt_dir",
+        str(ckpt),
+        "--lora_path_dmd",
+        str(lora),
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(root / "a.wav"),
+        "--size",
+        "64*64",
+        "--infer_frames",
+        str(FRAMES),
+        "--sample_steps",
+        str(STEPS),
+        "--num_clip",
+        str(CLIPS),
+        "--skip_checks",
+    ]
     return root, args
 
 
@@ -59,7 +82,9 @@ def run_until_paused(args: list[str], pause: str, marker: Path) -> subprocess.Co
     """Start a run that stops at ``pause``; SIGKILL it there. Returns its output."""
     marker.unlink(missing_ok=True)
     env = dict(os.environ, LIVEAVATAR_TEST_PAUSE=pause, LIVEAVATAR_TEST_PAUSED=str(marker))
-    proc = subprocess.Popen([sys.executable, str(CHILD), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 900
     while not marker.exists():
         assert proc.poll() is None, f"the run ended before {pause}: {proc.communicate()}"

@@ -54,7 +54,10 @@ def test_euler_step_is_a_torch_free_import():
     import sys
 
     code = "import sys, liveavatar.engines.diffusion.runtime.scheduler as s; s.EulerSampler(4); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )
 
 
 @pytest.mark.parametrize("steps", range(1, 9))

@@ -9,8 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR  # noqa: E402
 from liveavatar.engines.diffusion.encoders.text_encoder import T5Config, T5Encoder, TextEncoder, clean_prompt, load_t5  # noqa: E402
+from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR  # noqa: E402
 from liveavatar.errors import UserError  # noqa: E402
 from liveavatar.tools.tiny_checkpoint import TINY_T5, write_tiny_t5, write_tiny_tokenizer  # noqa: E402
 
@@ -106,8 +106,11 @@ def test_clean_prompt():
     assert clean_prompt("  a &amp;amp; b \n\t c  ") == "a & b c"
     assert clean_prompt("&lt;smile&gt;") == "<smile>"
     # ftfy's fixes, as upstream: curly quotes, ligatures, full-width text, mojibake
-    assert clean_prompt("She says \u201chello\u201d, it\u2019s \ufb01ne") == "She says \"hello\", it's fine"
-    assert clean_prompt("\uff21\uff56\uff41\uff54\uff41\uff52\u3000\uff53\uff4d\uff49\uff4c\uff45\uff53") == "Avatar smiles"
+    assert clean_prompt("She says \u201chello\u201d, it\u2019s \ufb01ne") == 'She says "hello", it\'s fine'
+    assert (
+        clean_prompt("\uff21\uff56\uff41\uff54\uff41\uff52\u3000\uff53\uff4d\uff49\uff4c\uff45\uff53")
+        == "Avatar smiles"
+    )
     assert clean_prompt("caf\u00c3\u00a9 au lait") == "caf\u00e9 au lait"
 
 

@@ -39,14 +39,29 @@ def _inputs(seconds: float):
     t = np.arange(int(seconds * 16000)) / 16000
     audio = (0.3 * np.sin(2 * np.pi * 180 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
     image = np.random.default_rng(0).integers(0, 255, (128, 128, 3), dtype=np.uint8)
-    return Inputs(prompt="a person talking", image=image, audio=audio, sample_rate=16000,
-                  image_path=Path("x.png"), audio_path=Path("y.wav"))
+    return Inputs(
+        prompt="a person talking",
+        image=image,
+        audio=audio,
+        sample_rate=16000,
+        image_path=Path("x.png"),
+        audio_path=Path("y.wav"),
+    )
 
 
 def _frames(release, workers: int, notes: list | None = None, **kw) -> np.ndarray:
     ckpt, lora = release
-    config = GenerateConfig(image=Path("x"), audio=Path("y"), prompt="a person talking", size=SIZE, infer_frames=12,
-                            ckpt_dir=ckpt, lora_path_dmd=lora, num_gpus_dit=workers, **kw).resolve()
+    config = GenerateConfig(
+        image=Path("x"),
+        audio=Path("y"),
+        prompt="a person talking",
+        size=SIZE,
+        infer_frames=12,
+        ckpt_dir=ckpt,
+        lora_path_dmd=lora,
+        num_gpus_dit=workers,
+        **kw,
+    ).resolve()
     engine = DiffusionEngine.from_config(config, resolve_layout(ckpt, lora), unplanned())
     inputs = _inputs(1.0)
     plan = make_plan(config, inputs, "diffusion")
@@ -98,8 +113,24 @@ def _mp4_frames(path: Path) -> np.ndarray:
 def test_cli_two_workers_and_decode_worker_equal_one_process(tiny_release, tmp_path, portrait_path, capsys):
     ckpt, lora = tiny_release
     audio = _write_audio(tmp_path / "a.wav", 1.0)
-    base = ["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--image",
-            str(portrait_path), "--audio", str(audio), "--size", SIZE, "--infer_frames", "12", "--skip_checks"]
+    base = [
+        "generate",
+        "--engine",
+        "diffusion",
+        "--ckpt_dir",
+        str(ckpt),
+        "--lora_path_dmd",
+        str(lora),
+        "--image",
+        str(portrait_path),
+        "--audio",
+        str(audio),
+        "--size",
+        SIZE,
+        "--infer_frames",
+        "12",
+        "--skip_checks",
+    ]
     assert main([*base, "--save_file", str(tmp_path / "one.mp4")]) == 0
     capsys.readouterr()
     assert main([*base, "--save_file", str(tmp_path / "two.mp4"), "--num_gpus_dit", "2", "--enable_vae_parallel"]) == 0
@@ -109,8 +140,23 @@ def test_cli_two_workers_and_decode_worker_equal_one_process(tiny_release, tmp_p
 
 
 def test_more_workers_than_steps_is_one_clear_error(tmp_path, portrait_path, speech_path, capsys):
-    code = main(["generate", "--engine", "diffusion", "--image", str(portrait_path), "--audio", str(speech_path),
-                 "--num_gpus_dit", "5", "--sample_steps", "4", "--save_file", str(tmp_path / "v.mp4")])
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(speech_path),
+            "--num_gpus_dit",
+            "5",
+            "--sample_steps",
+            "4",
+            "--save_file",
+            str(tmp_path / "v.mp4"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "5 DiT workers cannot share 4 denoising steps" in err[0] and "--num_gpus_dit 4" in err[0]
@@ -149,10 +195,33 @@ def test_a_killed_worker_ends_the_run_cleanly(tiny_release, tmp_path, portrait_p
     monkeypatch.setattr(workers.Team, "launch", classmethod(remember))
     monkeypatch.setattr(pipeline.VideoWriter, "write", write_then_kill)
     pids = []
-    monkeypatch.setattr(workers.Team, "_spawn", lambda self, real=workers.Team._spawn: (real(self), pids.extend(self.pids.values())))
-    code = main(["generate", "--engine", "diffusion", "--ckpt_dir", str(ckpt), "--lora_path_dmd", str(lora), "--image",
-                 str(portrait_path), "--audio", str(audio), "--size", SIZE, "--infer_frames", "12", "--skip_checks",
-                 "--num_gpus_dit", "3", "--save_file", str(out)])
+    monkeypatch.setattr(
+        workers.Team, "_spawn", lambda self, real=workers.Team._spawn: (real(self), pids.extend(self.pids.values()))
+    )
+    code = main(
+        [
+            "generate",
+            "--engine",
+            "diffusion",
+            "--ckpt_dir",
+            str(ckpt),
+            "--lora_path_dmd",
+            str(lora),
+            "--image",
+            str(portrait_path),
+            "--audio",
+            str(audio),
+            "--size",
+            SIZE,
+            "--infer_frames",
+            "12",
+            "--skip_checks",
+            "--num_gpus_dit",
+            "3",
+            "--save_file",
+            str(out),
+        ]
+    )
     took = time.monotonic() - killed[0]
     watcher[0].join(5)
     err = capsys.readouterr().err

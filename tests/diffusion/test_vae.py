@@ -9,6 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from liveavatar.engines.diffusion.vae.blocks import CausalConv3d, Resample  # noqa: E402
 from liveavatar.engines.diffusion.vae.vae import (  # noqa: E402
     WAN21_LATENT_MEAN,
     StreamingDecoder,
@@ -16,7 +17,6 @@ from liveavatar.engines.diffusion.vae.vae import (  # noqa: E402
     WanVAE,
     build_vae,
 )
-from liveavatar.engines.diffusion.vae.blocks import CausalConv3d, Resample  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[3] / "shared" / "reference" / "manifests" / "vae_manifest.json"
 SMALL = VAEConfig(dim=4)
@@ -47,7 +47,11 @@ def test_full_size_layout_matches_the_release():
 
 
 def test_config_is_read_back_from_shapes():
-    for config in (VAEConfig.wan21(), SMALL, VAEConfig(dim=2, dim_mult=(1, 2, 2), num_res_blocks=1, temporal_downsample=(True, False))):
+    for config in (
+        VAEConfig.wan21(),
+        SMALL,
+        VAEConfig(dim=2, dim_mult=(1, 2, 2), num_res_blocks=1, temporal_downsample=(True, False)),
+    ):
         with torch.device("meta"):
             state = WanVAE(config).state_dict()
         assert VAEConfig.from_state_dict(state, Path("x.pth")) == config

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, build_vae
 from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder, tile_spans
+from liveavatar.engines.diffusion.vae.vae import StreamingDecoder, build_vae
 from liveavatar.tools.tiny_checkpoint import TINY_VAE
 
 # frames in [-1, 1]. Tiles are approximate (the VAE's middle block attends over the whole frame):
@@ -24,7 +24,7 @@ def test_tile_spans_cover_with_overlap():
 
 
 def _decode(decoder, latents):
-    return torch.cat([decoder.decode_next(latents[:, :, i:i + 1]) for i in range(latents.shape[2])], dim=2)
+    return torch.cat([decoder.decode_next(latents[:, :, i : i + 1]) for i in range(latents.shape[2])], dim=2)
 
 
 def test_tiles_and_a_mid_video_handover_match_the_whole_decode_within_budget():
@@ -43,5 +43,5 @@ def test_tiles_and_a_mid_video_handover_match_the_whole_decode_within_budget():
     resumed = StreamingDecoder(vae, 1)
     resumed.restore(after_first)
     tail = _decode(TiledStreamingDecoder(vae, tiles=2, state_from=resumed), latents[:, :, 1:])
-    diff = (tail - ref[:, :, head.shape[2]:]).abs()
+    diff = (tail - ref[:, :, head.shape[2] :]).abs()
     assert diff.mean() < SEAM_BUDGET_MEAN and diff.max() < SEAM_BUDGET_MAX, (diff.mean(), diff.max())

@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("livekit.agents")
 from livekit import rtc  # noqa: E402
 from livekit.agents.voice.avatar import AudioSegmentEnd, QueueAudioOutput  # noqa: E402
-from support.live_standin import standin_session  # noqa: E402
 
 from liveavatar.integrations.livekit import LiveAvatarVideoGenerator, avatar_options  # noqa: E402
+from support.live_standin import standin_session  # noqa: E402
 
 SR = 16_000
 
@@ -31,7 +31,7 @@ async def drive(speech: np.ndarray, rate: int, clear_after_frames: int | None = 
     gen = LiveAvatarVideoGenerator(session)
     agent_out = QueueAudioOutput(sample_rate=rate)
     for lo in range(0, len(speech), rate // 50):  # 20 ms TTS frames
-        part = speech[lo: lo + rate // 50]
+        part = speech[lo : lo + rate // 50]
         await agent_out.capture_frame(rtc.AudioFrame(part.tobytes(), rate, 1, len(part)))
     agent_out.flush()  # the end of the TTS segment: AudioSegmentEnd for the receiver
 
@@ -62,7 +62,11 @@ def test_tts_audio_comes_back_as_frames_the_same_audio_and_a_segment_end():
     assert (video[0].width, video[0].height, video[0].type) == (32, 32, rtc.VideoBufferType.RGBA)
     back = np.concatenate([np.frombuffer(f.data, np.int16) for f in audio])
     # every sample of the speech, once, in order; the last block's rest is silence
-    assert np.array_equal(back[: len(speech)], speech) and len(back) - len(speech) < 2 * 640 and not back[len(speech):].any()
+    assert (
+        np.array_equal(back[: len(speech)], speech)
+        and len(back) - len(speech) < 2 * 640
+        and not back[len(speech) :].any()
+    )
     ends = [i for i, f in enumerate(out) if isinstance(f, AudioSegmentEnd)]
     assert len(ends) == 1 and ends[0] > out.index(audio[-1])
     grey = np.array([np.frombuffer(f.data, np.uint8)[0] for f in video])
@@ -94,7 +98,7 @@ def test_avatar_runner_feeds_the_session_and_passes_clear_buffer_on():
         await runner.start()
         speech = tone(1.0)
         for lo in range(0, len(speech), SR // 50):
-            part = speech[lo: lo + SR // 50]
+            part = speech[lo : lo + SR // 50]
             await audio.capture_frame(rtc.AudioFrame(part.tobytes(), SR, 1, len(part)))
         audio.flush()  # the output's resampler holds the last 80 ms until the segment ends
         for _ in range(100):

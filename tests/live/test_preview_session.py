@@ -23,10 +23,12 @@ IDLE_BLOCKS = 10  # 0.8 s of listening before and after the speech
 
 def open_session(seed: int = 420):
     image = read_image(REPO / "samples" / "portrait.png")
-    config = GenerateConfig(image=REPO / "samples" / "portrait.png", audio=Path("live"), prompt="a woman",
-                            size="384*384", base_seed=seed).resolve()
-    return PreviewEngine().open_session(SessionInputs("a woman", image), session_plan(config, image, "preview"),
-                                        lambda line: None)
+    config = GenerateConfig(
+        image=REPO / "samples" / "portrait.png", audio=Path("live"), prompt="a woman", size="384*384", base_seed=seed
+    ).resolve()
+    return PreviewEngine().open_session(
+        SessionInputs("a woman", image), session_plan(config, image, "preview"), lambda line: None
+    )
 
 
 def stream(session, pcm: np.ndarray, until_blocks: int | None = None) -> list:
@@ -36,7 +38,7 @@ def stream(session, pcm: np.ndarray, until_blocks: int | None = None) -> list:
     per_block = session.block_frames * SPF
     while pos < len(pcm) and (until_blocks is None or len(blocks) < until_blocks):
         for lo in range(pos, min(pos + per_block, len(pcm)), CHUNK):
-            session.push_audio(pcm[lo: min(lo + CHUNK, pos + per_block, len(pcm))])
+            session.push_audio(pcm[lo : min(lo + CHUNK, pos + per_block, len(pcm))])
         pos += per_block
         if pos >= len(pcm):
             session.end_of_speech()
@@ -66,8 +68,18 @@ def run():
     opening = np.array([Q.mouth_opening(lm) for lm in lms])
     speaking = np.concatenate([np.full(len(b.frames), b.speaking) for b, _ in blocks])
     s.close()
-    return {"pcm": pcm, "blocks": blocks, "frames": frames, "audio": audio, "lms": lms, "opening": opening,
-            "speaking": speaking, "cleared_at": cleared_at, "position": position, "clear_events": clear_events}
+    return {
+        "pcm": pcm,
+        "blocks": blocks,
+        "frames": frames,
+        "audio": audio,
+        "lms": lms,
+        "opening": opening,
+        "speaking": speaking,
+        "cleared_at": cleared_at,
+        "position": position,
+        "clear_events": clear_events,
+    }
 
 
 def test_one_continuous_timeline_and_the_speech_comes_out_to_the_sample(run):
@@ -76,7 +88,7 @@ def test_one_continuous_timeline_and_the_speech_comes_out_to_the_sample(run):
     assert len(run["audio"]) == len(run["frames"]) * SPF
     start = next(b.start_frame for b, _ in blocks if b.speaking) * SPF
     assert start >= IDLE_BLOCKS * 2 * SPF and not run["audio"][:start].any()
-    np.testing.assert_array_equal(run["audio"][start: start + len(pcm)], pcm / np.float32(32768))
+    np.testing.assert_array_equal(run["audio"][start : start + len(pcm)], pcm / np.float32(32768))
 
 
 def test_the_mouth_follows_the_speech_and_rests_in_its_pauses_and_when_listening(run):
@@ -97,11 +109,13 @@ def test_the_mouth_follows_the_speech_and_rests_in_its_pauses_and_when_listening
 def test_clear_closes_the_mouth_within_200_ms_and_says_it_was_interrupted(run):
     opening, at = run["opening"], run["cleared_at"]
     rest = float(np.median(opening[: IDLE_BLOCKS * 2]))
-    assert opening[at - 6: at].max() > rest + 0.03  # it was speaking
-    assert np.all(np.abs(opening[at + 5: at + 2 * IDLE_BLOCKS] - rest) < 0.02)  # closed from 200 ms of video on
+    assert opening[at - 6 : at].max() > rest + 0.03  # it was speaking
+    assert np.all(np.abs(opening[at + 5 : at + 2 * IDLE_BLOCKS] - rest) < 0.02)  # closed from 200 ms of video on
     finished = [e for e in run["clear_events"] if e["type"] == "playback.finished"]
-    assert finished == [{"type": "playback.finished", "position_s": pytest.approx(run["position"]), "interrupted": True}]
-    second = run["blocks"][-2 * IDLE_BLOCKS: -IDLE_BLOCKS]
+    assert finished == [
+        {"type": "playback.finished", "position_s": pytest.approx(run["position"]), "interrupted": True}
+    ]
+    second = run["blocks"][-2 * IDLE_BLOCKS : -IDLE_BLOCKS]
     assert run["position"] == pytest.approx(sum(b.speaking for b, _ in second) * 2 / 25, abs=1e-6)
 
 
@@ -113,7 +127,7 @@ def test_listening_is_never_frozen_and_speech_starts_without_a_jump(run):
     rigid = np.stack([lm[list(Q.RIGID)] for lm in lms])
     step = np.linalg.norm(np.diff(rigid, axis=0), axis=2).mean(axis=1)  # per-frame head motion, px
     onset = next(i for i, sp in enumerate(speaking) if sp)
-    assert step[onset - 1: onset + 2].max() <= np.percentile(step, 99) + 0.5
+    assert step[onset - 1 : onset + 2].max() <= np.percentile(step, 99) + 0.5
     first_second = rigid[: 2 * IDLE_BLOCKS].mean(axis=1)
     assert np.ptp(first_second, axis=0).max() > 0.3  # the head moves a little while listening
 

@@ -89,7 +89,7 @@ def test_motion_is_the_same_whatever_the_block_size_and_never_freezes():
     loud[500:800] = 0.7
     a, b = LiveMotion(3, MotionScales()), LiveMotion(3, MotionScales())
     blink_a, head_a = a.step(loud, 0)
-    parts = [b.step(loud[i: i + 7], i) for i in range(0, 3000, 7)]
+    parts = [b.step(loud[i : i + 7], i) for i in range(0, 3000, 7)]
     np.testing.assert_allclose(head_a, np.concatenate([p[1] for p in parts]), atol=1e-6)
     np.testing.assert_array_equal(blink_a, np.concatenate([p[0] for p in parts]))
     assert (np.abs(np.diff(head_a[:, 0])) > 0).all()  # the head never stops
@@ -106,7 +106,7 @@ def test_mouth_is_the_same_whatever_the_block_size():
         m, out = LiveMouth(16_000), []
         audio = np.concatenate([speech, np.zeros(look + block * SPF, np.float32)])
         for f in range(0, 50, block):
-            out.append(m.step(audio[f * SPF: (f + block) * SPF + look], np.ones(block, bool))[0])
+            out.append(m.step(audio[f * SPF : (f + block) * SPF + look], np.ones(block, bool))[0])
         return np.concatenate(out)
 
     two, five = run(2), run(5)

@@ -57,7 +57,7 @@ def test_timeline_is_continuous_and_audio_is_the_speech_to_the_sample():
     pos = 0
     while pos < len(pcm):  # chunks of any size, pushed between blocks
         k = int(rng.integers(1, 2000))
-        s.push_audio(pcm[pos: pos + k])
+        s.push_audio(pcm[pos : pos + k])
         pos += k
         if rng.random() < 0.3:
             out += run(s, 1)
@@ -70,13 +70,17 @@ def test_timeline_is_continuous_and_audio_is_the_speech_to_the_sample():
     audio = np.concatenate([b.audio for b in out])
     assert len(audio) == len(frames) * SPF
     first = next(b.start_frame for b in out if b.speaking)
-    got = audio[first * SPF: first * SPF + len(pcm)]
+    got = audio[first * SPF : first * SPF + len(pcm)]
     np.testing.assert_array_equal(got, pcm.astype(np.float32) / 32768)
-    assert not audio[: first * SPF].any() and not audio[first * SPF + len(pcm):].any()
+    assert not audio[: first * SPF].any() and not audio[first * SPF + len(pcm) :].any()
     events = s.poll_events()
     kinds = [e["type"] for e in events]
     assert kinds == ["session.started", "speech.started", "playback.finished"]
-    assert events[2] == {"type": "playback.finished", "position_s": pytest.approx(len(pcm) / SR, abs=1e-4), "interrupted": False}
+    assert events[2] == {
+        "type": "playback.finished",
+        "position_s": pytest.approx(len(pcm) / SR, abs=1e-4),
+        "interrupted": False,
+    }
     assert s.speech_seconds_played == pytest.approx(len(pcm) / SR)
 
 
@@ -86,16 +90,16 @@ def test_a_block_waits_for_its_lookahead_unless_the_utterance_ended():
     pcm = speech(1.0)
     s.push_audio(pcm[: 2 * SPF])  # the block's audio, but not the 20 ms after it
     assert not s.next_block().speaking
-    s.push_audio(pcm[2 * SPF: 2 * SPF + 320])
+    s.push_audio(pcm[2 * SPF : 2 * SPF + 320])
     b = s.next_block()
     assert b.speaking
     audio = rec.calls[-1][0]
-    np.testing.assert_array_equal(audio[2 * SPF:], pcm[2 * SPF: 2 * SPF + 320] / 32768)  # the lookahead, not zeros
-    s.push_audio(pcm[2 * SPF + 320: 2 * SPF + 500])
+    np.testing.assert_array_equal(audio[2 * SPF :], pcm[2 * SPF : 2 * SPF + 320] / 32768)  # the lookahead, not zeros
+    s.push_audio(pcm[2 * SPF + 320 : 2 * SPF + 500])
     s.end_of_speech()  # the 500 samples left play at once, the block's rest is silence
     b = s.next_block()
     assert b.speaking and list(rec.calls[-1][1]) == [True, False]
-    np.testing.assert_array_equal(b.audio[:500], pcm[2 * SPF: 2 * SPF + 500] / 32768)
+    np.testing.assert_array_equal(b.audio[:500], pcm[2 * SPF : 2 * SPF + 500] / 32768)
     assert not b.audio[500:].any()
 
 
@@ -133,16 +137,16 @@ def test_other_sample_rates_are_resampled_without_seams():
     t = np.arange(48_000) / 48_000
     tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     for lo in range(0, len(tone), 480):  # 10 ms chunks at 48 kHz
-        s.push_audio(tone[lo: lo + 480], sample_rate=48_000)
+        s.push_audio(tone[lo : lo + 480], sample_rate=48_000)
     s.end_of_speech()
     blocks = run(s, 30)
     audio = np.concatenate([b.audio for b in blocks])
     whole = StreamResampler(48_000, SR)  # the same resampler given the whole second at once
     ref = np.concatenate([whole.push(tone), whole.flush()])
-    got = audio[next(b.start_frame for b in blocks if b.speaking) * SPF:]
+    got = audio[next(b.start_frame for b in blocks if b.speaking) * SPF :]
     assert abs(len(ref) - SR) <= 20
     np.testing.assert_allclose(got[: len(ref)], ref, atol=1e-5)  # chunking leaves no seams
-    assert not got[len(ref):].any()
+    assert not got[len(ref) :].any()
 
 
 def test_the_speech_queue_is_bounded():

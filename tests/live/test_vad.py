@@ -50,7 +50,7 @@ def test_clicks_and_hiss_start_nothing():
 
 def test_chunk_size_does_not_change_the_utterance():
     speech, _ = sf.read(str(REPO / "samples" / "speech.wav"), dtype="int16")
-    pcm = np.concatenate([np.zeros(SR // 2, np.int16), speech[: SR], np.zeros(SR, np.int16)])
+    pcm = np.concatenate([np.zeros(SR // 2, np.int16), speech[:SR], np.zeros(SR, np.int16)])
     a = [(k, n) for k, _, n in feed(UtteranceGate(), pcm, 160)]
     b = [(k, n) for k, _, n in feed(UtteranceGate(), pcm, 1234)]
     assert [k for k, _ in a if k != "audio"] == [k for k, _ in b if k != "audio"]

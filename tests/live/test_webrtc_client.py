@@ -23,7 +23,9 @@ LEAD_S, SPEECH_S, TAIL_S = 0.8, 2.2, 1.6
 
 def audio_loudness(audio: list) -> np.ndarray:
     """dBFS per received audio frame."""
-    return np.array([20 * np.log10(np.sqrt(np.mean((f.to_ndarray().astype(np.float64) / 32768.0) ** 2)) + 1e-9) for _, f in audio])
+    return np.array(
+        [20 * np.log10(np.sqrt(np.mean((f.to_ndarray().astype(np.float64) / 32768.0) ** 2)) + 1e-9) for _, f in audio]
+    )
 
 
 def best_lag_ms(t_a: np.ndarray, a: np.ndarray, t_b: np.ndarray, b: np.ndarray, max_ms: int = 400) -> int:
@@ -83,7 +85,9 @@ def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tm
     sdp = {"content-type": "application/sdp"}
     r = httpx.post(url, content="hello", headers=sdp)
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"
-    r = httpx.post(url, content="v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", headers=sdp)
+    r = httpx.post(
+        url, content="v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", headers=sdp
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_sdp"  # aiortc cannot use it
     assert httpx.post(url, content="v=0", headers={"content-type": "text/plain"}).status_code == 415
     assert httpx.post(f"{server.url}/v1/sessions/nope/webrtc", content="v=0", headers=sdp).status_code == 404
@@ -100,7 +104,11 @@ def test_bad_offers_get_one_clear_4xx_and_the_server_stays_up(standin_server, tm
         return r
 
     r = asyncio.run(video_only())
-    assert r.status_code == 400 and r.json()["error"]["code"] == "no_audio" and "microphone" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 400
+        and r.json()["error"]["code"] == "no_audio"
+        and "microphone" in r.json()["error"]["message"]
+    )
 
     wav = speech_clip(tmp_path / "clip.wav", 0.2, 0.5, 0.2)
 
@@ -138,13 +146,17 @@ def test_session_closes_within_the_idle_timeout_of_its_peer(standin_server, tmp_
     quiet = time.monotonic() + 0.3  # when the 0.7 s wav has ended
     while not session.closed and time.monotonic() - quiet < 8:
         time.sleep(0.05)
-    assert session.closed and time.monotonic() - quiet < 1.5 + registry.idle_s + 1.5, "the session outlived a vanished peer"
+    assert session.closed and time.monotonic() - quiet < 1.5 + registry.idle_s + 1.5, (
+        "the session outlived a vanished peer"
+    )
 
     # a client that never completes the connection: dropped after connect_timeout_s, then idle_s
     run = open_run(registry)
     session = run.session
     sent = time.monotonic()
-    r = httpx.post(f"{server.url}/v1/sessions/{run.id}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    r = httpx.post(
+        f"{server.url}/v1/sessions/{run.id}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"}
+    )
     assert r.status_code == 201
     while not session.closed and time.monotonic() - sent < 8:
         time.sleep(0.05)
@@ -156,11 +168,15 @@ def test_delete_ends_the_connection(standin_server, tmp_path):
 
     server, registry = standin_server
     s5 = open_run(registry).id
-    r = httpx.post(f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    r = httpx.post(
+        f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"}
+    )
     assert r.status_code == 201 and r.headers["content-type"].startswith("application/sdp") and "m=video" in r.text
     assert httpx.delete(server.url + r.headers["location"]).status_code == 200
     assert httpx.delete(server.url + r.headers["location"]).status_code == 404
-    r = httpx.post(f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"})
+    r = httpx.post(
+        f"{server.url}/v1/sessions/{s5}/webrtc", content=_offer_sdp(), headers={"content-type": "application/sdp"}
+    )
     assert r.status_code == 201  # free again for the next client
 
 
@@ -233,6 +249,8 @@ def test_clear_over_the_data_channel_interrupts_and_bad_controls_are_answered(st
     finished = [e for e in events if e["type"] == "playback.finished"]
     assert finished and finished[0]["interrupted"] is True and 0.2 < finished[0]["position_s"] < 2.0
     cleared_at = next(t for t, e in got.events if e["type"] == "playback.finished")
-    after = [mouth_opening(f.to_ndarray(format="rgb24")) for t, f in got.video if cleared_at + 0.1 < t < cleared_at + 0.6]
+    after = [
+        mouth_opening(f.to_ndarray(format="rgb24")) for t, f in got.video if cleared_at + 0.1 < t < cleared_at + 0.6
+    ]
     assert after and max(after) < 0.1  # the mouth closed at the barge-in (the mic speaks on: no new utterance yet)
     assert not session.closed  # the bad messages left the session usable

@@ -7,15 +7,21 @@ import pytest
 
 from liveavatar.live.webrtc import OfferRejected, WebRTCConfig, check_offer, parse_ice_servers
 
-TURN = '[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}, {"urls": ["stun:a:3478", "stun:b:3478"]}]'
+TURN = (
+    '[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}, {"urls": ["stun:a:3478", "stun:b:3478"]}]'
+)
 
 
 def test_ice_servers_parse_as_the_browser_takes_them():
     servers = parse_ice_servers(TURN)
     assert servers[0] == {"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}
     assert servers[1]["urls"] == ["stun:a:3478", "stun:b:3478"]
-    for bad, says in (("not json", "not JSON"), ('{"urls": "stun:a"}', "expected a list"), ('[{"url": "stun:a"}]', "expected a list"),
-                      ('[{"urls": "stun:a", "password": "x"}]', "unknown keys ['password']")):
+    for bad, says in (
+        ("not json", "not JSON"),
+        ('{"urls": "stun:a"}', "expected a list"),
+        ('[{"url": "stun:a"}]', "expected a list"),
+        ('[{"urls": "stun:a", "password": "x"}]', "unknown keys ['password']"),
+    ):
         with pytest.raises(ValueError, match=r".*" + says.replace("[", r"\[").replace("]", r"\]")):
             parse_ice_servers(bad)
 
@@ -42,14 +48,20 @@ def test_the_page_gets_the_configured_ice_servers():
     assert isinstance(body["tts"], bool) and (body["tts"] or "pip install 'liveavatar[tts]'" in body["tts_hint"])
 
 
-@pytest.mark.parametrize("sdp, code", [
-    ("", "invalid_sdp"),
-    ("hello", "invalid_sdp"),
-    ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "invalid_sdp"),  # no media at all
-    ("v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n", "no_audio"),
-    ("v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n", "no_audio"),
-    ("v=0\r\ns=-\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n", "no_audio"),  # port 0: rejected section
-])
+@pytest.mark.parametrize(
+    "sdp, code",
+    [
+        ("", "invalid_sdp"),
+        ("hello", "invalid_sdp"),
+        ("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "invalid_sdp"),  # no media at all
+        ("v=0\r\ns=-\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n", "no_audio"),
+        (
+            "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n",
+            "no_audio",
+        ),
+        ("v=0\r\ns=-\r\nm=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\n", "no_audio"),  # port 0: rejected section
+    ],
+)
 def test_offers_that_cannot_work_are_refused(sdp, code):
     with pytest.raises(OfferRejected) as info:
         check_offer(sdp)
@@ -57,4 +69,6 @@ def test_offers_that_cannot_work_are_refused(sdp, code):
 
 
 def test_an_offer_that_sends_audio_passes_the_check():
-    check_offer("v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n")
+    check_offer(
+        "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\n"
+    )

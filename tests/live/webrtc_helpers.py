@@ -51,14 +51,24 @@ def speech_clip(path: Path, lead_s: float, speech_s: float, tail_s: float) -> Pa
 
     repo = Path(__file__).resolve().parents[2]
     audio, sr = sf.read(str(repo / "samples" / "speech.wav"), dtype="int16")
-    clip = np.concatenate([np.zeros(int(lead_s * sr), np.int16), audio[: int(speech_s * sr)], np.zeros(int(tail_s * sr), np.int16)])
+    clip = np.concatenate(
+        [np.zeros(int(lead_s * sr), np.int16), audio[: int(speech_s * sr)], np.zeros(int(tail_s * sr), np.int16)]
+    )
     sf.write(str(path), clip, sr, subtype="PCM_16")
     return path
 
 
-async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool = True,
-               controls: tuple[tuple[float, str], ...] = (), until=None, headers: dict | None = None,
-               wrap_mic=None) -> tuple[Call, object]:
+async def call(
+    url: str,
+    session_id: str,
+    wav: Path,
+    seconds: float,
+    close: bool = True,
+    controls: tuple[tuple[float, str], ...] = (),
+    until=None,
+    headers: dict | None = None,
+    wrap_mic=None,
+) -> tuple[Call, object]:
     """Offer (microphone from ``wav``, receive video + audio, a data channel), run ``seconds`` (or
     until ``until(call)`` is true); ``controls``: (seconds after the answer, text) sent on the data
     channel; ``headers``: sent with the offer; ``wrap_mic(track)``: the track actually sent."""
@@ -89,8 +99,11 @@ async def call(url: str, session_id: str, wav: Path, seconds: float, close: bool
         _record_sender_reports(transceiver.receiver, got.reports[transceiver.kind])
     await pc.setLocalDescription(await pc.createOffer())
     async with httpx.AsyncClient() as http:
-        r = await http.post(f"{url}/v1/sessions/{session_id}/webrtc", content=pc.localDescription.sdp,
-                            headers={**(headers or {}), "content-type": "application/sdp"})
+        r = await http.post(
+            f"{url}/v1/sessions/{session_id}/webrtc",
+            content=pc.localDescription.sdp,
+            headers={**(headers or {}), "content-type": "application/sdp"},
+        )
     got.status, got.location = r.status_code, r.headers.get("location", "")
     if r.status_code != 201:
         await pc.close()

@@ -96,7 +96,9 @@ def test_crop_to_size_aspect_keeps_the_face(tmp_path):
     from PIL import Image
 
     src = save_image(tmp_path / "a.png", astronaut())
-    assert main(["prepare", "--image", str(src), "--out", str(tmp_path / "o"), "--size", "384*704", "--no-upscale"]) == 0
+    assert (
+        main(["prepare", "--image", str(src), "--out", str(tmp_path / "o"), "--size", "384*704", "--no-upscale"]) == 0
+    )
     with Image.open(tmp_path / "o" / "a.png") as img:
         w, h = img.size
     assert abs(w / h - 384 / 704) < 0.01
@@ -136,8 +138,15 @@ def test_bad_input_leaves_nothing_behind(bad, tmp_path, capsys):
     audio = write_wav(tmp_path / "speech.wav", clean_speech())
     missing = tmp_path / "missing.png"
     out = tmp_path / "fixed"
-    args = ["prepare", "--image", str(missing if bad == "image" else image),
-            "--audio", str(image if bad == "audio" else audio), "--out", str(out)]
+    args = [
+        "prepare",
+        "--image",
+        str(missing if bad == "image" else image),
+        "--audio",
+        str(image if bad == "audio" else audio),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: --{bad}")

@@ -88,7 +88,11 @@ def beard(cover_mouth: bool = False) -> np.ndarray:
     beard_poly = np.array([lm[i] for i in under_lip] + [lm[i] + (0, 6) for i in jaw], np.int32)
     cv2.fillPoly(mask, [beard_poly], 255)
     nose_base = [98, 97, 2, 326, 327]
-    lip = [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291] if not cover_mouth else [291, 375, 321, 405, 314, 17, 84, 181, 91, 146, 61]
+    lip = (
+        [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291]
+        if not cover_mouth
+        else [291, 375, 321, 405, 314, 17, 84, 181, 91, 146, 61]
+    )
     stache = np.array([lm[i] + (0, 2) for i in nose_base] + [lm[i] for i in lip], np.int32)
     cv2.fillPoly(mask, [cv2.convexHull(stache)], 255)
     m = cv2.GaussianBlur(mask, (5, 5), 0).astype(np.float32)[..., None] / 255
@@ -105,13 +109,24 @@ def cartoon() -> np.ndarray:
     for _ in range(4):
         smooth = cv2.bilateralFilter(smooth, 9, 40, 7)
     flat = np.minimum((smooth.astype(np.int32) // 40) * 40 + 20, 255)
-    edges = cv2.adaptiveThreshold(cv2.medianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 7), 255,
-                                  cv2.ADAPTIVE_THRESH_MEAN_C, cv2.THRESH_BINARY, 9, 4)
+    edges = cv2.adaptiveThreshold(
+        cv2.medianBlur(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 7),
+        255,
+        cv2.ADAPTIVE_THRESH_MEAN_C,
+        cv2.THRESH_BINARY,
+        9,
+        4,
+    )
     return (flat * (edges[..., None] > 0)).astype(np.uint8)
 
 
-GENERATED = {"smile": smile, "open_mouth": open_mouth, "beard": beard,
-             "beard_over_mouth": lambda: beard(cover_mouth=True), "cartoon": cartoon}
+GENERATED = {
+    "smile": smile,
+    "open_mouth": open_mouth,
+    "beard": beard,
+    "beard_over_mouth": lambda: beard(cover_mouth=True),
+    "cartoon": cartoon,
+}
 
 
 def upstream(name: str) -> np.ndarray | None:

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from helpers import astronaut, make_inputs, make_plan, speech
+
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.engines.preview.face import MIN_FACE_PX, find_face
 from liveavatar.errors import UserError

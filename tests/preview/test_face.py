@@ -1,8 +1,8 @@
 """Face model from the portrait: landmarks in the fitted (output) coordinates."""
 
 import numpy as np
-
 from helpers import astronaut
+
 from liveavatar.engines.preview.face import find_face, mesh_landmarks
 from liveavatar.media.image import fit_to_size
 

@@ -1,11 +1,11 @@
 """Open mouths, toothy smiles, hidden and stylised mouths: the mouth model, the safe mode, and the
 checks agreeing with the engine. Small frames and short audio; measured on the output frames."""
 
+import corpus
 import numpy as np
 import pytest
-
-import corpus
 from helpers import SR, make_inputs, make_plan, silence, speech
+
 from liveavatar.checks.image import measure_image
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.engines.preview.render import FrameParams
@@ -64,7 +64,9 @@ def _folds(renderer) -> list[float]:
     from liveavatar.engines.preview import lips
 
     keep = renderer.painter.rest_gap > 0
-    return [lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep)) for a in (0.0, 0.5, 1.0)]
+    return [
+        lips.folded_share(renderer.g, lips.jaw_offsets(renderer.g, a, renderer.style, keep)) for a in (0.0, 0.5, 1.0)
+    ]
 
 
 @pytest.mark.parametrize("name", ["smile", "open_mouth", "beard"])
@@ -100,7 +102,9 @@ def test_shouting_portrait_lip_syncs_and_check_names_the_fix():
     assert expression and expression[0].fix == "use a photo with the mouth closed or slightly open"
 
 
-@pytest.mark.skipif(corpus.upstream("dwarven_blacksmith.jpg") is None, reason="needs ../shared/fixtures/upstream-examples")
+@pytest.mark.skipif(
+    corpus.upstream("dwarven_blacksmith.jpg") is None, reason="needs ../shared/fixtures/upstream-examples"
+)
 def test_bearded_stylised_face_falls_back_to_the_jaw():
     image = corpus.upstream("dwarven_blacksmith.jpg")
     renderer, notes = _prepare(image, size=720)

@@ -32,7 +32,10 @@ def test_head_motion_is_smooth_and_small():
 
 
 def test_prompt_words_scale_motion():
-    calm, lively = prompt_scales("She speaks in a calm, relaxed way"), prompt_scales("an enthusiastic presenter, nodding")
+    calm, lively = (
+        prompt_scales("She speaks in a calm, relaxed way"),
+        prompt_scales("an enthusiastic presenter, nodding"),
+    )
     assert calm.head < 1 < lively.head and lively.nod > 1.5
     assert calm.words == ("calm", "relaxed")
     assert prompt_scales("a portrait").words == ()

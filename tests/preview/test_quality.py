@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from helpers import SR, astronaut, make_inputs, make_plan, phrases_with_pauses
+
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.media.image import fit_to_size
 from support import preview_quality as Q

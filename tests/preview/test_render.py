@@ -1,8 +1,8 @@
 """The engine's output: shapes, clip structure, stillness away from the head, determinism."""
 
 import numpy as np
-
 from helpers import astronaut, make_inputs, make_plan, silence, speech
+
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.engines.preview.face import find_face
 from liveavatar.engines.preview.render import FrameParams, Renderer
@@ -22,7 +22,11 @@ def test_blocks_follow_the_clip_structure():
 
 def test_deterministic_for_a_seed():
     audio = speech("hello there")
-    run = lambda seed: np.concatenate(list(PreviewEngine().generate(make_inputs(astronaut(), audio), make_plan(audio, seed=seed), lambda m: None)))  # noqa: E731
+
+    def run(seed):
+        plan = make_plan(audio, seed=seed)
+        return np.concatenate(list(PreviewEngine().generate(make_inputs(astronaut(), audio), plan, lambda m: None)))
+
     a, b, c = run(1), run(1), run(2)
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)

@@ -1,8 +1,8 @@
 """Audio -> mouth track: silence closes the mouth, phonemes time the lips, odd audio falls back."""
 
 import numpy as np
-
 from helpers import SR, silence, speech
+
 from liveavatar.engines.preview.speech import analyse_speech, coarticulate, viseme_raster
 
 
@@ -23,10 +23,12 @@ def test_english_speech_uses_phonemes_and_opens_with_the_voice():
     assert track.source == "phonemes", notes
     starts, stops = np.floor(ends[[0, 2]]).astype(int), np.ceil(ends[[1, 3]]).astype(int)
     for start, stop in zip(starts, stops):
-        assert track.open[start - 2:start].max() == 0 and track.open[start + 1:start + 3].min() > 0.2  # opens with the voice
-        assert track.open[start + 1:stop - 1].mean() > 0.3
-        assert track.open[stop + 1:stop + 3].max() == 0  # and closes when it stops
-    assert track.open[stops[0] + 1:starts[1] - 1].max() == 0 and track.open.max() > 0.5
+        assert (
+            track.open[start - 2 : start].max() == 0 and track.open[start + 1 : start + 3].min() > 0.2
+        )  # opens with the voice
+        assert track.open[start + 1 : stop - 1].mean() > 0.3
+        assert track.open[stop + 1 : stop + 3].max() == 0  # and closes when it stops
+    assert track.open[stops[0] + 1 : starts[1] - 1].max() == 0 and track.open.max() > 0.5
 
 
 def test_transcript_is_aligned():

@@ -28,11 +28,26 @@ def speech_pcm(seconds: float | None = None) -> np.ndarray:
 
 
 def new_session(server, token: str | None = None, **options) -> dict:
-    return open_session(server.url, PORTRAIT, prompt="A woman speaks calmly.", token=token, size=options.pop("size", "256*256"), **options)
+    return open_session(
+        server.url,
+        PORTRAIT,
+        prompt="A woman speaks calmly.",
+        token=token,
+        size=options.pop("size", "256*256"),
+        **options,
+    )
 
 
-async def talk(server, session_id: str, pcm: np.ndarray, lead_s: float = 0.6, tail_s: float = 0.4, clear_after_s: float | None = None,
-               close: bool = True, token: str | None = None) -> tuple[Received, list]:
+async def talk(
+    server,
+    session_id: str,
+    pcm: np.ndarray,
+    lead_s: float = 0.6,
+    tail_s: float = 0.4,
+    clear_after_s: float | None = None,
+    close: bool = True,
+    token: str | None = None,
+) -> tuple[Received, list]:
     """Connect, listen ``lead_s``, stream ``pcm`` in 20 ms chunks in real time (``clear`` after
     ``clear_after_s`` of it, else end_of_speech), wait for playback.finished and ``tail_s`` more, then
     close the session (or just the socket)."""

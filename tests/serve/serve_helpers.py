@@ -54,7 +54,7 @@ class ServerThread:
         self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
-    def start(self) -> "ServerThread":
+    def start(self) -> ServerThread:
         self._thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -80,8 +80,15 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.05):
 
 def inputs(portrait: Path, speech: Path, **fields) -> dict:
     """Keyword arguments for httpx's post: the two files and the form fields."""
-    data = {"prompt": "A woman speaks calmly to the camera.", "size": "256*256", **{k: str(v) for k, v in fields.items()}}
-    return {"files": {"image": (portrait.name, portrait.read_bytes()), "audio": (speech.name, speech.read_bytes())}, "data": data}
+    data = {
+        "prompt": "A woman speaks calmly to the camera.",
+        "size": "256*256",
+        **{k: str(v) for k, v in fields.items()},
+    }
+    return {
+        "files": {"image": (portrait.name, portrait.read_bytes()), "audio": (speech.name, speech.read_bytes())},
+        "data": data,
+    }
 
 
 def frames_in(data_or_path) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import pytest
 from serve_helpers import GatedEngine, frames_in, inputs, noface_image, wait_for
 
 from liveavatar.serve.settings import Limits
@@ -23,7 +22,9 @@ def test_submit_poll_events_download(start_server, portrait_path, speech_path):
         created = client.post("/v1/videos", **inputs(portrait_path, speech_path, infer_frames=24))
         assert created.status_code == 202, created.text
         job = created.json()
-        assert job["id"].startswith("video_") and job["object"] == "video" and job["status"] in {"queued", "in_progress"}
+        assert (
+            job["id"].startswith("video_") and job["object"] == "video" and job["status"] in {"queued", "in_progress"}
+        )
         assert job["size"] == "256x256" and job["model"] == "liveavatar-preview"
         assert status(client, job["id"])["frames_total"] == job["frames_total"] > 0
 
@@ -55,7 +56,9 @@ def test_cancel_running_keeps_partial_and_cancel_queued(start_server, portrait_p
         running = client.post("/v1/videos", **inputs(portrait_path, speech_path, infer_frames=12)).json()
         queued = client.post("/v1/videos", **inputs(portrait_path, speech_path, infer_frames=12)).json()
         assert engine.held.wait(60)
-        assert status(client, queued["id"])["status"] == "queued" and status(client, queued["id"])["queue_position"] == 0
+        assert (
+            status(client, queued["id"])["status"] == "queued" and status(client, queued["id"])["queue_position"] == 0
+        )
         assert client.delete(f"/v1/videos/{queued['id']}").json()["status"] == "cancelled"
 
         assert client.delete(f"/v1/videos/{running['id']}").json()["status"] == "in_progress"  # stops at the next block
@@ -97,7 +100,9 @@ def test_limits_are_413(start_server, portrait_path, speech_path):
         big = portrait_path.stat().st_size > 200_000
         response = client.post("/v1/videos", **inputs(portrait_path, speech_path))
         assert response.status_code == 413
-        assert response.json()["error"]["code"] in ({"file_too_large", "request_too_large"} if big else {"image_too_large"})
+        assert response.json()["error"]["code"] in (
+            {"file_too_large", "request_too_large"} if big else {"image_too_large"}
+        )
     server2 = start_server(limits=Limits(pixels=300 * 300), data_dir=server.queue.settings.data_dir.parent / "d2")
     with httpx.Client(base_url=server2.url, timeout=60) as client:
         response = client.post("/v1/videos", **inputs(portrait_path, speech_path))
@@ -128,7 +133,9 @@ def test_token_is_required_when_set(start_server):
             response = client.get(path)
             assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
         assert client.get("/v1/videos", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        liveness = wait_for(lambda: (r := client.get("/healthz")).status_code == 200 and r)  # liveness without the token
+        liveness = wait_for(
+            lambda: (r := client.get("/healthz")).status_code == 200 and r
+        )  # liveness without the token
         assert liveness.json() == {"status": "ok", "authorized": False}
         assert client.post("/v1/videos", files={"image": ("a.png", b"x")}).status_code == 401
         assert client.get("/healthz", headers={"Authorization": "Bearer s3cret"}).status_code == 200

@@ -13,12 +13,18 @@ from liveavatar import argtypes
 from liveavatar.serve.store import JobStore
 from liveavatar.serve.uploads import OPTIONS
 
-NUMERIC = sorted(name for name, parse in OPTIONS.items() if parse in {argtypes.number, argtypes.positive_int, argtypes.any_int, argtypes.gib_list})
+NUMERIC = sorted(
+    name
+    for name, parse in OPTIONS.items()
+    if parse in {argtypes.number, argtypes.positive_int, argtypes.any_int, argtypes.gib_list}
+)
 NON_FINITE = ["nan", "-nan", "NaN", "inf", "-Infinity", "1e309"]
 
 
 def test_numeric_fields_are_found():
-    assert {"sample_shift", "sample_guide_scale", "num_clip", "infer_frames", "sample_steps", "base_seed"} <= set(NUMERIC)
+    assert {"sample_shift", "sample_guide_scale", "num_clip", "infer_frames", "sample_steps", "base_seed"} <= set(
+        NUMERIC
+    )
 
 
 def test_every_numeric_field_refuses_non_finite_values(start_server, portrait_path, speech_path):
@@ -46,8 +52,12 @@ def test_damaged_rows_are_left_out_with_a_warning(start_server, tmp_path, portra
     server.stop()
     store = JobStore(data / "state" / "jobs.sqlite3")
     record = json.loads(store._db.execute("SELECT record FROM jobs").fetchone()[0])
-    rows = {"video_nan": json.dumps({**record, "id": "video_nan", "plan": {**record["plan"], "duration_s": float("nan")}}),
-            "video_list": "[1, 2]", "video_torn": '{"id": "video_torn", ', "video_types": json.dumps({**record, "id": "video_types", "plan": "x"})}
+    rows = {
+        "video_nan": json.dumps({**record, "id": "video_nan", "plan": {**record["plan"], "duration_s": float("nan")}}),
+        "video_list": "[1, 2]",
+        "video_torn": '{"id": "video_torn", ',
+        "video_types": json.dumps({**record, "id": "video_types", "plan": "x"}),
+    }
     for seq, (job_id, text) in enumerate(rows.items(), start=100):
         store._db.execute("INSERT INTO jobs (id, seq, record) VALUES (?, ?, ?)", (job_id, seq, text))
     store.close()

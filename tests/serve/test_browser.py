@@ -13,7 +13,9 @@ from serve_helpers import GatedEngine
 from liveavatar.engines.preview.engine import BLOCK_FRAMES
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 sync_api = pytest.importorskip("playwright.sync_api")
 HOLD_FRAMES = 48
 
@@ -30,17 +32,24 @@ def test_page_generates_and_plays_while_generating(start_server, tmp_path):
             # bypass_csp: playwright's waits evaluate strings, which the page's CSP (rightly) forbids
             page = browser.new_context(viewport={"width": 1180, "height": 760}, bypass_csp=True).new_page()
             outside = []
-            page.on("request", lambda r: None if r.url.startswith((server.url, f"blob:{server.url}")) else outside.append(r.url))
+            page.on(
+                "request",
+                lambda r: None if r.url.startswith((server.url, f"blob:{server.url}")) else outside.append(r.url),
+            )
             page.goto(server.url)
             page.wait_for_selector("#tokenbox", state="visible")  # it asks for the token
             page.fill("#token", "t0ken")
             page.click("#tokensave")
             page.wait_for_function("document.getElementById('health').textContent.includes('loaded')")
             page.click("#sample")
-            page.wait_for_function("document.getElementById('checkstate').textContent.includes('no errors')", timeout=60_000)
+            page.wait_for_function(
+                "document.getElementById('checkstate').textContent.includes('no errors')", timeout=60_000
+            )
             assert page.locator("#findings li").count() >= 0
             page.fill("#size", "384*256")
-            page.wait_for_function("document.getElementById('checkstate').textContent.includes('will make 256x256')", timeout=60_000)
+            page.wait_for_function(
+                "document.getElementById('checkstate').textContent.includes('will make 256x256')", timeout=60_000
+            )
             page.click("#go")
             assert engine.held.wait(60)
             # playing while held: everything it plays came from the first fragments

@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "live"))
 from webrtc_helpers import speech_clip  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
+)
 sync_api = pytest.importorskip("playwright.sync_api")
 LEAD_S, SPEECH_S, TAIL_S = 2.0, 2.2, 4.5
 
@@ -42,12 +44,18 @@ GRAB = """() => { const v = document.getElementById('livevideo'), c = document.c
 
 
 def launch(p, wav: Path):
-    return p.chromium.launch(executable_path=CHROMIUM, args=[
-        "--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-background-networking",
-        "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}%noloop",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",  # host candidates as addresses: no mDNS resolver here
-    ])
+    return p.chromium.launch(
+        executable_path=CHROMIUM,
+        args=[
+            "--autoplay-policy=no-user-gesture-required",
+            "--no-sandbox",
+            "--disable-background-networking",
+            "--use-fake-device-for-media-stream",
+            "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}%noloop",
+            "--disable-features=WebRtcHideLocalIpsWithMdns",  # host candidates as addresses: no mDNS resolver here
+        ],
+    )
 
 
 def mouth_box(png_data_url: str) -> list[int]:
@@ -78,7 +86,9 @@ def test_live_tab_speaks_back_what_the_microphone_says(start_server, tmp_path):
             context.grant_permissions(["microphone"])
             page = context.new_page()
             outside = []
-            page.on("request", lambda r: None if r.url.startswith((server.url, "blob:", "data:")) else outside.append(r.url))
+            page.on(
+                "request", lambda r: None if r.url.startswith((server.url, "blob:", "data:")) else outside.append(r.url)
+            )
             page.goto(server.url + "/#live")
             page.wait_for_function("document.getElementById('health').textContent.includes('loaded')", timeout=60_000)
             page.click("#livesample")
@@ -107,7 +117,11 @@ def test_live_tab_speaks_back_what_the_microphone_says(start_server, tmp_path):
     boxes = np.array([s[1] for s in samples], np.float32)
     # the displayed video runs a little behind the data channel (the browser holds video for the
     # audio's playout delay; more when the machine is busy): "after" starts a while after the event
-    before, during, after = t < started - 100, (t > started + 300) & (t < finished["at"] - 500), t > finished["at"] + 900
+    before, during, after = (
+        t < started - 100,
+        (t > started + 300) & (t < finished["at"] - 500),
+        t > finished["at"] + 900,
+    )
     assert before.sum() >= 5 and during.sum() >= 10 and after.sum() >= 5
     # motion: how much the mouth region changes over 80 ms (the listening head drifts slowly, a
     # speaking mouth opens and closes several times a second)

@@ -53,7 +53,9 @@ def test_the_older_layout_moves_its_database(tmp_path):
     assert not (data / "jobs.sqlite3").exists() and (data / "state" / "jobs.sqlite3").is_file()
 
 
-def test_a_second_server_on_the_same_folder_refuses_and_the_first_job_runs_on(start_server, tmp_path, portrait_path, speech_path, capsys):
+def test_a_second_server_on_the_same_folder_refuses_and_the_first_job_runs_on(
+    start_server, tmp_path, portrait_path, speech_path, capsys
+):
     engine = GatedEngine(hold_at=1)
     server = start_server(engine, data_dir=tmp_path / "data")
     with httpx.Client(base_url=server.url, timeout=60) as client:
@@ -65,11 +67,15 @@ def test_a_second_server_on_the_same_folder_refuses_and_the_first_job_runs_on(st
         code = main(["serve", "--engine", "preview", "--data_dir", str(tmp_path / "data"), "--port", "1", "--no_token"])
         captured = capsys.readouterr()
         lines = captured.err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: --data_dir: another liveavatar serve (pid ")
+        assert (
+            code == 2 and len(lines) == 1 and lines[0].startswith("error: --data_dir: another liveavatar serve (pid ")
+        )
         assert "open http" not in captured.out
         assert client.get(f"/v1/videos/{job['id']}").json()["status"] == "in_progress"
         engine.gate.set()
-        done = wait_for(lambda: (j := client.get(f"/v1/videos/{job['id']}").json())["status"] in {"completed", "failed"} and j)
+        done = wait_for(
+            lambda: (j := client.get(f"/v1/videos/{job['id']}").json())["status"] in {"completed", "failed"} and j
+        )
         assert done["status"] == "completed", done
 
 
@@ -79,11 +85,17 @@ def test_a_port_in_use_is_one_line(tmp_path, capsys):
     busy.listen()
     port = busy.getsockname()[1]
     try:
-        code = main(["serve", "--engine", "preview", "--data_dir", str(tmp_path / "d"), "--port", str(port), "--no_token"])
+        code = main(
+            ["serve", "--engine", "preview", "--data_dir", str(tmp_path / "d"), "--port", str(port), "--no_token"]
+        )
     finally:
         busy.close()
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and lines[0].startswith(f"error: --port: port {port} on 127.0.0.1 is already in use"), lines
+    assert (
+        code == 2
+        and len(lines) == 1
+        and lines[0].startswith(f"error: --port: port {port} on 127.0.0.1 is already in use")
+    ), lines
     assert "open http" not in captured.out
     JobQueue(ServeSettings(data_dir=tmp_path / "d", engine="preview")).stop(0)  # the folder was let go

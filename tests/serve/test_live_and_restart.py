@@ -41,7 +41,9 @@ def test_live_stream_plays_in_pyav_while_the_job_runs(start_server, portrait_pat
 
         threading.Thread(target=read, daemon=True).start()
         assert engine.held.wait(60)
-        wait_for(lambda: len(decoded) >= 20, timeout=60)  # the first fragment (1 s, less the decoder's reorder delay) played ...
+        wait_for(
+            lambda: len(decoded) >= 20, timeout=60
+        )  # the first fragment (1 s, less the decoder's reorder delay) played ...
         assert client.get(f"/v1/videos/{job['id']}").json()["status"] == "in_progress"  # ... while the job runs
         assert len(decoded) <= 60 and not reader_done.is_set()
         engine.gate.set()
@@ -74,11 +76,17 @@ def decoded_hashes(data: bytes) -> list[str]:
         return [hashlib.sha256(f.to_ndarray(format="rgb24").tobytes()).hexdigest() for f in container.decode(video=0)]
 
 
-def test_restart_continues_the_running_job_and_requeues_the_queued_one(start_server, tmp_path, portrait_path, speech_path):
+def test_restart_continues_the_running_job_and_requeues_the_queued_one(
+    start_server, tmp_path, portrait_path, speech_path
+):
     data = tmp_path / "data"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(here=str(HERE), data=str(data))], stdout=subprocess.PIPE, text=True, env=env)
-    form = inputs(portrait_path, speech_path, infer_frames=12)  # 4 s: 10 clips of 12 frames, a writer segment every 4 clips
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(here=str(HERE), data=str(data))], stdout=subprocess.PIPE, text=True, env=env
+    )
+    form = inputs(
+        portrait_path, speech_path, infer_frames=12
+    )  # 4 s: 10 clips of 12 frames, a writer segment every 4 clips
     try:
         url = child.stdout.readline().strip()
         with httpx.Client(base_url=url, timeout=60) as client:
@@ -96,7 +104,9 @@ def test_restart_continues_the_running_job_and_requeues_the_queued_one(start_ser
         resumed = wait_for(lambda: (s := client.get(f"/v1/videos/{running['id']}").json())["status"] in TERMINAL and s)
         assert resumed["status"] == "completed" and resumed["error"] is None and not resumed["partial"]
         assert any("continues from its last complete clip" in w for w in resumed["warnings"])
-        assert any("resuming video.mp4 from clip 4 of 10 (48 frames kept)" in w for w in resumed["warnings"])  # not from 0
+        assert any(
+            "resuming video.mp4 from clip 4 of 10 (48 frames kept)" in w for w in resumed["warnings"]
+        )  # not from 0
         continued = decoded_hashes(client.get(f"/v1/videos/{running['id']}/content").content)
         done = wait_for(lambda: (s := client.get(f"/v1/videos/{queued['id']}").json())["status"] == "completed" and s)
         assert frames_in(client.get(f"/v1/videos/{queued['id']}/content").content) == done["frames_total"] == 24
@@ -106,7 +116,9 @@ def test_restart_continues_the_running_job_and_requeues_the_queued_one(start_ser
         assert len(continued) == resumed["frames_total"]
 
 
-def test_a_graceful_stop_leaves_the_running_job_to_be_continued_at_the_next_start(start_server, tmp_path, portrait_path, speech_path):
+def test_a_graceful_stop_leaves_the_running_job_to_be_continued_at_the_next_start(
+    start_server, tmp_path, portrait_path, speech_path
+):
     data = tmp_path / "data"
     engine = GatedEngine(hold_at=7)
     server = start_server(engine, data_dir=data)
@@ -122,7 +134,9 @@ def test_a_graceful_stop_leaves_the_running_job_to_be_continued_at_the_next_star
 
     with httpx.Client(base_url=start_server(data_dir=data).url, timeout=60) as client:
         done = wait_for(lambda: (s := client.get(f"/v1/videos/{job['id']}").json())["status"] in TERMINAL and s)
-        assert done["status"] == "completed" and any("resuming video.mp4 from clip 8 of 10" in w for w in done["warnings"])  # its 8th clip ended a segment
+        assert done["status"] == "completed" and any(
+            "resuming video.mp4 from clip 8 of 10" in w for w in done["warnings"]
+        )  # its 8th clip ended a segment
         assert frames_in(client.get(f"/v1/videos/{job['id']}/content").content) == done["frames_total"]
 
 
@@ -134,7 +148,9 @@ def peak_rss_mb() -> float:
 
 
 @pytest.mark.slow  # 21 preview jobs, about 25 s on two cores
-def test_twenty_concurrent_submissions_run_in_order_with_bounded_memory(start_server, tmp_path, portrait_path, speech_path):
+def test_twenty_concurrent_submissions_run_in_order_with_bounded_memory(
+    start_server, tmp_path, portrait_path, speech_path
+):
     import soundfile as sf
 
     server = start_server(limits=Limits(queue=20))
@@ -147,13 +163,19 @@ def test_twenty_concurrent_submissions_run_in_order_with_bounded_memory(start_se
         wait_for(lambda: client.get(f"/v1/videos/{warm['id']}").json()["status"] == "completed")
         before = peak_rss_mb()
         answers: list = []
-        threads = [threading.Thread(target=lambda: answers.append(client.post("/v1/videos", **form))) for _ in range(20)]
+        threads = [
+            threading.Thread(target=lambda: answers.append(client.post("/v1/videos", **form))) for _ in range(20)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         assert sorted(a.status_code for a in answers) == [202] * 20
-        wait_for(lambda: all(v["status"] == "completed" for v in client.get("/v1/videos").json()["data"]), timeout=300, every=0.2)
+        wait_for(
+            lambda: all(v["status"] == "completed" for v in client.get("/v1/videos").json()["data"]),
+            timeout=300,
+            every=0.2,
+        )
         jobs = sorted(server.queue.list(), key=lambda j: j.seq)[1:]
         assert {j.id for j in jobs} == {a.json()["id"] for a in answers}
         for earlier, later in zip(jobs, jobs[1:]):  # one worker: each starts after the one accepted before it ends

@@ -10,30 +10,52 @@ from serve_helpers import inputs, wait_for
 
 
 def done(client, video_id):
-    return wait_for(lambda: (j := client.get(f"/v1/videos/{video_id}").json())["status"] in {"completed", "failed", "cancelled"} and j)
+    return wait_for(
+        lambda: (
+            (j := client.get(f"/v1/videos/{video_id}").json())["status"] in {"completed", "failed", "cancelled"} and j
+        )
+    )
 
 
 def test_openai_create_fields(start_server, portrait_path, speech_path):
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        files = {"input_reference": ("me.png", portrait_path.read_bytes()), "audio": ("s.wav", speech_path.read_bytes())}
-        created = client.post("/v1/videos", files=files, data={"prompt": "x", "model": "preview", "seconds": "2", "size": "256x256",
-                                                                 "infer_frames": "12"})
+        files = {
+            "input_reference": ("me.png", portrait_path.read_bytes()),
+            "audio": ("s.wav", speech_path.read_bytes()),
+        }
+        created = client.post(
+            "/v1/videos",
+            files=files,
+            data={"prompt": "x", "model": "preview", "seconds": "2", "size": "256x256", "infer_frames": "12"},
+        )
         assert created.status_code == 202, created.text
         job = done(client, created.json()["id"])
         assert job["status"] == "completed" and job["size"] == "256x256"
         assert float(job["seconds"]) <= 2.0 and job["frames_total"] == 48  # 4 whole 12-frame clips fit in 2 s
-        for field, value, words in (("model", "sora-2", "this server runs the preview engine"), ("seconds", "nan", "seconds:"),
-                                    ("seconds", "0.1", "shorter than one clip"), ("size", "256x", "--size")):
+        for field, value, words in (
+            ("model", "sora-2", "this server runs the preview engine"),
+            ("seconds", "nan", "seconds:"),
+            ("seconds", "0.1", "shorter than one clip"),
+            ("size", "256x", "--size"),
+        ):
             refused = client.post("/v1/videos", **inputs(portrait_path, speech_path, **{field: value}))
             assert refused.status_code == 422 and words in refused.json()["error"]["message"], refused.text
-        assert client.post("/v1/videos", **inputs(portrait_path, speech_path, model="liveavatar-preview", num_clip="1")).status_code == 202
+        assert (
+            client.post(
+                "/v1/videos", **inputs(portrait_path, speech_path, model="liveavatar-preview", num_clip="1")
+            ).status_code
+            == 202
+        )
 
 
 def test_list_paging(start_server, portrait_path, speech_path):
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        ids = [client.post("/v1/videos", **inputs(portrait_path, speech_path, num_clip="1", infer_frames="4")).json()["id"] for _ in range(3)]
+        ids = [
+            client.post("/v1/videos", **inputs(portrait_path, speech_path, num_clip="1", infer_frames="4")).json()["id"]
+            for _ in range(3)
+        ]
         newest = client.get("/v1/videos", params={"limit": 2}).json()
         assert [j["id"] for j in newest["data"]] == ids[::-1][:2] and newest["has_more"] is True
         assert newest["first_id"] == ids[2] and newest["last_id"] == ids[1]
@@ -53,7 +75,12 @@ def test_thumbnail_is_a_jpeg_of_the_first_frame(start_server, portrait_path, spe
 
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        job = done(client, client.post("/v1/videos", **inputs(portrait_path, speech_path, num_clip="1", infer_frames="8")).json()["id"])
+        job = done(
+            client,
+            client.post("/v1/videos", **inputs(portrait_path, speech_path, num_clip="1", infer_frames="8")).json()[
+                "id"
+            ],
+        )
         thumb = client.get(f"/v1/videos/{job['id']}/content", params={"variant": "thumbnail"})
         assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
         picture = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB"), dtype=np.float32)
@@ -112,7 +139,9 @@ def test_a_preset_that_stops_before_the_audio_ends_says_so(start_server, portrai
     import soundfile
 
     speech = tmp_path / "long.wav"  # 20 s: the quick preset's 10 clips of 32 frames make 12.8 s
-    soundfile.write(str(speech), (0.3 * np.sin(2 * np.pi * 220 * np.arange(20 * 16_000) / 16_000)).astype(np.float32), 16_000)
+    soundfile.write(
+        str(speech), (0.3 * np.sin(2 * np.pi * 220 * np.arange(20 * 16_000) / 16_000)).astype(np.float32), 16_000
+    )
     server = start_server()
     with httpx.Client(base_url=server.url, timeout=60) as client:
         job = client.post("/v1/videos", **inputs(portrait_path, speech, preset="quick", skip_checks="true"))

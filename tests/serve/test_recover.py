@@ -29,7 +29,9 @@ def test_a_running_job_without_a_resume_record_fails_with_its_partial_and_says_w
     job = queue.get(job_id)
     assert job.status == "failed" and job.partial and queue.waiting == 0
     assert job.error["code"] == "server_stopped"
-    assert job.error["message"].endswith("the frames made so far are the partial video; it could not be continued: it left no resume record")
+    assert job.error["message"].endswith(
+        "the frames made so far are the partial video; it could not be continued: it left no resume record"
+    )
     assert (queue.folder(job_id) / "video.partial.mp4").is_file()
 
 
@@ -38,7 +40,9 @@ def test_a_running_job_with_a_resume_record_is_queued_to_continue(tmp_path):
 
     settings = ServeSettings(data_dir=tmp_path / "data", engine="preview")
     job_id = crashed_job(settings, b"a playable prefix")
-    record = resume.ResumeRecord(settings={}, num_clips=4, num_frames=100, segments=[[2, 48], [4, 100]], clips_done=2, frames_done=48)
+    record = resume.ResumeRecord(
+        settings={}, num_clips=4, num_frames=100, segments=[[2, 48], [4, 100]], clips_done=2, frames_done=48
+    )
     resume.write_record(resume.record_path(settings.data_dir / "jobs" / job_id / VIDEO), record)
     queue = JobQueue(settings)
     queue.recover()
@@ -57,4 +61,7 @@ def test_an_unreadable_resume_record_is_a_failure_that_says_so(tmp_path):
     queue.recover()
     job = queue.get(job_id)
     assert job.status == "failed" and not job.partial
-    assert job.error["message"] == "the server stopped while this video was being made; it could not be continued: its resume record cannot be read"
+    assert (
+        job.error["message"]
+        == "the server stopped while this video was being made; it could not be continued: its resume record cannot be read"
+    )

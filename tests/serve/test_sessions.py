@@ -10,11 +10,11 @@ import httpx
 import numpy as np
 import pytest
 from live_helpers import PORTRAIT, SR, decode, mouth_openings, new_session, speech_pcm, talk, wait_ready
-from support import preview_quality as Q
 
 from liveavatar.engines.preview import PreviewEngine
 from liveavatar.live.client import LiveClient, Received, SessionRefused, collect
 from liveavatar.serve.settings import LiveSettings
+from support import preview_quality as Q
 
 AAC_FRAME = 1024
 
@@ -70,11 +70,11 @@ def test_speech_streamed_in_real_time_comes_back_as_continuous_video_with_that_s
     # the audio track is the speech sent, where the server says it started, within one AAC frame
     start = round(speech_start_in_file(received) * SR)
     speech = pcm.astype(np.float32) / 32768
-    window = audio[max(0, start - 4 * AAC_FRAME): start + len(speech) + 4 * AAC_FRAME]
+    window = audio[max(0, start - 4 * AAC_FRAME) : start + len(speech) + 4 * AAC_FRAME]
     corr = np.correlate(window[: len(speech) + 8 * AAC_FRAME], speech[: 3 * SR], mode="valid")
     found = max(0, start - 4 * AAC_FRAME) + int(np.argmax(corr))
     assert abs(found - start) <= AAC_FRAME
-    back = audio[found: found + len(speech)]
+    back = audio[found : found + len(speech)]
     assert np.corrcoef(back, speech[: len(back)])[0, 1] > 0.95
     assert np.sqrt(np.mean(audio[: max(0, start - AAC_FRAME)] ** 2)) < 1e-3  # listening: silence
     finished = received.of("playback.finished")
@@ -108,9 +108,9 @@ def test_clear_stops_the_mouth_and_reports_the_interrupted_utterance(preview_ser
     stop = start + played  # where the speech stopped, in the file
     after = int((stop + 0.2) * 25)  # within 200 ms of video time ...
     assert after + 10 <= len(frames)
-    assert np.sqrt(np.mean(audio[int((stop + 0.2) * SR):] ** 2)) < 1e-3  # ... the audio is silent
+    assert np.sqrt(np.mean(audio[int((stop + 0.2) * SR) :] ** 2)) < 1e-3  # ... the audio is silent
     shown = per_file_frame(rendered_mouth, received, len(frames))
-    assert shown[int(start * 25): int(stop * 25)].max() > 0.3  # it spoke ...
+    assert shown[int(start * 25) : int(stop * 25)].max() > 0.3  # it spoke ...
     assert not shown[after:].any()  # ... and the mouth is closed in every frame from there on
 
 
@@ -198,9 +198,13 @@ def test_inputs_are_checked_like_a_job(preview_server, tmp_path):
 
     server = preview_server()
     face = noface_image(tmp_path / "noface.png")
-    response = httpx.post(f"{server.url}/v1/sessions", files={"image": ("noface.png", face.read_bytes())}, data={"size": "256*256"})
+    response = httpx.post(
+        f"{server.url}/v1/sessions", files={"image": ("noface.png", face.read_bytes())}, data={"size": "256*256"}
+    )
     assert response.status_code == 422 and response.json()["error"]["param"] == "image"
-    bad = httpx.post(f"{server.url}/v1/sessions", files={"image": ("p.png", PORTRAIT.read_bytes())}, data={"size": "big"})
+    bad = httpx.post(
+        f"{server.url}/v1/sessions", files={"image": ("p.png", PORTRAIT.read_bytes())}, data={"size": "big"}
+    )
     assert bad.status_code == 422 and bad.json()["error"]["param"] == "size"
     assert httpx.get(f"{server.url}/v1/sessions").json()["data"] == []
 
@@ -233,11 +237,42 @@ def test_the_live_command_streams_a_file_and_saves_the_video(preview_server, tmp
     speech = tmp_path / "short.wav"
     sf.write(str(speech), speech_pcm(1.0), SR, subtype="PCM_16")
     out = tmp_path / "live.mp4"
-    code = main(["live", "--image", str(PORTRAIT), "--audio", str(speech), "--url", server.url, "--token", "t0k",
-                 "--size", "256*256", "--save_file", str(out)])
+    code = main(
+        [
+            "live",
+            "--image",
+            str(PORTRAIT),
+            "--audio",
+            str(speech),
+            "--url",
+            server.url,
+            "--token",
+            "t0k",
+            "--size",
+            "256*256",
+            "--save_file",
+            str(out),
+        ]
+    )
     assert code == 0
     frames, audio, times = decode(out.read_bytes())
     assert len(frames) >= 1.5 * 25 and np.allclose(np.diff(times), 0.04) and len(audio) >= 1.5 * SR
     assert httpx.get(f"{server.url}/v1/sessions", headers={"Authorization": "Bearer t0k"}).json()["data"] == []
-    assert main(["live", "--image", str(PORTRAIT), "--audio", str(speech), "--url", server.url, "--token", "wrong",
-                 "--save_file", str(tmp_path / "x.mp4")]) == 2
+    assert (
+        main(
+            [
+                "live",
+                "--image",
+                str(PORTRAIT),
+                "--audio",
+                str(speech),
+                "--url",
+                server.url,
+                "--token",
+                "wrong",
+                "--save_file",
+                str(tmp_path / "x.mp4"),
+            ]
+        )
+        == 2
+    )

@@ -15,7 +15,7 @@ class LoudnessMaker:
 
     def make(self, audio, speech, start_frame):
         spf = len(audio) // len(speech)
-        level = [np.sqrt(np.mean(audio[i * spf:(i + 1) * spf] ** 2)) if s else 0.0 for i, s in enumerate(speech)]
+        level = [np.sqrt(np.mean(audio[i * spf : (i + 1) * spf] ** 2)) if s else 0.0 for i, s in enumerate(speech)]
         return np.stack([np.full((self.height, self.width, 3), min(255, int(2000 * v)), np.uint8) for v in level])
 
     def expected_block_s(self):

@@ -11,8 +11,38 @@ import numpy as np
 
 FPS = 25
 # Upper-face points that speech must not move (pose aside): brows, nose, eye corners, forehead, temples.
-RIGID = (70, 63, 105, 66, 107, 336, 296, 334, 293, 300, 1, 4, 5, 6, 168, 197, 195, 98, 327,
-         33, 133, 362, 263, 10, 151, 9, 127, 356, 234, 454)
+RIGID = (
+    70,
+    63,
+    105,
+    66,
+    107,
+    336,
+    296,
+    334,
+    293,
+    300,
+    1,
+    4,
+    5,
+    6,
+    168,
+    197,
+    195,
+    98,
+    327,
+    33,
+    133,
+    362,
+    263,
+    10,
+    151,
+    9,
+    127,
+    356,
+    234,
+    454,
+)
 MOUTH_PAIRS = ((13, 14), (82, 87), (312, 317))
 
 
@@ -62,7 +92,9 @@ def lagged_correlation(a: np.ndarray, b: np.ndarray, max_lag: int = 5) -> tuple[
     return r0, best, best_r
 
 
-def pause_frames(audio: np.ndarray, sr: int, num_frames: int, min_s: float = 0.5, floor_db: float = -50.0) -> np.ndarray:
+def pause_frames(
+    audio: np.ndarray, sr: int, num_frames: int, min_s: float = 0.5, floor_db: float = -50.0
+) -> np.ndarray:
     """Frames inside silent stretches (below ``floor_db`` dBFS) longer than ``min_s``."""
     hop = sr // 100
     n = len(audio) // hop

@@ -16,7 +16,9 @@ ESPEAK_RATE = 1
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
 
-def synthesize(text: str, voice: str = "en-us", words_per_minute: int = 160, pitch: int | None = None) -> tuple[np.ndarray, int]:
+def synthesize(
+    text: str, voice: str = "en-us", words_per_minute: int = 160, pitch: int | None = None
+) -> tuple[np.ndarray, int]:
     """Speak ``text``; return float32 mono samples in [-1, 1] and their sample rate (22050)."""
     import espeakng_loader
 

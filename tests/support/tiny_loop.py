@@ -18,8 +18,11 @@ def tiny_loop_inputs(plan):
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for p in dit.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5 if p.ndim >= 2
-                    else 0.1 * torch.randn(p.shape, generator=gen))
+            p.copy_(
+                torch.randn(p.shape, generator=gen) / max(1, p[0].numel()) ** 0.5
+                if p.ndim >= 2
+                else 0.1 * torch.randn(p.shape, generator=gen)
+            )
     c = dit.config
     text = dit.encode_text(torch.randn(5, c.text_dim, generator=gen))
     audio = torch.randn(1, 25, c.audio_dim, plan.num_clips * plan.frames_per_clip, generator=gen)

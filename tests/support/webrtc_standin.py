@@ -66,6 +66,11 @@ def open_run(registry):
     from liveavatar.live.runner import LiveRun
 
     session = standin_session()
-    info = {"engine": "stand-in", "width": session.width, "height": session.height, "fps": session.fps,
-            "sample_rate": session.sample_rate}
+    info = {
+        "engine": "stand-in",
+        "width": session.width,
+        "height": session.height,
+        "fps": session.fps,
+        "sample_rate": session.sample_rate,
+    }
     return registry.open(lambda run_id: LiveRun(run_id, session, info))

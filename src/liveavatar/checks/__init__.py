@@ -6,8 +6,9 @@ what `generate` calls before an engine starts, on the inputs the pipeline alread
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from liveavatar.checks.findings import Finding, has_error
 from liveavatar.errors import UserError

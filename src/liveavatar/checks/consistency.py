@@ -11,7 +11,9 @@ from liveavatar.checks.findings import Finding
 from liveavatar.checks.prompt import _present, words
 from liveavatar.checks.speech import SpeechStats
 
-MALE_WORDS = frozenset("man men male gentleman boy guy father grandfather husband he him his beard bearded king".split())
+MALE_WORDS = frozenset(
+    "man men male gentleman boy guy father grandfather husband he him his beard bearded king".split()
+)
 FEMALE_WORDS = frozenset("woman women female lady girl mother grandmother wife she her hers queen".split())
 # Typical adult speaking F0: men about 85-155 Hz, women about 165-255 Hz.
 MALE_MAX_F0, FEMALE_MIN_F0 = 155.0, 165.0
@@ -21,7 +23,9 @@ LIVELY_WORDS = frozenset(
     "laughing laughs laugh heartily excited excitedly enthusiastic enthusiastically energetic energetically "
     "cheerful cheerfully joyful shouting yelling animated exuberant thrilled passionate passionately".split()
 )
-SUBDUED_WORDS = frozenset("calm calmly serious seriously solemn somber sombre quiet quietly whispering softly gently sad tired monotone".split())
+SUBDUED_WORDS = frozenset(
+    "calm calmly serious seriously solemn somber sombre quiet quietly whispering softly gently sad tired monotone".split()
+)
 FLAT_SEMITONES = 2.0  # 10-90% F0 range below this is flat, monotonous speech
 LIVELY_SEMITONES = 12.0  # above an octave is very animated speech
 
@@ -38,25 +42,49 @@ def check_consistency(prompt: str, stats: SpeechStats) -> list[Finding]:
     f0 = stats.f0_median_hz
     male, female = set(_present(tokens, MALE_WORDS)), set(_present(tokens, FEMALE_WORDS))
     if female and not male and f0 < FEMALE_PROMPT_LOW_F0:
-        out.append(_f("warning", "consistency.voice_gender",
-                      f"the prompt describes a woman ({', '.join(sorted(female))}) but the voice's median pitch is {f0:.0f} Hz, typical of a man",
-                      round(f0, 1), f">= {FEMALE_PROMPT_LOW_F0:.0f} Hz for a typical female voice",
-                      "make the prompt, the portrait and the voice describe the same person"))
+        out.append(
+            _f(
+                "warning",
+                "consistency.voice_gender",
+                f"the prompt describes a woman ({', '.join(sorted(female))}) but the voice's median pitch is {f0:.0f} Hz, typical of a man",
+                round(f0, 1),
+                f">= {FEMALE_PROMPT_LOW_F0:.0f} Hz for a typical female voice",
+                "make the prompt, the portrait and the voice describe the same person",
+            )
+        )
     elif male and not female and f0 > MALE_PROMPT_HIGH_F0:
-        out.append(_f("warning", "consistency.voice_gender",
-                      f"the prompt describes a man ({', '.join(sorted(male))}) but the voice's median pitch is {f0:.0f} Hz, typical of a woman or child",
-                      round(f0, 1), f"<= {MALE_PROMPT_HIGH_F0:.0f} Hz for a typical male voice",
-                      "make the prompt, the portrait and the voice describe the same person"))
+        out.append(
+            _f(
+                "warning",
+                "consistency.voice_gender",
+                f"the prompt describes a man ({', '.join(sorted(male))}) but the voice's median pitch is {f0:.0f} Hz, typical of a woman or child",
+                round(f0, 1),
+                f"<= {MALE_PROMPT_HIGH_F0:.0f} Hz for a typical male voice",
+                "make the prompt, the portrait and the voice describe the same person",
+            )
+        )
     lively, subdued = _present(tokens, LIVELY_WORDS), _present(tokens, SUBDUED_WORDS)
     spread = stats.f0_spread_semitones
     if lively and spread < FLAT_SEMITONES:
-        out.append(_f("warning", "consistency.emotion",
-                      f"the prompt asks for lively emotion ({', '.join(sorted(set(lively)))}) but the speech is flat (pitch moves {spread:.1f} semitones)",
-                      round(spread, 2), f">= {FLAT_SEMITONES} semitones of pitch movement",
-                      'describe the tone the audio really has (e.g. "speaking calmly"), or record livelier speech'))
+        out.append(
+            _f(
+                "warning",
+                "consistency.emotion",
+                f"the prompt asks for lively emotion ({', '.join(sorted(set(lively)))}) but the speech is flat (pitch moves {spread:.1f} semitones)",
+                round(spread, 2),
+                f">= {FLAT_SEMITONES} semitones of pitch movement",
+                'describe the tone the audio really has (e.g. "speaking calmly"), or record livelier speech',
+            )
+        )
     elif subdued and not lively and spread > LIVELY_SEMITONES:
-        out.append(_f("warning", "consistency.emotion",
-                      f"the prompt asks for a subdued tone ({', '.join(sorted(set(subdued)))}) but the speech is very animated (pitch moves {spread:.1f} semitones)",
-                      round(spread, 2), f"<= {LIVELY_SEMITONES} semitones of pitch movement",
-                      'describe the tone the audio really has (e.g. "speaking enthusiastically")'))
+        out.append(
+            _f(
+                "warning",
+                "consistency.emotion",
+                f"the prompt asks for a subdued tone ({', '.join(sorted(set(subdued)))}) but the speech is very animated (pitch moves {spread:.1f} semitones)",
+                round(spread, 2),
+                f"<= {LIVELY_SEMITONES} semitones of pitch movement",
+                'describe the tone the audio really has (e.g. "speaking enthusiastically")',
+            )
+        )
     return out

@@ -79,5 +79,10 @@ def face_shape(rgb: np.ndarray, face: Face) -> FaceShape | None:
         return (dist(t0, b0) + dist(t1, b1)) / (2 * max(dist(c0, c1), 1e-6))
 
     eyes = (ear(_EYE_L) + ear(_EYE_R)) / 2
-    return FaceShape(yaw=yaw, mouth_open=float(mouth_open), eyes_open=float(eyes), face_width=float(width),
-                     mouth=assess_mouth(rgb, found, face.keypoints))
+    return FaceShape(
+        yaw=yaw,
+        mouth_open=float(mouth_open),
+        eyes_open=float(eyes),
+        face_width=float(width),
+        mouth=assess_mouth(rgb, found, face.keypoints),
+    )

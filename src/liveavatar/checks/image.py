@@ -66,7 +66,7 @@ def shadow_stops(region: np.ndarray) -> float:
     (luminance) over every orientation and position tried, less that orientation's allowance."""
     step = max(1, int(np.ceil(max(region.shape) / _EDGE_MAX_SIDE)))
     small = region[::step, ::step]
-    ys, xs = np.mgrid[:small.shape[0], :small.shape[1]]
+    ys, xs = np.mgrid[: small.shape[0], : small.shape[1]]
     ys, xs = ys / small.shape[0] - 0.5, xs / small.shape[1] - 0.5
     values = small.ravel()
     best = 0.0
@@ -94,21 +94,40 @@ def _lighting(rgb: np.ndarray, face: Face | None) -> list[Finding]:
     mean = float(region.mean())
     clipped = float((region >= 250).mean())
     if mean < DARK_LUMA:
-        out.append(_f("warning", "image.dark", f"{where} is too dark (mean luminance {mean:.0f}/255): detail is lost",
-                      round(mean, 1), f">= {DARK_LUMA:.0f}", "use a brighter photo, or raise exposure/levels in an editor"))
+        out.append(
+            _f(
+                "warning",
+                "image.dark",
+                f"{where} is too dark (mean luminance {mean:.0f}/255): detail is lost",
+                round(mean, 1),
+                f">= {DARK_LUMA:.0f}",
+                "use a brighter photo, or raise exposure/levels in an editor",
+            )
+        )
     if mean > BRIGHT_LUMA or clipped > CLIPPED_FRACTION:
-        out.append(_f("warning", "image.overexposed",
-                      f"{where} is over-exposed (mean luminance {mean:.0f}/255, {clipped:.0%} of pixels blown out)",
-                      {"mean_luma": round(mean, 1), "clipped_fraction": round(clipped, 3)},
-                      f"mean <= {BRIGHT_LUMA:.0f}, clipped < {CLIPPED_FRACTION:.0%}",
-                      "use a photo with less exposure; blown-out skin cannot be recovered"))
+        out.append(
+            _f(
+                "warning",
+                "image.overexposed",
+                f"{where} is over-exposed (mean luminance {mean:.0f}/255, {clipped:.0%} of pixels blown out)",
+                {"mean_luma": round(mean, 1), "clipped_fraction": round(clipped, 3)},
+                f"mean <= {BRIGHT_LUMA:.0f}, clipped < {CLIPPED_FRACTION:.0%}",
+                "use a photo with less exposure; blown-out skin cannot be recovered",
+            )
+        )
     if face is not None and min(region.shape) >= 8:
         stops = shadow_stops(region)
         if stops > MAX_SHADOW_STOPS and mean >= DARK_LUMA / 2:
-            out.append(_f("warning", "image.uneven_lighting",
-                          f"a hard shadow falls across the face: one side of it is {stops:.1f} stops darker than the other",
-                          round(stops, 2), f"<= {MAX_SHADOW_STOPS} stops",
-                          "use a photo with even, diffuse light on both sides of the face"))
+            out.append(
+                _f(
+                    "warning",
+                    "image.uneven_lighting",
+                    f"a hard shadow falls across the face: one side of it is {stops:.1f} stops darker than the other",
+                    round(stops, 2),
+                    f"<= {MAX_SHADOW_STOPS} stops",
+                    "use a photo with even, diffuse light on both sides of the face",
+                )
+            )
     return out
 
 
@@ -116,43 +135,93 @@ def _face_findings(rgb: np.ndarray, faces: list[Face], shape: FaceShape | None) 
     h, w = rgb.shape[:2]
     out: list[Finding] = []
     if not faces:
-        out.append(_f("error", "image.no_face", "no face was found in the portrait", 0, 1,
-                      "give a photo with one clearly visible, frontal human face (stylised or cartoon faces may not be detected)"))
+        out.append(
+            _f(
+                "error",
+                "image.no_face",
+                "no face was found in the portrait",
+                0,
+                1,
+                "give a photo with one clearly visible, frontal human face (stylised or cartoon faces may not be detected)",
+            )
+        )
         return out
     main = faces[0]
     others = [f for f in faces[1:] if f.w * f.h >= SECOND_FACE_AREA * main.w * main.h]
     if others:
-        out.append(_f("warning", "image.multiple_faces",
-                      f"{1 + len(others)} faces found: the model may animate the wrong person", 1 + len(others), 1,
-                      "crop the photo to the one person who should speak (liveavatar prepare crops around the largest face)"))
+        out.append(
+            _f(
+                "warning",
+                "image.multiple_faces",
+                f"{1 + len(others)} faces found: the model may animate the wrong person",
+                1 + len(others),
+                1,
+                "crop the photo to the one person who should speak (liveavatar prepare crops around the largest face)",
+            )
+        )
     side = min(main.w, main.h)
     if side < MIN_FACE_FRACTION * min(h, w) or side < MIN_FACE_PIXELS:
-        out.append(_f("warning", "image.face_small",
-                      f"the face is small ({side:.0f} px, {side / min(h, w):.0%} of the short side): lips and eyes lose detail",
-                      {"face_px": round(side), "fraction": round(side / min(h, w), 3)},
-                      f">= {MIN_FACE_PIXELS} px and >= {MIN_FACE_FRACTION:.0%} of the short side",
-                      "crop closer to the face and upscale: liveavatar prepare --upscale"))
+        out.append(
+            _f(
+                "warning",
+                "image.face_small",
+                f"the face is small ({side:.0f} px, {side / min(h, w):.0%} of the short side): lips and eyes lose detail",
+                {"face_px": round(side), "fraction": round(side / min(h, w), 3)},
+                f">= {MIN_FACE_PIXELS} px and >= {MIN_FACE_FRACTION:.0%} of the short side",
+                "crop closer to the face and upscale: liveavatar prepare --upscale",
+            )
+        )
     if shape is None:
         return out
     if abs(shape.yaw) > MAX_YAW:
-        out.append(_f("warning", "image.profile",
-                      f"the head is turned too far from the camera (yaw index {shape.yaw:+.2f}); profile views reconstruct badly",
-                      round(shape.yaw, 3), f"|yaw| <= {MAX_YAW}", "use a frontal or slightly turned portrait"))
+        out.append(
+            _f(
+                "warning",
+                "image.profile",
+                f"the head is turned too far from the camera (yaw index {shape.yaw:+.2f}); profile views reconstruct badly",
+                round(shape.yaw, 3),
+                f"|yaw| <= {MAX_YAW}",
+                "use a frontal or slightly turned portrait",
+            )
+        )
     if shape.mouth is not None and not shape.mouth.plausible:
-        out.append(_f("warning", "image.mouth",
-                      f"the mouth cannot be located reliably: {'; '.join(shape.mouth.problems)}; the preview engine will move only the jaw",
-                      {"lip_contrast": round(shape.mouth.redness, 1), "axis_offset": round(shape.mouth.axis_offset, 3),
-                       "detector_miss": None if shape.mouth.keypoint_miss is None else round(shape.mouth.keypoint_miss, 3)},
-                      "visible lips on the face's axis",
-                      "use a photo where the lips are clearly visible (not covered by a moustache or beard), of a photographic face"))
+        out.append(
+            _f(
+                "warning",
+                "image.mouth",
+                f"the mouth cannot be located reliably: {'; '.join(shape.mouth.problems)}; the preview engine will move only the jaw",
+                {
+                    "lip_contrast": round(shape.mouth.redness, 1),
+                    "axis_offset": round(shape.mouth.axis_offset, 3),
+                    "detector_miss": None if shape.mouth.keypoint_miss is None else round(shape.mouth.keypoint_miss, 3),
+                },
+                "visible lips on the face's axis",
+                "use a photo where the lips are clearly visible (not covered by a moustache or beard), of a photographic face",
+            )
+        )
     if shape.mouth_open > MAX_MOUTH_OPEN:
-        out.append(_f("warning", "image.expression",
-                      f"the mouth is wide open (lip gap {shape.mouth_open:.2f} of the mouth width): an exaggerated expression hurts lip-sync"
-                      " (the preview engine closes it with a lip-coloured fill)",
-                      round(shape.mouth_open, 3), f"<= {MAX_MOUTH_OPEN}", "use a photo with the mouth closed or slightly open"))
+        out.append(
+            _f(
+                "warning",
+                "image.expression",
+                f"the mouth is wide open (lip gap {shape.mouth_open:.2f} of the mouth width): an exaggerated expression hurts lip-sync"
+                " (the preview engine closes it with a lip-coloured fill)",
+                round(shape.mouth_open, 3),
+                f"<= {MAX_MOUTH_OPEN}",
+                "use a photo with the mouth closed or slightly open",
+            )
+        )
     elif shape.eyes_open < MIN_EYES_OPEN:
-        out.append(_f("warning", "image.expression", f"the eyes look shut (eye aspect ratio {shape.eyes_open:.2f})",
-                      round(shape.eyes_open, 3), f">= {MIN_EYES_OPEN}", "use a portrait with open eyes and a neutral face"))
+        out.append(
+            _f(
+                "warning",
+                "image.expression",
+                f"the eyes look shut (eye aspect ratio {shape.eyes_open:.2f})",
+                round(shape.eyes_open, 3),
+                f">= {MIN_EYES_OPEN}",
+                "use a portrait with open eyes and a neutral face",
+            )
+        )
     return out
 
 
@@ -193,10 +262,26 @@ def _format_and_size(rgb: np.ndarray, path: Path) -> list[Finding]:
     except (OSError, UnidentifiedImageError):
         fmt = None
     if fmt not in ("JPEG", "PNG"):
-        out.append(_f("warning", "image.format", f"the portrait is {fmt}, not JPG or PNG", fmt, "JPEG or PNG",
-                      "convert it to PNG (liveavatar prepare writes a PNG)"))
+        out.append(
+            _f(
+                "warning",
+                "image.format",
+                f"the portrait is {fmt}, not JPG or PNG",
+                fmt,
+                "JPEG or PNG",
+                "convert it to PNG (liveavatar prepare writes a PNG)",
+            )
+        )
     h, w = rgb.shape[:2]
     if min(w, h) < MIN_SIDE:
-        out.append(_f("warning", "image.resolution", f"the portrait is {w}x{h}: below {MIN_SIDE} px on the short side",
-                      [w, h], f">= {MIN_SIDE}x{MIN_SIDE}", "upscale it: liveavatar prepare --upscale (Real-ESRGAN with the [enhance] extra)"))
+        out.append(
+            _f(
+                "warning",
+                "image.resolution",
+                f"the portrait is {w}x{h}: below {MIN_SIDE} px on the short side",
+                [w, h],
+                f">= {MIN_SIDE}x{MIN_SIDE}",
+                "upscale it: liveavatar prepare --upscale (Real-ESRGAN with the [enhance] extra)",
+            )
+        )
     return out

@@ -52,5 +52,9 @@ def print_human(findings: list[Finding], checked: list[str], file: IO[str] | Non
                 console.print(f"      fix: {escape(f.fix)}")
     errors = sum(f.severity == "error" for f in findings)
     warnings = sum(f.severity == "warning" for f in findings)
-    verdict = "[bold red]not usable[/bold red]" if errors else ("[yellow]usable, with warnings[/yellow]" if warnings else "[green]all good[/green]")
+    verdict = (
+        "[bold red]not usable[/bold red]"
+        if errors
+        else ("[yellow]usable, with warnings[/yellow]" if warnings else "[green]all good[/green]")
+    )
     console.print(f"{errors} error(s), {warnings} warning(s): {verdict}")

@@ -113,7 +113,9 @@ def pitch_track(x: np.ndarray, mask: np.ndarray, sr: int = SR, fmin: float = 65.
         starts = starts[np.linspace(0, len(starts) - 1, MAX_PITCH_WINDOWS).astype(np.int64)]
     if len(starts) == 0:
         return np.zeros(0)
-    return np.concatenate([_block_f0(x, starts[i : i + PITCH_BLOCK], win, sr, fmin, fmax) for i in range(0, len(starts), PITCH_BLOCK)])
+    return np.concatenate(
+        [_block_f0(x, starts[i : i + PITCH_BLOCK], win, sr, fmin, fmax) for i in range(0, len(starts), PITCH_BLOCK)]
+    )
 
 
 def _block_f0(x: np.ndarray, starts: np.ndarray, win: int, sr: int, fmin: float, fmax: float) -> np.ndarray:

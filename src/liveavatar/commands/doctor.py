@@ -5,17 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 
-from liveavatar.config import DOCTOR, doctor_defaults, in_group
+from liveavatar.config import DOCTOR
+from liveavatar.option_groups import doctor_defaults, in_group
 from liveavatar.options import add_generate_options
 
 MARKS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "info": "info"}
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("doctor", help="check this machine for multi-GPU runs and say how to fix what is wrong",
-                              description="Check GPUs, free memory against the planned run, driver/CUDA/NCCL versions, "
-                                          "peer access, the rendezvous port, NCCL variables and a 2-worker collective. "
-                                          "Exit 1 when a check fails.")
+    p = subparsers.add_parser(
+        "doctor",
+        help="check this machine for multi-GPU runs and say how to fix what is wrong",
+        description="Check GPUs, free memory against the planned run, driver/CUDA/NCCL versions, "
+        "peer access, the rendezvous port, NCCL variables and a 2-worker collective. "
+        "Exit 1 when a check fails.",
+    )
     # the planned run: generate's own flags (names, types, help), with doctor's defaults
     add_generate_options(p, only=in_group(DOCTOR), defaults=doctor_defaults())
     p.add_argument("--no_collective", action="store_true", help="skip the 2-worker collective (it starts 2 processes)")

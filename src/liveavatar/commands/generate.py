@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
+
 from liveavatar.options import add_generate_options, config_from_args
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("generate", help="make a talking-avatar video from a portrait, speech and a prompt",
-                              description="Make a talking-avatar MP4 from a portrait, a speech track and a prompt.")
+    p = subparsers.add_parser(
+        "generate",
+        help="make a talking-avatar video from a portrait, speech and a prompt",
+        description="Make a talking-avatar MP4 from a portrait, a speech track and a prompt.",
+    )
     add_generate_options(p)
     p.add_argument("--dry_run", action="store_true", help="print what the engine will use as JSON and exit")
     p.set_defaults(func=run)

@@ -7,16 +7,27 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("prepare", help="write fixed copies of the inputs (16 kHz WAV, level, denoise, crop, upscale)",
-                              description="Write fixed copies of the portrait and/or speech into --out (originals are never "
-                                          "touched) and print what changed, with measurements before and after.")
+    p = subparsers.add_parser(
+        "prepare",
+        help="write fixed copies of the inputs (16 kHz WAV, level, denoise, crop, upscale)",
+        description="Write fixed copies of the portrait and/or speech into --out (originals are never "
+        "touched) and print what changed, with measurements before and after.",
+    )
     p.add_argument("--image", type=Path, default=None, help="reference portrait")
     p.add_argument("--audio", type=Path, default=None, help="driving speech")
     p.add_argument("--out", type=Path, required=True, help="folder for the fixed copies (created if missing)")
-    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
-                   help="neural denoising with RNNoise (default: on when the noise floor is above -30 dBFS)")
-    p.add_argument("--upscale", action=argparse.BooleanOptionalAction, default=None,
-                   help="enlarge with Real-ESRGAN x4plus, or Lanczos without the [enhance] extra (default: on when the image or face is small)")
+    p.add_argument(
+        "--denoise",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="neural denoising with RNNoise (default: on when the noise floor is above -30 dBFS)",
+    )
+    p.add_argument(
+        "--upscale",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="enlarge with Real-ESRGAN x4plus, or Lanczos without the [enhance] extra (default: on when the image or face is small)",
+    )
     p.add_argument("--shorten_pauses", action="store_true", help="cut pauses longer than 1 s down to 0.4 s")
     p.add_argument("--size", default=None, help='crop to the aspect of "W*H" (default: keep the portrait\'s aspect)')
     p.set_defaults(func=run)
@@ -46,17 +57,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         staging = Path(tempfile.mkdtemp(prefix=".prepare-", dir=parent))
     except OSError as exc:
-        raise UserError("--out", f"cannot write in the folder {parent} ({exc.strerror})", "choose a folder you can write to") from None
+        raise UserError(
+            "--out", f"cannot write in the folder {parent} ({exc.strerror})", "choose a folder you can write to"
+        ) from None
     reports = []
     try:
         if args.image is not None:
             reports.append(("image", args.image, *prepare_image(args.image, staging, args.upscale, size)))
         if args.audio is not None:
-            reports.append(("audio", args.audio, *prepare_audio(args.audio, staging, args.denoise, args.shorten_pauses)))
+            reports.append(
+                ("audio", args.audio, *prepare_audio(args.audio, staging, args.denoise, args.shorten_pauses))
+            )
         try:
             args.out.mkdir(exist_ok=True)
         except OSError as exc:
-            raise UserError("--out", f"cannot create {args.out} ({exc.strerror})", "choose a folder you can write to") from None
+            raise UserError(
+                "--out", f"cannot create {args.out} ({exc.strerror})", "choose a folder you can write to"
+            ) from None
         for kind, source, made, changes in reports:
             final = args.out / made.name
             if final.resolve() == Path(source).resolve():  # never overwrite an original
@@ -64,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 os.replace(made, final)
             except OSError as exc:
-                raise UserError("--out", f"cannot write {final} ({exc.strerror})", "choose a folder you can write to") from None
+                raise UserError(
+                    "--out", f"cannot write {final} ({exc.strerror})", "choose a folder you can write to"
+                ) from None
             print(f"{kind}: {source} -> {final}")
             for line in changes:
                 print(f"  {line}")

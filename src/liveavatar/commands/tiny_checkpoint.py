@@ -8,8 +8,11 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("tiny-checkpoint", help="write a tiny random checkpoint in the release layout",
-                              description=__doc__.split(":", 1)[1].strip())
+    p = subparsers.add_parser(
+        "tiny-checkpoint",
+        help="write a tiny random checkpoint in the release layout",
+        description=__doc__.split(":", 1)[1].strip(),
+    )
     p.add_argument("dir", type=Path, help="folder to create (holds Wan2.2-S2V-14B/ and LiveAvatar/)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
@@ -36,6 +39,20 @@ def try_command(ckpt_dir: Path, lora: Path) -> str:
     image, audio = SAMPLES / "portrait.png", SAMPLES / "speech.wav"
     if not (image.is_file() and audio.is_file()):  # installed without the repository's samples/
         image, audio = Path("PORTRAIT.png"), Path("SPEECH.wav")
-    parts = ["liveavatar", "generate", "--engine", "diffusion", "--ckpt_dir", ckpt_dir.resolve(), "--lora_path_dmd", lora.resolve(),
-             "--image", image, "--audio", audio, "--size", "384*256"]
+    parts = [
+        "liveavatar",
+        "generate",
+        "--engine",
+        "diffusion",
+        "--ckpt_dir",
+        ckpt_dir.resolve(),
+        "--lora_path_dmd",
+        lora.resolve(),
+        "--image",
+        image,
+        "--audio",
+        audio,
+        "--size",
+        "384*256",
+    ]
     return " ".join(shlex.quote(str(p)) for p in parts)

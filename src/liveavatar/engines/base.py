@@ -7,9 +7,10 @@ writer never knows either.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -45,8 +46,9 @@ class Engine(Protocol):
     """After (or during) ``generate``: a small JSON-able fingerprint of the engine's state at each clip
     boundary it passed, keyed by clips done. Resume records store them; a resumed run compares them."""
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
-                 memory: object | None = None) -> Iterator[np.ndarray]:
+    def generate(
+        self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0, memory: object | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield uint8 RGB frame blocks ``[n, plan.height, plan.width, 3]``.
 
         Exactly ``plan.num_frames`` frames in all (from clip ``start_clip`` on: the frames of the
@@ -57,7 +59,7 @@ class Engine(Protocol):
         """
         ...
 
-    def open_session(self, portrait: "SessionInputs", plan: Plan, notify: Notify, options=None) -> "LiveSession":
+    def open_session(self, portrait: SessionInputs, plan: Plan, notify: Notify, options=None) -> LiveSession:
         """A live session over this engine: audio pushed as it arrives, frames as they are made.
 
         ``options``: ``engines.session.SessionOptions`` (sample rate, queue bounds); defaults when None.

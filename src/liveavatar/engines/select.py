@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from liveavatar.config import EngineOptions, GenerateConfig
+from liveavatar.config import GenerateConfig
 from liveavatar.engines.base import Engine
 from liveavatar.engines.diffusion.loading.layout import resolve_layout
 from liveavatar.errors import UserError
+from liveavatar.option_groups import EngineOptions
 
 
 def choose_engine(config: GenerateConfig | EngineOptions) -> tuple[str, str]:
@@ -17,7 +18,10 @@ def choose_engine(config: GenerateConfig | EngineOptions) -> tuple[str, str]:
         return "preview", f"no complete diffusion checkpoint at {layout.root}"
     missing = _diffusion_missing()
     if missing:
-        return "preview", f"a checkpoint is at {layout.root} but {', '.join(missing)} is not installed: {INSTALL_DIFFUSION}"
+        return (
+            "preview",
+            f"a checkpoint is at {layout.root} but {', '.join(missing)} is not installed: {INSTALL_DIFFUSION}",
+        )
     return "diffusion", f"a complete checkpoint is at {layout.root}"
 
 
@@ -46,8 +50,11 @@ def require_engine_files(name: str, config: GenerateConfig | EngineOptions) -> N
     if name == "diffusion":
         missing = _diffusion_missing()
         if missing:
-            raise UserError("--engine", f"the diffusion engine needs {', '.join(missing)}, which is not installed",
-                            f"{INSTALL_DIFFUSION}, or use --engine preview")
+            raise UserError(
+                "--engine",
+                f"the diffusion engine needs {', '.join(missing)}, which is not installed",
+                f"{INSTALL_DIFFUSION}, or use --engine preview",
+            )
         if config.num_gpus_dit > 1:
             from liveavatar.engines.diffusion.runtime.ranks import plan_roles
 

@@ -88,7 +88,7 @@ class _Utterance:
             if len(part) == len(head):
                 self.chunks.popleft()
             else:
-                self.chunks[0] = head[len(part):]
+                self.chunks[0] = head[len(part) :]
         self.queued -= got
         self.played += got
         return np.concatenate(out) if out else np.zeros(0, np.float32)
@@ -165,8 +165,15 @@ class Session:
         self._current: _Utterance | None = None  # the utterance on the timeline (started playing)
         self._block_s: deque[float] = deque(maxlen=options.speed_window)
         self._lagging: bool | None = None
-        self._emit("session.started", width=self.width, height=self.height, fps=self.fps,
-                   sample_rate=self.sample_rate, block_frames=maker.block_frames, lookahead_ms=self.lookahead_ms)
+        self._emit(
+            "session.started",
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+            sample_rate=self.sample_rate,
+            block_frames=maker.block_frames,
+            lookahead_ms=self.lookahead_ms,
+        )
         expected = maker.expected_block_s()
         if expected is not None:
             self._judge_speed(expected, source="expected")
@@ -211,9 +218,12 @@ class Session:
         with self._lock:
             room = int(self.options.max_queued_s * self.sample_rate) - sum(u.queued for u in self._queue)
             if len(samples) > room:
-                self._emit("error", code="speech_queue_full",
-                           message=f"more than {self.options.max_queued_s:g} s of speech queued: "
-                                   f"{(len(samples) - max(room, 0)) / self.sample_rate:.2f} s dropped; push in real time")
+                self._emit(
+                    "error",
+                    code="speech_queue_full",
+                    message=f"more than {self.options.max_queued_s:g} s of speech queued: "
+                    f"{(len(samples) - max(room, 0)) / self.sample_rate:.2f} s dropped; push in real time",
+                )
                 samples = samples[: max(room, 0)]
                 if not len(samples):
                     return
@@ -300,7 +310,7 @@ class Session:
             got = u.take(need)
             audio[: len(got)] = got
             look = u.peek(ahead)
-            audio[need: need + len(look)] = look
+            audio[need : need + len(look)] = look
             speech[: -(-len(got) // self.spf)] = True
             self.speech_samples_played += len(got)
             if u.ended and u.queued == 0:
@@ -328,10 +338,15 @@ class Session:
             return  # fast enough from the start: nothing to say
         extra = {"offer": self.maker.keep_up_offer(block_s)} if lagging else {"recovered": True}
         with self._lock:
-            self._emit("lagging", s_per_block=round(block_s, 4), realtime_s_per_block=realtime,
-                       speed=round(realtime / block_s, 4), source=source, **extra)
+            self._emit(
+                "lagging",
+                s_per_block=round(block_s, 4),
+                realtime_s_per_block=realtime,
+                speed=round(realtime / block_s, 4),
+                source=source,
+                **extra,
+            )
 
     def _emit(self, kind: str, **fields) -> None:
         # callers hold the lock, or run before any other thread knows the session
         self._events.append({"type": kind, **fields})
-

@@ -13,7 +13,7 @@ Needs ``pip install 'liveavatar[livekit]'``.
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import numpy as np
 from livekit import rtc
@@ -24,8 +24,13 @@ from liveavatar.engines.base import LiveSession
 
 def avatar_options(session: LiveSession) -> AvatarOptions:
     """The AvatarRunner's options matching ``session`` (size, fps, mono audio at its rate)."""
-    return AvatarOptions(video_width=session.width, video_height=session.height, video_fps=session.fps,
-                         audio_sample_rate=session.sample_rate, audio_channels=1)
+    return AvatarOptions(
+        video_width=session.width,
+        video_height=session.height,
+        video_fps=session.fps,
+        audio_sample_rate=session.sample_rate,
+        audio_channels=1,
+    )
 
 
 class LiveAvatarVideoGenerator(VideoGenerator):

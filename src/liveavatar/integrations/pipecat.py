@@ -44,8 +44,10 @@ class LiveAvatarProcessor(FrameProcessor):
         await super().process_frame(frame, direction)
         if isinstance(frame, TTSAudioRawFrame):
             pcm = np.frombuffer(frame.audio, dtype=np.int16).reshape(-1, frame.num_channels)
-            self.session.push_audio(pcm[:, 0] if frame.num_channels == 1 else pcm.mean(axis=1).astype(np.int16),
-                                    sample_rate=frame.sample_rate)
+            self.session.push_audio(
+                pcm[:, 0] if frame.num_channels == 1 else pcm.mean(axis=1).astype(np.int16),
+                sample_rate=frame.sample_rate,
+            )
             return
         if isinstance(frame, TTSStoppedFrame):
             self.session.end_of_speech()
@@ -86,4 +88,6 @@ class LiveAvatarProcessor(FrameProcessor):
                 await self.push_frame(OutputImageRawFrame(image=rgb.tobytes(), size=(s.width, s.height), format="RGB"))
             if block.speaking:
                 pcm = np.round(np.clip(block.audio, -1, 32767 / 32768) * 32768).astype(np.int16)
-                await self.push_frame(OutputAudioRawFrame(audio=pcm.tobytes(), sample_rate=s.sample_rate, num_channels=1))
+                await self.push_frame(
+                    OutputAudioRawFrame(audio=pcm.tobytes(), sample_rate=s.sample_rate, num_channels=1)
+                )

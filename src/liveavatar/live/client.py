@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator
 
 import numpy as np
 
@@ -45,8 +45,13 @@ def open_session(base_url: str, image: Path | str, prompt: str = "", token: str 
     image = Path(image)
     data = {"prompt": prompt, **{k: str(v) for k, v in options.items() if v is not None}}
     with open(image, "rb") as handle:
-        response = httpx.post(f"{base_url.rstrip('/')}/v1/sessions", data=data, headers=_headers(token), timeout=120,
-                              files={"image": (image.name, handle)})
+        response = httpx.post(
+            f"{base_url.rstrip('/')}/v1/sessions",
+            data=data,
+            headers=_headers(token),
+            timeout=120,
+            files={"image": (image.name, handle)},
+        )
     if response.status_code != 201:
         raise SessionRefused(response.status_code, _error_text(response))
     return response.json()
@@ -148,8 +153,13 @@ async def collect(live: LiveClient, received: Received, until: asyncio.Event | N
                 until.set()
 
 
-async def stream_pcm(live: LiveClient, pcm: np.ndarray, sample_rate: int, chunk_ms: float = 20.0,
-                     sent: list[tuple[float, int]] | None = None) -> None:
+async def stream_pcm(
+    live: LiveClient,
+    pcm: np.ndarray,
+    sample_rate: int,
+    chunk_ms: float = 20.0,
+    sent: list[tuple[float, int]] | None = None,
+) -> None:
     """Send ``pcm`` in chunks of ``chunk_ms`` at the pace of real time (``sent``: (time, first sample) per chunk)."""
     step = max(1, int(sample_rate * chunk_ms / 1000))
     start = time.monotonic()
@@ -159,18 +169,30 @@ async def stream_pcm(live: LiveClient, pcm: np.ndarray, sample_rate: int, chunk_
             await asyncio.sleep(delay)
         if sent is not None:
             sent.append((time.monotonic(), lo))
-        await live.send_audio(pcm[lo: lo + step])
+        await live.send_audio(pcm[lo : lo + step])
 
 
-async def stream_file(base_url: str, image: Path, audio: Path, save_file: Path, prompt: str = "", token: str | None = None,
-                      lead_s: float = 0.5, tail_s: float = 0.5, say=print, **options) -> Received:
+async def stream_file(
+    base_url: str,
+    image: Path,
+    audio: Path,
+    save_file: Path,
+    prompt: str = "",
+    token: str | None = None,
+    lead_s: float = 0.5,
+    tail_s: float = 0.5,
+    say=print,
+    **options,
+) -> Received:
     """``liveavatar live``: open a session, stream ``audio`` (or the microphone when ``audio`` is None)
     in real time, and write what comes back to ``save_file`` (written beside it, then renamed)."""
     from liveavatar.media.audio import read_audio
 
     info = await asyncio.to_thread(open_session, base_url, image, prompt, token, **options)
-    say(f"session {info['id']}: {info['width']}x{info['height']} at {info['fps']} fps, {info['engine']} engine, "
-        f"lookahead {info['lookahead_ms']:g} ms")
+    say(
+        f"session {info['id']}: {info['width']}x{info['height']} at {info['fps']} fps, {info['engine']} engine, "
+        f"lookahead {info['lookahead_ms']:g} ms"
+    )
     received = Received()
     try:
         async with LiveClient.connect(base_url, info["id"], token=token) as live:
@@ -205,7 +227,9 @@ async def stream_microphone(live: LiveClient, sample_rate: int, say=print) -> No
         loop.call_soon_threadsafe(chunks.put_nowait, indata[:, 0].copy())
 
     say("speak now; Ctrl-C ends the speech")
-    with sounddevice.InputStream(samplerate=sample_rate, channels=1, dtype="int16", blocksize=sample_rate // 50, callback=heard):
+    with sounddevice.InputStream(
+        samplerate=sample_rate, channels=1, dtype="int16", blocksize=sample_rate // 50, callback=heard
+    ):
         try:
             while True:
                 await live.send_audio(await chunks.get())

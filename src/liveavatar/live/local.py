@@ -15,12 +15,16 @@ def open_for(engine: Engine, engine_name: str, config, notify: Notify) -> LiveSe
     from liveavatar.media.image import read_image
 
     image = read_image(config.image)
-    return engine.open_session(SessionInputs(prompt=config.prompt, image=image, image_path=config.image),
-                               session_plan(config, image, engine_name), notify)
+    return engine.open_session(
+        SessionInputs(prompt=config.prompt, image=image, image_path=config.image),
+        session_plan(config, image, engine_name),
+        notify,
+    )
 
 
-def open_local_session(image: Path | str, prompt: str = "", engine: str = "preview", notify: Notify = print,
-                       **options) -> LiveSession:
+def open_local_session(
+    image: Path | str, prompt: str = "", engine: str = "preview", notify: Notify = print, **options
+) -> LiveSession:
     """Build ``engine`` in this process and open a session on ``image`` (options: generate's, e.g.
     ``size="512*512"``, ``ckpt_dir=...``). Raises UserError for bad inputs."""
     from liveavatar.config import GenerateConfig

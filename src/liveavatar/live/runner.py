@@ -58,7 +58,7 @@ class LiveRun:
         self._thread = threading.Thread(target=self._pace, name=f"liveavatar-live-{run_id[-6:]}", daemon=True)
 
     # --- the transport's side ---------------------------------------------------------------
-    def start(self) -> "LiveRun":
+    def start(self) -> LiveRun:
         self._thread.start()
         return self
 
@@ -113,11 +113,18 @@ class LiveRun:
 
     def view(self) -> dict:
         """The API object: ``POST``/``GET /v1/sessions/{id}``."""
-        return {"id": self.id, "object": "session", **self.info, "state": self.state,
-                "created_at": int(self.created_at), "connected": self._viewer is not None,
-                "seconds_shown": round(self.session.seconds_shown, 3),
-                "speech_seconds_played": round(self.session.speech_seconds_played, 3),
-                "lagging": self.lagging, "notes": self.notes}
+        return {
+            "id": self.id,
+            "object": "session",
+            **self.info,
+            "state": self.state,
+            "created_at": int(self.created_at),
+            "connected": self._viewer is not None,
+            "seconds_shown": round(self.session.seconds_shown, 3),
+            "speech_seconds_played": round(self.session.speech_seconds_played, 3),
+            "lagging": self.lagging,
+            "notes": self.notes,
+        }
 
     # --- the pacer --------------------------------------------------------------------------
     def _pace(self) -> None:

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from liveavatar.engines.session import (
-    BlockMaker,
-    Session,
-    SessionOptions,
-    StreamResampler,
-    to_float,
-)
+from liveavatar.engines.session import BlockMaker, Session, SessionOptions, StreamResampler, to_float
 from liveavatar.sizing import AUDIO_SAMPLE_RATE
 
 __all__ = ["BlockMaker", "Session", "SessionOptions", "StreamResampler", "session_plan", "to_float"]
@@ -29,6 +23,12 @@ def session_plan(config, image: np.ndarray, engine: str):
     from liveavatar.planning import make_plan
 
     silence = np.zeros(AUDIO_SAMPLE_RATE, np.float32)
-    inputs = Inputs(prompt=config.prompt, image=image, audio=silence, sample_rate=AUDIO_SAMPLE_RATE,
-                    image_path=Path(config.image or "portrait"), audio_path=Path("live"))
+    inputs = Inputs(
+        prompt=config.prompt,
+        image=image,
+        audio=silence,
+        sample_rate=AUDIO_SAMPLE_RATE,
+        image_path=Path(config.image or "portrait"),
+        audio_path=Path("live"),
+    )
     return make_plan(config, inputs, engine)

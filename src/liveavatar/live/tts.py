@@ -12,7 +12,9 @@ import threading
 import numpy as np
 
 MAX_TEXT = 600  # characters per request: a few sentences, seconds of speech
-INSTALL_HINT = "text to speech needs the tts extra: pip install 'liveavatar[tts]' (piper-tts, GPL-3.0), then restart the server"
+INSTALL_HINT = (
+    "text to speech needs the tts extra: pip install 'liveavatar[tts]' (piper-tts, GPL-3.0), then restart the server"
+)
 
 
 def available() -> bool:
@@ -48,8 +50,9 @@ class Speaker:
 
     def _start(self) -> subprocess.Popen:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen([sys.executable, "-m", "liveavatar.live.tts_worker"],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "liveavatar.live.tts_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
         return self._proc
 
     def close(self) -> None:

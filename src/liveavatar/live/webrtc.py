@@ -62,22 +62,32 @@ def parse_ice_servers(text: str) -> tuple[dict, ...]:
 def check_offer(sdp: str) -> None:
     """What aiortc would accept and still be useless, refused with a reason: no media, no microphone."""
     if not sdp.startswith("v=0"):
-        raise OfferRejected("invalid_sdp", "the body is not an SDP offer (it must start with 'v=0'); send the browser's "
-                                           "RTCPeerConnection.createOffer() sdp as application/sdp")
+        raise OfferRejected(
+            "invalid_sdp",
+            "the body is not an SDP offer (it must start with 'v=0'); send the browser's "
+            "RTCPeerConnection.createOffer() sdp as application/sdp",
+        )
     sections = [s for s in sdp.replace("\r\n", "\n").split("\nm=")[1:]]
     if not sections:
-        raise OfferRejected("invalid_sdp", "the SDP offer has no media sections (m= lines); send the browser's "
-                                           "createOffer() sdp unchanged")
+        raise OfferRejected(
+            "invalid_sdp",
+            "the SDP offer has no media sections (m= lines); send the browser's createOffer() sdp unchanged",
+        )
     kinds: dict[str, set[str]] = {}
     for section in sections:
         kind, _, rest = section.partition(" ")
         port = rest.split(" ", 1)[0]
-        direction = next((d for d in ("sendrecv", "sendonly", "recvonly", "inactive") if f"\na={d}" in "\n" + section), "sendrecv")
+        direction = next(
+            (d for d in ("sendrecv", "sendonly", "recvonly", "inactive") if f"\na={d}" in "\n" + section), "sendrecv"
+        )
         if port != "0":
             kinds.setdefault(kind, set()).add(direction)
     if not kinds.get("audio", set()) & set(SENDING):
-        raise OfferRejected("no_audio", "the offer sends no audio: add the microphone track "
-                                        "(pc.addTrack(micTrack)) before createOffer(); the avatar speaks what it hears")
+        raise OfferRejected(
+            "no_audio",
+            "the offer sends no audio: add the microphone track "
+            "(pc.addTrack(micTrack)) before createOffer(); the avatar speaks what it hears",
+        )
 
 
 class Peer:
@@ -112,11 +122,17 @@ class Peer:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         except Exception as exc:  # noqa: BLE001 - aiortc raises ValueError, KeyError, ... on what it cannot use
-            raise OfferRejected("invalid_sdp", f"the SDP offer could not be used ({type(exc).__name__}: {exc}); "
-                                               "send the browser's createOffer() sdp unchanged") from None
+            raise OfferRejected(
+                "invalid_sdp",
+                f"the SDP offer could not be used ({type(exc).__name__}: {exc}); "
+                "send the browser's createOffer() sdp unchanged",
+            ) from None
         if not any(t.kind == "video" for t in pc.getTransceivers()):
-            raise OfferRejected("no_video", "the offer receives no video: add pc.addTransceiver('video', "
-                                            "{direction: 'recvonly'}) before createOffer()")
+            raise OfferRejected(
+                "no_video",
+                "the offer receives no video: add pc.addTransceiver('video', "
+                "{direction: 'recvonly'}) before createOffer()",
+            )
         pc.addTrack(audio_track(self.feed))
         pc.addTrack(video_track(self.feed))
         await pc.setLocalDescription(await pc.createAnswer())  # aiortc gathers every candidate first
@@ -146,8 +162,11 @@ class Peer:
 
         @channel.on("message")
         def on_message(message) -> None:
-            reply = self.feed.control(message) if isinstance(message, str) else \
-                {"type": "error", "code": "bad_message", "message": "controls are JSON text, not binary"}
+            reply = (
+                self.feed.control(message)
+                if isinstance(message, str)
+                else {"type": "error", "code": "bad_message", "message": "controls are JSON text, not binary"}
+            )
             if reply is not None:
                 self.emit(reply)
 
@@ -173,8 +192,14 @@ class Peer:
                 if now - opened > self.config.connect_timeout_s:
                     await self.close()
             elif now - self.feed.last_heard > self.config.silent_timeout_s:
-                self.emit({"type": "error", "code": "peer_silent", "message": f"no microphone packets for "
-                           f"{self.config.silent_timeout_s:g} s: the connection is closed"})
+                self.emit(
+                    {
+                        "type": "error",
+                        "code": "peer_silent",
+                        "message": f"no microphone packets for "
+                        f"{self.config.silent_timeout_s:g} s: the connection is closed",
+                    }
+                )
                 await self.close()
 
     async def close(self) -> None:

@@ -117,7 +117,14 @@ class AvatarFeed:
         if late > 1 / self.fps:  # a frame late or more: move the one clock, both tracks keep in sync
             # (less is left to the receiver's jitter buffer: the block's audio and video go out together)
             self.t0 += late + self.lead_s / 2
-            self.emit({"type": "lagging", "source": "transport", "behind_ms": round(1000 * late), "at_s": block.start_frame / self.fps})
+            self.emit(
+                {
+                    "type": "lagging",
+                    "source": "transport",
+                    "behind_ms": round(1000 * late),
+                    "at_s": block.start_frame / self.fps,
+                }
+            )
         elif -late > 2 * self.lead_s and not block.speaking:
             # more margin than needed since a slow patch: while the avatar listens, move the clock
             # back (what is queued goes out at once; the receiver's jitter buffer absorbs it), so a
@@ -136,7 +143,13 @@ class AvatarFeed:
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:  # the encoder or the network cannot keep up: drop, never grow
-            self.emit({"type": "frames_dropped", "track": track, "at_s": item[0] / (self.fps if track == "video" else self.rate)})
+            self.emit(
+                {
+                    "type": "frames_dropped",
+                    "track": track,
+                    "at_s": item[0] / (self.fps if track == "video" else self.rate),
+                }
+            )
 
     def _event(self, event: dict) -> None:
         if event.get("type") in ("speech.started", "playback.finished"):
@@ -220,8 +233,11 @@ class AvatarFeed:
         elif kind == "ping":
             return {"type": "pong", "t": body.get("t"), "server_t": time.monotonic()}
         else:
-            return {"type": "error", "code": "bad_message",
-                    "message": "a control is JSON {\"type\": \"clear\" | \"end_of_speech\" | \"ping\"}"}
+            return {
+                "type": "error",
+                "code": "bad_message",
+                "message": 'a control is JSON {"type": "clear" | "end_of_speech" | "ping"}',
+            }
         return None
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -31,8 +31,9 @@ _END = object()
 class SocketViewer:
     """A :class:`~liveavatar.live.runner.Viewer` that muxes blocks into MP4 bytes for one socket."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, run: LiveRun, fragment_frames: int = 2,
-                 max_queued_s: float = 2.0) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, run: LiveRun, fragment_frames: int = 2, max_queued_s: float = 2.0
+    ) -> None:
         from liveavatar.media.fragments import FragmentMuxer
 
         s = run.session
@@ -138,18 +139,19 @@ def parse_control(text: str) -> str | tuple[str, str]:
     try:
         message = json.loads(text)
     except (ValueError, RecursionError):
-        return "bad_message", "a text message must be JSON such as {\"type\": \"end_of_speech\"}"
+        return "bad_message", 'a text message must be JSON such as {"type": "end_of_speech"}'
     kind = message.get("type") if isinstance(message, dict) else None
     if kind not in CONTROLS:
-        return "unknown_control", f"unknown control {kind!r}: send one of {', '.join(CONTROLS)} as {{\"type\": ...}}"
+        return "unknown_control", f'unknown control {kind!r}: send one of {", ".join(CONTROLS)} as {{"type": ...}}'
     return kind
 
 
 CLOSE_CODES = {"replaced": 4001, "engine_failed": 1011, "server_stopping": 1001}
 
 
-async def serve_socket(ws, run: LiveRun, close_run: Callable[[], None], fragment_frames: int = 2,
-                       max_queued_s: float = 2.0) -> None:
+async def serve_socket(
+    ws, run: LiveRun, close_run: Callable[[], None], fragment_frames: int = 2, max_queued_s: float = 2.0
+) -> None:
     """Serve one WebSocket of ``run`` until the client leaves or the run ends for it."""
     await ws.accept()
     viewer = SocketViewer(asyncio.get_running_loop(), run, fragment_frames, max_queued_s)

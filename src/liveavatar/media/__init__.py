@@ -14,6 +14,8 @@ def require_input_file(path: Path, flag: str, kind: str, fix: str) -> None:
     if path.is_dir():
         raise UserError(flag, f"{path} is a folder, not {kind}", fix)
     if not path.is_file():  # opening a named pipe would wait for a writer forever
-        raise UserError(flag, f"{path} is a named pipe or device, not a regular file", f"save the data to a file first; {fix}")
+        raise UserError(
+            flag, f"{path} is a named pipe or device, not a regular file", f"save the data to a file first; {fix}"
+        )
     if path.stat().st_size == 0:
         raise UserError(flag, f"{path} is empty", fix)

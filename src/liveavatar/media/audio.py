@@ -7,8 +7,8 @@ the container stamps before time 0) is dropped here, once.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -79,7 +79,9 @@ def _drop_leading(frame, count: int):
 
     data = frame.to_ndarray()
     channels = 1 if frame.format.is_planar else len(frame.layout.channels)
-    trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, count * channels:]), format=frame.format.name, layout=frame.layout.name)
+    trimmed = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(data[:, count * channels :]), format=frame.format.name, layout=frame.layout.name
+    )
     trimmed.sample_rate = frame.sample_rate
     return trimmed
 
@@ -89,7 +91,11 @@ def decode_audio(path: Path, sample_rate: int = AUDIO_SAMPLE_RATE, flag: str = "
     blocks = [b.reshape(-1) for b in iter_audio(path, sample_rate, "mono", flag)]
     samples = np.concatenate(blocks).astype(np.float32, copy=False) if blocks else np.zeros(0, np.float32)
     if len(samples) < MIN_AUDIO_SECONDS * sample_rate:
-        raise UserError(flag, f"{path} holds {len(samples) / sample_rate:.2f} s of audio", f"give at least {MIN_AUDIO_SECONDS} s of speech")
+        raise UserError(
+            flag,
+            f"{path} holds {len(samples) / sample_rate:.2f} s of audio",
+            f"give at least {MIN_AUDIO_SECONDS} s of speech",
+        )
     return samples
 
 
@@ -106,8 +112,11 @@ def read_audio(path: Path, sample_rate: int = AUDIO_SAMPLE_RATE, flag: str = "--
     samples = decode_audio(path, sample_rate, flag)
     bad = count_non_finite(samples)
     if bad:
-        raise UserError(flag, f"{path} holds {bad} non-finite samples (NaN or infinity)",
-                        "re-export the audio, or let 'liveavatar prepare --audio' replace them with silence")
+        raise UserError(
+            flag,
+            f"{path} holds {bad} non-finite samples (NaN or infinity)",
+            "re-export the audio, or let 'liveavatar prepare --audio' replace them with silence",
+        )
     return np.clip(samples, -1.0, 1.0, out=samples)
 
 

@@ -8,8 +8,8 @@ by its own encoder, see ``media/writer.py``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def _video_packets(path: Path) -> Iterator:

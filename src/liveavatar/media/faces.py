@@ -26,8 +26,42 @@ LOWER_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308)
 UPPER_OUTER = (61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291)
 LOWER_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291)
 SILHOUETTE = (
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109,
+    10,
+    338,
+    297,
+    332,
+    284,
+    251,
+    389,
+    356,
+    454,
+    323,
+    361,
+    288,
+    397,
+    365,
+    379,
+    378,
+    400,
+    377,
+    152,
+    148,
+    176,
+    149,
+    150,
+    136,
+    172,
+    58,
+    132,
+    93,
+    234,
+    127,
+    162,
+    21,
+    54,
+    103,
+    67,
+    109,
 )
 # Eyelids, ordered from the inner to the outer corner (image-left eye = subject's right eye).
 EYE_A_UPPER = (133, 173, 157, 158, 159, 160, 161, 246, 33)
@@ -84,21 +118,35 @@ def mediapipe_quietly():
 def detect_faces(image: np.ndarray, min_score: float = 0.5) -> list[FaceBox]:
     """Face boxes in pixels, largest first (MediaPipe full-range detector)."""
     h, w = image.shape[:2]
-    with mediapipe_quietly() as mp, mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score) as det:
+    with (
+        mediapipe_quietly() as mp,
+        mp.solutions.face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score) as det,
+    ):
         result = det.process(np.ascontiguousarray(image))
     boxes = []
     for d in result.detections or []:
         b = d.location_data.relative_bounding_box
         kps = np.array([[k.x * w, k.y * h] for k in d.location_data.relative_keypoints], np.float32)
-        boxes.append(FaceBox(b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
-                             float(d.score[0]), kps if len(kps) == 6 else None))
+        boxes.append(
+            FaceBox(
+                b.xmin * w,
+                b.ymin * h,
+                (b.xmin + b.width) * w,
+                (b.ymin + b.height) * h,
+                float(d.score[0]),
+                kps if len(kps) == 6 else None,
+            )
+        )
     return sorted(boxes, key=lambda b: b.area, reverse=True)
 
 
 def mesh_landmarks(image: np.ndarray) -> np.ndarray | None:
     """478 landmarks (x, y) in pixels of the largest face FaceMesh finds in ``image``, or None."""
     h, w = image.shape[:2]
-    with mediapipe_quietly() as mp, mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+    with (
+        mediapipe_quietly() as mp,
+        mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh,
+    ):
         result = mesh.process(np.ascontiguousarray(image))
     if not result.multi_face_landmarks:
         return None

@@ -32,20 +32,29 @@ def read_image(path: Path, flag: str = "--image") -> np.ndarray:
         with img:
             w, h = img.size
             if w * h > MAX_PIXELS:
-                raise UserError(flag, f"{path} is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS // 1_000_000} MP limit",
-                                "downscale it (a portrait needs no more than a few megapixels)")
+                raise UserError(
+                    flag,
+                    f"{path} is {w}x{h} pixels ({w * h / 1e6:.0f} MP), above the {MAX_PIXELS // 1_000_000} MP limit",
+                    "downscale it (a portrait needs no more than a few megapixels)",
+                )
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb8(img)
     except UserError:
         raise
     except Image.DecompressionBombError:
-        raise UserError(flag, f"{path} is too large to decode safely (over {MAX_PIXELS // 1_000_000} MP)", "downscale it") from None
+        raise UserError(
+            flag, f"{path} is too large to decode safely (over {MAX_PIXELS // 1_000_000} MP)", "downscale it"
+        ) from None
     except UnidentifiedImageError:
         raise UserError(flag, f"{path} is not an image this tool can read", _FIX) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise UserError(flag, f"{path} could not be decoded ({exc})", "re-export it as a JPG or PNG portrait") from None
     if rgb.shape[0] < 64 or rgb.shape[1] < 64:
-        raise UserError(flag, f"{path} is only {rgb.shape[1]}x{rgb.shape[0]} pixels", "give a portrait of at least 64x64 (512x512 or more is recommended)")
+        raise UserError(
+            flag,
+            f"{path} is only {rgb.shape[1]}x{rgb.shape[0]} pixels",
+            "give a portrait of at least 64x64 (512x512 or more is recommended)",
+        )
     return np.ascontiguousarray(rgb)
 
 

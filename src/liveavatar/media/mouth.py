@@ -115,9 +115,13 @@ def assess_mouth(image: np.ndarray, lm: np.ndarray, keypoints: np.ndarray | None
 
     problems = []
     if redness < MIN_LIP_REDNESS:
-        problems.append(f"no lips where the face mesh puts the mouth (lip colour contrast {redness:.1f}; facial hair or a stylised face?)")
+        problems.append(
+            f"no lips where the face mesh puts the mouth (lip colour contrast {redness:.1f}; facial hair or a stylised face?)"
+        )
     if offset > MAX_AXIS_OFFSET or angle > MAX_AXIS_ANGLE:
         problems.append(f"the mouth is off the face's axis ({offset:.2f} of the face width, {angle:.0f} degrees)")
     if miss is not None and miss > MAX_KEYPOINT_MISS:
-        problems.append(f"the face detector and the face mesh disagree on where the mouth is ({miss:.2f} of the face height)")
+        problems.append(
+            f"the face detector and the face mesh disagree on where the mouth is ({miss:.2f} of the face height)"
+        )
     return MouthState(gap, teeth, dark, redness, offset, angle, miss, tuple(problems))

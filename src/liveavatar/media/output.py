@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from liveavatar.errors import UserError
 
@@ -76,7 +76,11 @@ def _try_lock(lock: Path) -> bool:
     except FileExistsError:
         return False
     except OSError as exc:
-        raise UserError("--save_file", f"cannot write in the folder {lock.parent} ({exc.strerror})", "choose a folder you can write to") from None
+        raise UserError(
+            "--save_file",
+            f"cannot write in the folder {lock.parent} ({exc.strerror})",
+            "choose a folder you can write to",
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
     return True
@@ -90,7 +94,11 @@ def _refuse_special(path: Path) -> None:
     if path.is_dir():
         raise UserError("--save_file", f"{path} is a folder", "give a file name ending in .mp4")
     if path.exists() and not path.is_file():
-        raise UserError("--save_file", f"{path} is not a regular file (a device, pipe or socket)", "give the name of an ordinary .mp4 file")
+        raise UserError(
+            "--save_file",
+            f"{path} is not a regular file (a device, pipe or socket)",
+            "give the name of an ordinary .mp4 file",
+        )
 
 
 def claim_output(path: Path, overwrite: bool, unique: bool = False) -> Claim:
@@ -111,8 +119,11 @@ def claim_output(path: Path, overwrite: bool, unique: bool = False) -> Claim:
                     return _checked(Claim(candidate, lock), overwrite, unique)
             if unique:
                 continue
-            raise UserError("--save_file", f"another liveavatar run (pid {owner}) is writing {candidate}",
-                            "wait for it to finish or choose another --save_file")
+            raise UserError(
+                "--save_file",
+                f"another liveavatar run (pid {owner}) is writing {candidate}",
+                "wait for it to finish or choose another --save_file",
+            )
         claim = _checked(Claim(candidate, lock), overwrite, unique)
         if claim is not None:
             return claim
@@ -125,7 +136,9 @@ def _checked(claim: Claim, overwrite: bool, unique: bool) -> Claim | None:
         claim.release()
         if unique:
             return None
-        raise UserError("--save_file", f"{claim.path} already exists", "pass --overwrite to replace it, or choose another name")
+        raise UserError(
+            "--save_file", f"{claim.path} already exists", "pass --overwrite to replace it, or choose another name"
+        )
     return claim
 
 

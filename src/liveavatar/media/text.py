@@ -9,8 +9,13 @@ from liveavatar.errors import UserError
 
 MAX_PROMPT_BYTES = 1_000_000  # a prompt is a paragraph; a bigger file is not a prompt
 # Longest BOM first: the UTF-32-LE BOM begins with the UTF-16-LE one.
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
 _FIX = "save the prompt as plain UTF-8 text, or give the text itself"
 
 
@@ -26,7 +31,9 @@ def prompt_text(value: str | None, flag: str = "--prompt") -> str | None:
 def read_prompt_file(path: Path, flag: str = "--prompt") -> str:
     if not path.is_file():
         kind = "a folder" if path.is_dir() else "not found" if not path.exists() else "not a regular file"
-        raise UserError(flag, f"prompt file {kind}: {path}", "give @path/to/prompt.txt of an existing file, or the text itself")
+        raise UserError(
+            flag, f"prompt file {kind}: {path}", "give @path/to/prompt.txt of an existing file, or the text itself"
+        )
     with open(path, "rb") as f:
         data = f.read(MAX_PROMPT_BYTES + 1)
     if len(data) > MAX_PROMPT_BYTES:

@@ -23,9 +23,9 @@ same decoded frames as an uninterrupted run (see ``media/continuation.py``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -44,8 +44,6 @@ def partial_path(path: Path) -> Path:
 def temp_path(path: Path, pid: int | None = None) -> Path:
     """The hidden name a run writes to: ``.<stem>.<pid>.tmp.mp4`` (the pid lets a later run see it is stale)."""
     return path.with_name(f".{path.stem}.{os.getpid() if pid is None else pid}.tmp{path.suffix}")
-
-
 
 
 def container_options(fragment_us: int = FRAGMENT_US) -> dict[str, str]:
@@ -162,14 +160,18 @@ class VideoWriter:
         if frames.ndim == 3:
             frames = frames[None]
         if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
-            raise ValueError(f"expected uint8 frames [n, {self.height}, {self.width}, 3], got {frames.dtype} {frames.shape}")
+            raise ValueError(
+                f"expected uint8 frames [n, {self.height}, {self.width}, 3], got {frames.dtype} {frames.shape}"
+            )
         encoder = self._encoder or self._start_segment()
         for frame in frames:
             video_frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             video_frame.pts = video_pts(self.frames_written)
             self._mux_video(encoder.encode(video_frame))
             self.frames_written += 1
-        self._mux_audio_until(audio_samples_for(self.frames_written, self.fps, self._audio_rate) if self._audio_fifo else 0)
+        self._mux_audio_until(
+            audio_samples_for(self.frames_written, self.fps, self._audio_rate) if self._audio_fifo else 0
+        )
 
     def _fill_fifo(self, target: int) -> None:
         import av
@@ -179,7 +181,9 @@ class VideoWriter:
             if block is None:
                 self._audio_source = None
                 break
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout)
+            frame = av.AudioFrame.from_ndarray(
+                np.ascontiguousarray(block, dtype=np.float32), format="fltp", layout=self._layout
+            )
             frame.sample_rate = self._audio_rate
             self._audio_fifo.write(frame)
 
@@ -285,7 +289,7 @@ class VideoWriter:
             return self._tmp
         return keep_as_partial(self._tmp, self.path)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

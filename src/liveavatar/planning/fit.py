@@ -53,8 +53,9 @@ def unplanned(fp8_weights: bool = False) -> MemoryFit:
 
 
 def from_choice(choice: RunMemory, config: GenerateConfig, plan: Plan) -> MemoryFit:
-    return MemoryFit(choice.mode, tuple(choice.later), finish_command(config, plan.width, plan.height), choice,
-                     overlap_fits(choice))
+    return MemoryFit(
+        choice.mode, tuple(choice.later), finish_command(config, plan.width, plan.height), choice, overlap_fits(choice)
+    )
 
 
 def overlap_fits(choice) -> bool:
@@ -68,8 +69,14 @@ def overlap_fits(choice) -> bool:
     return est.phases["loop"] + extra <= choice.budget * (1 - MARGIN)
 
 
-def fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, plan: Plan, engine_name: str,
-               notify: Callable[[str], None]) -> tuple[GenerateConfig, Plan, MemoryFit | None]:
+def fit_memory(
+    asked: GenerateConfig,
+    config: GenerateConfig,
+    inputs: Inputs,
+    plan: Plan,
+    engine_name: str,
+    notify: Callable[[str], None],
+) -> tuple[GenerateConfig, Plan, MemoryFit | None]:
     """The memory planner's choice for the diffusion engine's shapes (None for other engines),
     with the config and plan a guide rung (smaller size, fewer frames) changes before the first frame.
 
@@ -90,8 +97,9 @@ def fit_memory(asked: GenerateConfig, config: GenerateConfig, inputs: Inputs, pl
     explicit = tuple(n for n in ("size", "infer_frames") if getattr(asked, n) is not None)
     choice = plan_for_run(config, plan, dit or DiTConfig.wan_s2v_14b(), explicit)
     if not choice.mode.keeps_shape:
-        config = dataclasses.replace(config, size=choice.mode.size or config.size,
-                                     infer_frames=choice.mode.infer_frames or config.infer_frames)
+        config = dataclasses.replace(
+            config, size=choice.mode.size or config.size, infer_frames=choice.mode.infer_frames or config.infer_frames
+        )
         plan = make_plan(config, inputs, engine_name)
         notify(f"note: the video shrinks to fit the GPU: {choice.mode.name}")
     for line in choice.notes():

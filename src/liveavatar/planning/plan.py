@@ -34,5 +34,7 @@ def make_plan(config: GenerateConfig, inputs: Inputs, engine: str) -> Plan:
         seed=config.base_seed,
         prompt=config.prompt,
         enable_online_decode=bool(config.enable_online_decode),
-        timesteps=tuple(float(t) for t in timesteps(config.sample_steps, config.sample_shift)) if engine == "diffusion" else None,
+        timesteps=tuple(float(t) for t in timesteps(config.sample_steps, config.sample_shift))
+        if engine == "diffusion"
+        else None,
     )

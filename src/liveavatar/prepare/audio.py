@@ -37,7 +37,9 @@ def normalise(x: np.ndarray, sr: int = speech.SR) -> tuple[np.ndarray, float]:
     return limit_peaks(y, sr), gain_db
 
 
-def shorten_pauses(x: np.ndarray, sr: int = speech.SR, max_pause_s: float = MAX_PAUSE_S, keep_s: float = KEEP_PAUSE_S) -> tuple[np.ndarray, float]:
+def shorten_pauses(
+    x: np.ndarray, sr: int = speech.SR, max_pause_s: float = MAX_PAUSE_S, keep_s: float = KEEP_PAUSE_S
+) -> tuple[np.ndarray, float]:
     """Cut pauses longer than ``max_pause_s`` down to ``keep_s`` (10 ms cross-fades); returns (samples, seconds removed)."""
     mask = speech.speech_mask(x, sr)
     n = int(speech.VAD_FRAME_S * sr)

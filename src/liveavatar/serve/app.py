@@ -29,7 +29,14 @@ from liveavatar.serve.guard import AUTHORIZED, Guard, Policy
 from liveavatar.serve.jobs import TERMINAL, JobQueue, QueueFull
 from liveavatar.serve.sessions import add_session_routes
 from liveavatar.serve.settings import ServeSettings
-from liveavatar.serve.uploads import AUDIO_SUFFIXES, IMAGE_SUFFIXES, Rejected, check_media_limits, parse_options, save_upload
+from liveavatar.serve.uploads import (
+    AUDIO_SUFFIXES,
+    IMAGE_SUFFIXES,
+    Rejected,
+    check_media_limits,
+    parse_options,
+    save_upload,
+)
 from liveavatar.serve.webrtc_routes import add_routes as add_webrtc_routes
 
 SSE_HEARTBEAT_S = 1.0
@@ -103,10 +110,21 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         status = "ok" if loaded else ("error" if state["error"] else "loading")
         if not request.scope.get(AUTHORIZED):  # liveness for monitors; the details only with the token
             return JSONResponse({"status": status, "authorized": False}, status_code=200 if loaded else 503)
-        body = {"status": status, "authorized": True, "engine": engine_name,
-                "engine_loaded": loaded, "error": state["error"], "queued": queue.waiting, "workers": settings.workers,
-                "limits": {"upload_bytes": settings.limits.upload_bytes, "pixels": settings.limits.pixels,
-                           "audio_s": settings.limits.audio_s, "queue": settings.limits.queue}}
+        body = {
+            "status": status,
+            "authorized": True,
+            "engine": engine_name,
+            "engine_loaded": loaded,
+            "error": state["error"],
+            "queued": queue.waiting,
+            "workers": settings.workers,
+            "limits": {
+                "upload_bytes": settings.limits.upload_bytes,
+                "pixels": settings.limits.pixels,
+                "audio_s": settings.limits.audio_s,
+                "queue": settings.limits.queue,
+            },
+        }
         return JSONResponse(body, status_code=200 if loaded else 503)
 
     async def receive(request: Request, folder: Path, require: bool):
@@ -119,13 +137,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             prompt = prompt.strip() if isinstance(prompt, str) else ""
             names = {}
             # OpenAI's input_reference is the portrait when no image part is sent
-            image = "input_reference" if form.get("image") is None and form.get("input_reference") is not None else "image"
+            image = (
+                "input_reference" if form.get("image") is None and form.get("input_reference") is not None else "image"
+            )
             for key, field, suffixes in (("image", image, IMAGE_SUFFIXES), ("audio", "audio", AUDIO_SUFFIXES)):
                 if require or form.get(field) is not None:
                     names[key] = await save_upload(form, field, folder, suffixes, settings.limits.upload_bytes)
         return names, prompt, options, skip_checks
 
-    def inspect(folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool) -> tuple[dict | None, list, list[str]]:
+    def inspect(
+        folder: Path, names: dict, prompt: str, request: dict, skip_checks: bool
+    ) -> tuple[dict | None, list, list[str]]:
         """Limits, the plan (a dry run of the same pipeline) and the input checks."""
         from liveavatar import pipeline
         from liveavatar.checks import run_checks
@@ -140,9 +162,17 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             try:  # what the dry run prints: the same prepare as the real run, findings shown below instead of gating
                 plan = pipeline.prepare(config, notes.append, checks=False).summary()
             except UserError as exc:
-                raise Rejected(422, "invalid_input", exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
-                               exc.input.lstrip("-")) from None
-        findings = [] if skip_checks else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
+                raise Rejected(
+                    422,
+                    "invalid_input",
+                    exc.one_line().removeprefix("error: ").replace(str(folder) + "/", ""),
+                    exc.input.lstrip("-"),
+                ) from None
+        findings = (
+            []
+            if skip_checks
+            else run_checks(image, audio, prompt if (prompt or image is None and audio is None) else None)
+        )
         return plan, findings, notes
 
     @app.post("/v1/checks")
@@ -168,21 +198,36 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
     @app.post("/v1/videos", status_code=202)
     async def create(request: Request):
         if queue.full():
-            raise Rejected(429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later")
+            raise Rejected(
+                429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later"
+            )
         job_id, folder = queue.new_folder()
         try:
             names, prompt, options, skip_checks = await receive(request, folder, require=True)
-            plan, findings, notes = await run_in_threadpool(locked, inspect, folder, names, prompt, options, skip_checks)
+            plan, findings, notes = await run_in_threadpool(
+                locked, inspect, folder, names, prompt, options, skip_checks
+            )
             body = findings_body(findings, plan, notes)
             if not body["ok"] and not skip_checks:
                 first = next(f for f in body["findings"] if f["severity"] == "error")
-                raise Rejected(422, "input_check_failed", f"the inputs have errors, first: {FLAGS[first['input']]}: {first['message']}",
-                               first["input"], {"ok": False, "findings": body["findings"]})
-            warnings = [f"warning: {FLAGS[f['input']]}: {f['message']} [{f['code']}]; {f['fix']}" for f in body["findings"] if f["severity"] == "warning"]
+                raise Rejected(
+                    422,
+                    "input_check_failed",
+                    f"the inputs have errors, first: {FLAGS[first['input']]}: {first['message']}",
+                    first["input"],
+                    {"ok": False, "findings": body["findings"]},
+                )
+            warnings = [
+                f"warning: {FLAGS[f['input']]}: {f['message']} [{f['code']}]; {f['fix']}"
+                for f in body["findings"]
+                if f["severity"] == "warning"
+            ]
             job = queue.add(job_id, prompt, names["image"], names["audio"], options, plan, notes + warnings)
         except QueueFull:
             shutil.rmtree(folder, ignore_errors=True)
-            raise Rejected(429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later") from None
+            raise Rejected(
+                429, "queue_full", f"the queue is full ({settings.limits.queue} videos waiting); try again later"
+            ) from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -224,7 +269,9 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
                         return
                 await asyncio.sleep(0.1)
 
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
 
     @app.get("/v1/videos/{video_id}/content")
     async def content(video_id: str, request: Request):
@@ -237,13 +284,22 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
         if job.status in TERMINAL:
             path = finished_file(job, folder)
             if path is None:
-                raise Rejected(404, "no_content", f"video {job.id} is {job.status} and has no video to send", "video_id")
+                raise Rejected(
+                    404, "no_content", f"video {job.id} is {job.status} and has no video to send", "video_id"
+                )
             name = f"{job.id}{'.partial' if job.status != 'completed' else ''}.mp4"
-            return FileResponse(path, media_type="video/mp4", filename=name if download else None,
-                                content_disposition_type="attachment" if download else "inline",
-                                headers={"X-Liveavatar-Partial": str(job.status != "completed").lower()})
-        return StreamingResponse(live_body(job, folder, lambda: queue.get(job.id)), media_type="video/mp4",
-                                 headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"})
+            return FileResponse(
+                path,
+                media_type="video/mp4",
+                filename=name if download else None,
+                content_disposition_type="attachment" if download else "inline",
+                headers={"X-Liveavatar-Partial": str(job.status != "completed").lower()},
+            )
+        return StreamingResponse(
+            live_body(job, folder, lambda: queue.get(job.id)),
+            media_type="video/mp4",
+            headers={"Cache-Control": "no-store", "X-Liveavatar-Live": "true"},
+        )
 
     async def thumbnail(job, folder: Path):
         path = finished_file(job, folder) if job.status in TERMINAL else (Path(job.growing) if job.growing else None)
@@ -259,8 +315,13 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
 
 def policy(settings: ServeSettings) -> Policy:
     """The guard's rules for this server (every route, present and future, goes through them)."""
-    return Policy(token=settings.token, bound_host=settings.host, allowed_hosts=settings.allowed_hosts,
-                  cors_origins=settings.cors_origins, max_body=settings.limits.request_bytes)
+    return Policy(
+        token=settings.token,
+        bound_host=settings.host,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.cors_origins,
+        max_body=settings.limits.request_bytes,
+    )
 
 
 @asynccontextmanager

@@ -53,7 +53,9 @@ class Policy:
         name = _host_name(host_header)
         if name is None:
             return False
-        names = LOCAL_NAMES | {self.bound_host.lower().strip("[]")} | {h.lower().strip("[]") for h in self.allowed_hosts}
+        names = (
+            LOCAL_NAMES | {self.bound_host.lower().strip("[]")} | {h.lower().strip("[]") for h in self.allowed_hosts}
+        )
         if name in names:
             return True
         # bound to every interface: the machine's own addresses are its names; an IP literal cannot be rebound
@@ -67,7 +69,10 @@ class Policy:
         if origin == "null" or not host_header:
             return False
         parts = urlsplit(origin)
-        return parts.scheme in (scheme, {"ws": "http", "wss": "https"}.get(scheme)) and parts.netloc.lower() == host_header.lower()
+        return (
+            parts.scheme in (scheme, {"ws": "http", "wss": "https"}.get(scheme))
+            and parts.netloc.lower() == host_header.lower()
+        )
 
     def token_state(self, headers: dict[bytes, bytes], query: bytes) -> str:
         """'ok', 'missing' or 'wrong'."""
@@ -123,8 +128,13 @@ class Guard:
         if policy.cors_origins:
             from starlette.middleware.cors import CORSMiddleware
 
-            self.app = CORSMiddleware(app, allow_origins=list(policy.cors_origins), allow_methods=["*"],
-                                      allow_headers=["authorization", "content-type"], allow_credentials=True)
+            self.app = CORSMiddleware(
+                app,
+                allow_origins=list(policy.cors_origins),
+                allow_methods=["*"],
+                allow_headers=["authorization", "content-type"],
+                allow_credentials=True,
+            )
 
     async def __call__(self, scope, receive, send):
         if scope["type"] not in ("http", "websocket"):
@@ -144,27 +154,50 @@ class Guard:
         headers = dict(scope["headers"])
         host = headers.get(b"host", b"").decode("latin-1") or None
         if not self.policy.host_allowed(host):
-            return Rejected(403, "host_not_allowed", f"this server does not answer to the host name {host!r}; "
-                            "open it as http://127.0.0.1:<port>/ or start it with --allowed_hosts NAME")
+            return Rejected(
+                403,
+                "host_not_allowed",
+                f"this server does not answer to the host name {host!r}; "
+                "open it as http://127.0.0.1:<port>/ or start it with --allowed_hosts NAME",
+            )
         method = scope.get("method", "GET")
         if scope["type"] == "http" and method == "OPTIONS" and b"access-control-request-method" in headers:
-            return None if self.policy.cors_origins else Rejected(403, "origin_not_allowed", "cross-origin requests are not allowed; "
-                                                                  "start the server with --cors_origins ORIGIN")
+            return (
+                None
+                if self.policy.cors_origins
+                else Rejected(
+                    403,
+                    "origin_not_allowed",
+                    "cross-origin requests are not allowed; start the server with --cors_origins ORIGIN",
+                )
+            )
         origin = headers.get(b"origin", b"").decode("latin-1") or None
-        if (scope["type"] == "websocket" or method not in SAFE_METHODS) and not self.policy.origin_allowed(origin, host, scope.get("scheme", "http")):
-            return Rejected(403, "origin_not_allowed", f"requests from the page at {origin} are not allowed; "
-                            "start the server with --cors_origins ORIGIN to allow that site")
+        if (scope["type"] == "websocket" or method not in SAFE_METHODS) and not self.policy.origin_allowed(
+            origin, host, scope.get("scheme", "http")
+        ):
+            return Rejected(
+                403,
+                "origin_not_allowed",
+                f"requests from the page at {origin} are not allowed; "
+                "start the server with --cors_origins ORIGIN to allow that site",
+            )
         state = self.policy.token_state(headers, scope.get("query_string", b""))
         scope[AUTHORIZED] = state == "ok"
         if state == "ok" or scope["path"] in PUBLIC or (scope["path"] in LIVENESS and method in SAFE_METHODS):
             return None
         if state == "wrong":
             return Rejected(401, "wrong_token", "wrong token: use the token the server printed (or gave with --token)")
-        return Rejected(401, "unauthorized", "a token is required: send 'Authorization: Bearer <token>' "
-                        "or open the URL with ?token=... the server printed")
+        return Rejected(
+            401,
+            "unauthorized",
+            "a token is required: send 'Authorization: Bearer <token>' "
+            "or open the URL with ?token=... the server printed",
+        )
 
     def _too_large(self) -> Rejected:
-        return Rejected(413, "request_too_large", f"the request is larger than the limit of {self.policy.max_body} bytes")
+        return Rejected(
+            413, "request_too_large", f"the request is larger than the limit of {self.policy.max_body} bytes"
+        )
 
     def _counting(self, receive):
         seen = 0
@@ -186,6 +219,11 @@ async def _refuse(scope, send, refusal: Rejected) -> None:
         return
     data = json.dumps(refusal.body()).encode()
     extra = [(b"www-authenticate", b"Bearer")] if refusal.status == 401 else []
-    await send({"type": "http.response.start", "status": refusal.status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": refusal.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra],
+        }
+    )
     await send({"type": "http.response.body", "body": data})

@@ -106,8 +106,9 @@ def _sound_job(record: dict, keep_s: float) -> Job | None:
         job = Job.from_record(record)
         json.dumps(job.view(keep_s, None), allow_nan=False)
     except Exception as exc:
-        logging.getLogger("liveavatar.serve").warning("job %s: its stored record is damaged (%s: %s); left out",
-                                                      record.get("id", "?"), type(exc).__name__, exc)
+        logging.getLogger("liveavatar.serve").warning(
+            "job %s: its stored record is damaged (%s: %s); left out", record.get("id", "?"), type(exc).__name__, exc
+        )
         return None
     return job
 
@@ -162,14 +163,20 @@ class JobQueue:
                 if why_not is None:
                     job.status, job.growing, job.started_at, job.resume = "queued", None, None, True
                     job.frames_done = job.resumed_from = done
-                    job.warnings = [*job.warnings, "note: the server restarted while this video was being made; "
-                                    "it continues from its last complete clip"]
+                    job.warnings = [
+                        *job.warnings,
+                        "note: the server restarted while this video was being made; "
+                        "it continues from its last complete clip",
+                    ]
                 else:
                     kept = self._keep_growing(job, partial_path(self.folder(job.id) / VIDEO))
                     job.status, job.finished_at, job.growing, job.partial = "failed", time.time(), None, kept
-                    job.error = {"code": "server_stopped", "message": "the server stopped while this video was being made"
-                                 + ("; the frames made so far are the partial video" if kept else "")
-                                 + f"; it could not be continued: {why_not}"}
+                    job.error = {
+                        "code": "server_stopped",
+                        "message": "the server stopped while this video was being made"
+                        + ("; the frames made so far are the partial video" if kept else "")
+                        + f"; it could not be continued: {why_not}",
+                    }
                 self._store.save(job.id, job.seq, job.record())
             self._jobs[job.id] = job
             if job.status == "queued":
@@ -179,7 +186,9 @@ class JobQueue:
         """Job folders without a record: uploads a killed server never finished receiving."""
         for folder in self.jobs_dir.iterdir():
             if folder.name.startswith("video_") and folder.name not in known and folder.is_dir():
-                logging.getLogger("liveavatar.serve").warning("removing %s: an upload that never became a job", folder.name)
+                logging.getLogger("liveavatar.serve").warning(
+                    "removing %s: an upload that never became a job", folder.name
+                )
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _resumable(self, job: Job) -> tuple[str | None, int]:
@@ -253,7 +262,9 @@ class JobQueue:
             try:
                 out.append(self.view(job))
             except Exception as exc:  # a record that slipped past the checks must not break the list
-                logging.getLogger("liveavatar.serve").warning("job %s left out of the list: %s: %s", job.id, type(exc).__name__, exc)
+                logging.getLogger("liveavatar.serve").warning(
+                    "job %s left out of the list: %s: %s", job.id, type(exc).__name__, exc
+                )
         return out
 
     @property
@@ -274,13 +285,24 @@ class JobQueue:
         folder.mkdir(mode=0o700)
         return job_id, folder
 
-    def add(self, job_id: str, prompt: str, image: str, audio: str, options: dict, plan: dict, warnings: list[str]) -> Job:
+    def add(
+        self, job_id: str, prompt: str, image: str, audio: str, options: dict, plan: dict, warnings: list[str]
+    ) -> Job:
         with self._cond:
             if self._stopping or len(self._waiting) >= self.settings.limits.queue:
                 raise QueueFull()
             self._seq += 1
-            job = Job(id=job_id, seq=self._seq, created_at=time.time(), prompt=prompt, image=image, audio=audio,
-                      options=options, plan=plan, warnings=warnings)
+            job = Job(
+                id=job_id,
+                seq=self._seq,
+                created_at=time.time(),
+                prompt=prompt,
+                image=image,
+                audio=audio,
+                options=options,
+                plan=plan,
+                warnings=warnings,
+            )
             self._store.save(job.id, job.seq, job.record())  # first: a record it refuses is never queued
             self._jobs[job.id] = job
             self._waiting.append(job.id)
@@ -314,7 +336,11 @@ class JobQueue:
     def expire(self, now: float | None = None) -> list[str]:
         """Delete the jobs that finished more than ``keep_s`` ago; their ids."""
         now = time.time() if now is None else now
-        old = [j for j in self.list() if j.status in TERMINAL and j.finished_at is not None and now - j.finished_at > self.settings.keep_s]
+        old = [
+            j
+            for j in self.list()
+            if j.status in TERMINAL and j.finished_at is not None and now - j.finished_at > self.settings.keep_s
+        ]
         for job in old:
             self.delete(job)
         return [j.id for j in old]
@@ -355,9 +381,16 @@ class JobQueue:
         folder = self.folder(job.id)
         warnings = list(job.warnings)
         options = dataclasses.replace(self.settings.engine_options(), engine=self.engine.name)
-        config = options.config(image=folder / job.image, audio=folder / job.audio, prompt=job.prompt, save_file=folder / VIDEO,
-                                overwrite=True, resume=job.resume, skip_checks=True,  # checked at submission
-                                **job.options)
+        config = options.config(
+            image=folder / job.image,
+            audio=folder / job.audio,
+            prompt=job.prompt,
+            save_file=folder / VIDEO,
+            overwrite=True,
+            resume=job.resume,
+            skip_checks=True,  # checked at submission
+            **job.options,
+        )
         hooks = Hooks(
             engine=self.engine,
             on_block=lambda done: self._update(job, frames_done=done.frames_done, growing=str(done.growing)),
@@ -375,11 +408,23 @@ class JobQueue:
             elif self._resumable(job)[0] is None:  # the next start continues it (see recover)
                 end.update(status="in_progress")
             else:
-                end.update(status="failed", error={"code": "server_stopped", "message": "the server stopped while this video was being made"})
+                end.update(
+                    status="failed",
+                    error={"code": "server_stopped", "message": "the server stopped while this video was being made"},
+                )
         except UserError as exc:
-            end.update(status="failed", error={"code": "invalid_input", "message": scrub(exc.one_line().removeprefix("error: "))})
+            end.update(
+                status="failed",
+                error={"code": "invalid_input", "message": scrub(exc.one_line().removeprefix("error: "))},
+            )
         except Exception as exc:  # the engine's or the machine's failure: the job fails, the server goes on
-            end.update(status="failed", error={"code": "generation_failed", "message": scrub(f"{type(exc).__name__}: {exc}")})
+            end.update(
+                status="failed", error={"code": "generation_failed", "message": scrub(f"{type(exc).__name__}: {exc}")}
+            )
         terminal = end["status"] in TERMINAL
-        end.update(finished_at=time.time() if terminal else None, warnings=warnings, partial=terminal and partial_path(config.save_file).exists())
+        end.update(
+            finished_at=time.time() if terminal else None,
+            warnings=warnings,
+            partial=terminal and partial_path(config.save_file).exists(),
+        )
         self._update(job, **end)

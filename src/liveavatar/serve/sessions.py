@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fastapi import Request, WebSocket
 
@@ -22,8 +22,9 @@ from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.uploads import IMAGE_SUFFIXES, Rejected, check_image_limits, parse_options, save_upload
 
 
-def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, engine: Callable[[], Engine | None],
-                       engine_name: str) -> None:
+def add_session_routes(
+    app, settings: ServeSettings, registry: SessionRegistry, engine: Callable[[], Engine | None], engine_name: str
+) -> None:
     """Add the session routes to the FastAPI ``app``; ``engine()``: the resident engine once loaded."""
     from fastapi.responses import JSONResponse
     from starlette.concurrency import run_in_threadpool
@@ -31,8 +32,12 @@ def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, 
     from liveavatar.live.websocket import serve_socket
 
     def full() -> Rejected:
-        return Rejected(429, "too_many_sessions", f"{registry.max_sessions} live sessions are open, the most this server "
-                        "allows; close one (DELETE /v1/sessions/{id}) or try again later")
+        return Rejected(
+            429,
+            "too_many_sessions",
+            f"{registry.max_sessions} live sessions are open, the most this server "
+            "allows; close one (DELETE /v1/sessions/{id}) or try again later",
+        )
 
     def run_or_404(session_id: str):
         run = registry.get(session_id)
@@ -44,7 +49,9 @@ def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, 
     async def create_session(request: Request):
         resident = engine()
         if resident is None:
-            raise Rejected(503, "engine_loading", "the engine is still loading; try again in a moment (GET /healthz says when)")
+            raise Rejected(
+                503, "engine_loading", "the engine is still loading; try again in a moment (GET /healthz says when)"
+            )
         if len(registry) >= registry.max_sessions:
             raise full()
         folder = Path(tempfile.mkdtemp(prefix="liveavatar-session-"))  # private (0700)
@@ -52,14 +59,22 @@ def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, 
             form = await request.form(max_files=1, max_fields=64)
             try:
                 if form.get("audio") is not None:
-                    raise Rejected(422, "unexpected_audio", "a live session takes its speech over the WebSocket, not as a file", "audio")
+                    raise Rejected(
+                        422,
+                        "unexpected_audio",
+                        "a live session takes its speech over the WebSocket, not as a file",
+                        "audio",
+                    )
                 options, skip_checks = parse_options(form)
                 prompt = form.get("prompt")
                 prompt = prompt.strip() if isinstance(prompt, str) else ""
                 image = folder / await save_upload(form, "image", folder, IMAGE_SUFFIXES, settings.limits.upload_bytes)
             finally:
                 await form.close()
-            opened = lambda run_id: open_run(run_id, resident, engine_name, settings, image, prompt, options, skip_checks)  # noqa: E731
+
+            def opened(run_id):
+                return open_run(run_id, resident, engine_name, settings, image, prompt, options, skip_checks)
+
             run = await run_in_threadpool(registry.open, opened)
         except SessionsFull:
             raise full() from None
@@ -87,12 +102,25 @@ def add_session_routes(app, settings: ServeSettings, registry: SessionRegistry, 
         if run is None:
             await websocket.close(code=4404, reason=f"no live session with id {session_id}")
             return
-        await serve_socket(websocket, run, lambda: registry.delete(run.id, reason="closed"),
-                           settings.live.fragment_frames, settings.live.max_queued_s)
+        await serve_socket(
+            websocket,
+            run,
+            lambda: registry.delete(run.id, reason="closed"),
+            settings.live.fragment_frames,
+            settings.live.max_queued_s,
+        )
 
 
-def open_run(run_id: str, engine: Engine, engine_name: str, settings: ServeSettings, image_path: Path, prompt: str,
-             options: dict, skip_checks: bool):
+def open_run(
+    run_id: str,
+    engine: Engine,
+    engine_name: str,
+    settings: ServeSettings,
+    image_path: Path,
+    prompt: str,
+    options: dict,
+    skip_checks: bool,
+):
     """Check the inputs, plan, and open the engine's session: a :class:`LiveRun` not yet started."""
     import dataclasses
 
@@ -111,10 +139,18 @@ def open_run(run_id: str, engine: Engine, engine_name: str, settings: ServeSetti
     except UserError as exc:
         message = exc.one_line().removeprefix("error: ").replace(str(image_path.parent) + "/", "")
         raise Rejected(422, "invalid_input", message, exc.input.lstrip("-")) from None
-    info = {"engine": engine_name, "width": session.width, "height": session.height, "fps": session.fps,
-            "sample_rate": session.sample_rate, "lookahead_ms": round(session.lookahead_ms, 1),
-            "block_frames": session.block_frames, "prompt": prompt, "options": options,
-            "idle_timeout_s": settings.live.idle_s}
+    info = {
+        "engine": engine_name,
+        "width": session.width,
+        "height": session.height,
+        "fps": session.fps,
+        "sample_rate": session.sample_rate,
+        "lookahead_ms": round(session.lookahead_ms, 1),
+        "block_frames": session.block_frames,
+        "prompt": prompt,
+        "options": options,
+        "idle_timeout_s": settings.live.idle_s,
+    }
     return LiveRun(run_id, session, info, notes)
 
 
@@ -129,5 +165,10 @@ def refuse_failed_checks(image: Path, prompt: str) -> None:
     body = json.loads(to_json(run_checks(image, None, prompt or None)))
     if not body["ok"]:
         first = next(f for f in body["findings"] if f["severity"] == "error")
-        raise Rejected(422, "input_check_failed", f"the inputs have errors, first: {FLAGS[first['input']]}: {first['message']}",
-                       first["input"], {"ok": False, "findings": body["findings"]})
+        raise Rejected(
+            422,
+            "input_check_failed",
+            f"the inputs have errors, first: {FLAGS[first['input']]}: {first['message']}",
+            first["input"],
+            {"ok": False, "findings": body["findings"]},
+        )

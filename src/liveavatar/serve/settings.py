@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from liveavatar.config import EngineOptions
+from liveavatar.option_groups import EngineOptions
 
 
 def default_data_dir() -> Path:

@@ -26,7 +26,9 @@ class JobStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL)")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, record TEXT NOT NULL)"
+        )
 
     def save(self, job_id: str, seq: int, record: dict) -> None:
         """Strict JSON (no NaN or Infinity): a record that could not be sent back is never stored."""
@@ -83,8 +85,11 @@ def _hold_exclusively(path: Path) -> int | None:
         other = os.read(fd, 32).decode(errors="replace").strip() or "?"
         os.close(fd)
         folder = path.parent.parent
-        raise UserError("--data_dir", f"another liveavatar serve (pid {other}) is using {folder}",
-                        "stop that server first, or give this one its own --data_dir") from None
+        raise UserError(
+            "--data_dir",
+            f"another liveavatar serve (pid {other}) is using {folder}",
+            "stop that server first, or give this one its own --data_dir",
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, str(os.getpid()).encode())
     return fd
@@ -120,5 +125,7 @@ def private_folders(data_dir: Path) -> tuple[Path, Path]:
                 if Path(f"{old}{suffix}").exists():
                     os.replace(f"{old}{suffix}", folders[1] / f"{old.name}{suffix}")
     except OSError as exc:
-        raise UserError("--data_dir", f"{data_dir} cannot be used ({exc.strerror})", "give a folder you can write to") from None
+        raise UserError(
+            "--data_dir", f"{data_dir} cannot be used ({exc.strerror})", "give a folder you can write to"
+        ) from None
     return folders[0], folders[1]

@@ -10,8 +10,8 @@ reading to the end after seeing a terminal status gets every byte.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from liveavatar.serve.jobs import TERMINAL, VIDEO, Job
 

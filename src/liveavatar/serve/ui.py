@@ -13,7 +13,9 @@ def page() -> str:
     guards every other path never stands between the page and its own script."""
     here = files("liveavatar.serve")
     live = here.joinpath("live.js").read_text(encoding="utf-8")
-    return here.joinpath("ui.html").read_text(encoding="utf-8").replace("<!-- live.js -->", f"<script>\n{live}</script>")
+    return (
+        here.joinpath("ui.html").read_text(encoding="utf-8").replace("<!-- live.js -->", f"<script>\n{live}</script>")
+    )
 
 
 def add_routes(app) -> None:
@@ -26,8 +28,13 @@ def add_routes(app) -> None:
 
     @app.get("/", response_class=HTMLResponse)
     async def index():
-        return HTMLResponse(html, headers={"Content-Security-Policy": "default-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
-                                                                      "script-src 'self' 'unsafe-inline'; img-src 'self' blob: data:"})
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": "default-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
+                "script-src 'self' 'unsafe-inline'; img-src 'self' blob: data:"
+            },
+        )
 
     @app.get("/v1/samples/{name}")
     async def sample(name: str):

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from liveavatar.argtypes import boolean
-from liveavatar.config import PER_REQUEST, in_group
+from liveavatar.config import PER_REQUEST
 from liveavatar.media.image import IMAGE_SUFFIXES  # noqa: F401  (re-exported for the app)
+from liveavatar.option_groups import in_group
 from liveavatar.options import value_parser
 from liveavatar.serve.settings import Limits
 
@@ -34,12 +35,17 @@ FIELDS = {"image", "audio", "prompt", "skip_checks", *OPTIONS}
 class Rejected(Exception):
     """A request we answer with ``status`` and an OpenAI-style error body (plus ``extra``)."""
 
-    def __init__(self, status: int, code: str, message: str, param: str | None = None, extra: dict | None = None) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, param: str | None = None, extra: dict | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.param, self.extra = status, code, message, param, extra or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": "invalid_request_error", "code": self.code, "param": self.param}, **self.extra}
+        return {
+            "error": {"message": self.message, "type": "invalid_request_error", "code": self.code, "param": self.param},
+            **self.extra,
+        }
 
 
 def parse_options(form, extra: frozenset[str] = frozenset()) -> tuple[dict, bool]:
@@ -47,7 +53,12 @@ def parse_options(form, extra: frozenset[str] = frozenset()) -> tuple[dict, bool
     accepted = FIELDS | extra
     unknown = sorted(set(form.keys()) - accepted)
     if unknown:
-        raise Rejected(422, "unknown_parameter", f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}", unknown[0])
+        raise Rejected(
+            422,
+            "unknown_parameter",
+            f"unknown field(s): {', '.join(unknown)}; accepted: {', '.join(sorted(accepted))}",
+            unknown[0],
+        )
     options: dict = {}
     for name, parse in OPTIONS.items():
         value = form.get(name)
@@ -91,7 +102,9 @@ def check_media_limits(image: Path, audio: Path, limits: Limits) -> None:
     check_image_limits(image, limits)
     seconds = audio_seconds(audio)
     if seconds is not None and seconds > limits.audio_s:
-        raise Rejected(413, "audio_too_long", f"audio lasts {seconds:.1f} s; the limit is {limits.audio_s:g} s", "audio")
+        raise Rejected(
+            413, "audio_too_long", f"audio lasts {seconds:.1f} s; the limit is {limits.audio_s:g} s", "audio"
+        )
 
 
 def check_image_limits(image: Path, limits: Limits) -> None:
@@ -104,7 +117,12 @@ def check_image_limits(image: Path, limits: Limits) -> None:
     except Exception:  # not an image: the pipeline's reader says so in its own words
         width = height = 0
     if width * height > limits.pixels:
-        raise Rejected(413, "image_too_large", f"image is {width}x{height} = {width * height} pixels; the limit is {limits.pixels}", "image")
+        raise Rejected(
+            413,
+            "image_too_large",
+            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.pixels}",
+            "image",
+        )
 
 
 def audio_seconds(path: Path) -> float | None:

@@ -35,8 +35,13 @@ def check_model(form, engine: str) -> None:
     """``model`` may only name the engine this server runs (one resident engine serves every job)."""
     model = _text(form, "model")
     if model is not None and model not in (engine, f"liveavatar-{engine}"):
-        raise Rejected(422, "invalid_parameter", f"model: this server runs the {engine} engine; give model={engine} "
-                       f"(or liveavatar-{engine}), or leave it out", "model")
+        raise Rejected(
+            422,
+            "invalid_parameter",
+            f"model: this server runs the {engine} engine; give model={engine} "
+            f"(or liveavatar-{engine}), or leave it out",
+            "model",
+        )
 
 
 def seconds_cap(form, options: dict, engine_options) -> dict:
@@ -57,8 +62,13 @@ def seconds_cap(form, options: dict, engine_options) -> dict:
         return options
     clips = math.floor(seconds * FPS / frames_per_clip + 1e-9)
     if clips < 1:
-        raise Rejected(422, "invalid_parameter", f"seconds: {text} is shorter than one clip ({frames_per_clip / FPS:g} s); "
-                       f"give at least {frames_per_clip / FPS:g}", "seconds")
+        raise Rejected(
+            422,
+            "invalid_parameter",
+            f"seconds: {text} is shorter than one clip ({frames_per_clip / FPS:g} s); "
+            f"give at least {frames_per_clip / FPS:g}",
+            "seconds",
+        )
     return {**options, "num_clip": min(clips, options.get("num_clip") or clips)}
 
 
@@ -79,10 +89,15 @@ def page(views: list[dict], query) -> dict:
         ids = [v["id"] for v in ordered]
         if after not in ids:
             raise Rejected(404, "not_found", f"after: no video with id {after!r}", "after")
-        ordered = ordered[ids.index(after) + 1:]
+        ordered = ordered[ids.index(after) + 1 :]
     data = ordered[:limit]
-    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-            "last_id": data[-1]["id"] if data else None, "has_more": len(ordered) > limit}
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(ordered) > limit,
+    }
 
 
 def variant(query) -> str:

@@ -14,11 +14,27 @@ import importlib
 # what a job's checks and the preview engine import on first use (the diffusion engine's own
 # imports happen when it is built)
 MODULES = (
-    "av", "cv2", "soundfile", "webrtcvad", "pocketsphinx", "scipy.ndimage", "scipy.signal", "scipy.spatial",
-    "liveavatar.pipeline", "liveavatar.checks.audio", "liveavatar.checks.consistency", "liveavatar.checks.face",
-    "liveavatar.checks.image", "liveavatar.checks.prompt", "liveavatar.checks.speech",
-    "liveavatar.engines.preview.engine", "liveavatar.engines.preview.face", "liveavatar.engines.preview.render",
-    "liveavatar.engines.preview.speech", "liveavatar.engines.preview.phonemes", "liveavatar.engines.preview.motion",
+    "av",
+    "cv2",
+    "soundfile",
+    "webrtcvad",
+    "pocketsphinx",
+    "scipy.ndimage",
+    "scipy.signal",
+    "scipy.spatial",
+    "liveavatar.pipeline",
+    "liveavatar.checks.audio",
+    "liveavatar.checks.consistency",
+    "liveavatar.checks.face",
+    "liveavatar.checks.image",
+    "liveavatar.checks.prompt",
+    "liveavatar.checks.speech",
+    "liveavatar.engines.preview.engine",
+    "liveavatar.engines.preview.face",
+    "liveavatar.engines.preview.render",
+    "liveavatar.engines.preview.speech",
+    "liveavatar.engines.preview.phonemes",
+    "liveavatar.engines.preview.motion",
 )
 
 

@@ -60,7 +60,12 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
             raise Rejected(501, "webrtc_not_installed", INSTALL_WEBRTC, "session_id")
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "application/sdp":
-            raise Rejected(415, "unsupported_media_type", f"the offer must be sent as application/sdp, not {kind or 'nothing'!r}", "body")
+            raise Rejected(
+                415,
+                "unsupported_media_type",
+                f"the offer must be sent as application/sdp, not {kind or 'nothing'!r}",
+                "body",
+            )
         body = await request.body()
         if len(body) > MAX_SDP_BYTES:
             raise Rejected(413, "request_too_large", f"an SDP offer is at most {MAX_SDP_BYTES} bytes", "body")
@@ -68,8 +73,13 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
         if run is None:
             raise Rejected(404, "not_found", f"no live session with id {session_id!r}", "session_id")
         if session_id in peers or run.view().get("connected"):
-            raise Rejected(409, "session_busy", f"session {session_id} already has a client; DELETE its WebRTC resource "
-                                                "(or close its WebSocket) first, or open another session", "session_id")
+            raise Rejected(
+                409,
+                "session_busy",
+                f"session {session_id} already has a client; DELETE its WebRTC resource "
+                "(or close its WebSocket) first, or open another session",
+                "session_id",
+            )
         peer = Peer(run, config, closed)
         peers[session_id] = peer
         try:
@@ -80,8 +90,12 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
         except BaseException:
             await peer.close()
             raise
-        return Response(answer, status_code=201, media_type="application/sdp",
-                        headers={"Location": f"/v1/sessions/{session_id}/webrtc/{peer.id}"})
+        return Response(
+            answer,
+            status_code=201,
+            media_type="application/sdp",
+            headers={"Location": f"/v1/sessions/{session_id}/webrtc/{peer.id}"},
+        )
 
     @app.delete("/v1/sessions/{session_id}/webrtc/{peer_id}")
     async def hang_up(session_id: str, peer_id: str):
@@ -97,7 +111,11 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
         if not webrtc_available():
             raise Rejected(501, "webrtc_not_installed", INSTALL_WEBRTC)
         has_tts = tts.available()
-        return {"ice_servers": list(config.ice_servers), "tts": has_tts, "tts_hint": None if has_tts else tts.INSTALL_HINT}
+        return {
+            "ice_servers": list(config.ice_servers),
+            "tts": has_tts,
+            "tts_hint": None if has_tts else tts.INSTALL_HINT,
+        }
 
     @app.post("/v1/sessions/{session_id}/say")
     async def say(session_id: str, request: Request):
@@ -106,7 +124,12 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
 
         peer = peers.get(session_id)
         if peer is None:
-            raise Rejected(409, "no_peer", f"session {session_id!r} has no WebRTC connection to speak into; Start it first", "session_id")
+            raise Rejected(
+                409,
+                "no_peer",
+                f"session {session_id!r} has no WebRTC connection to speak into; Start it first",
+                "session_id",
+            )
         if not tts.available():
             raise Rejected(501, "tts_not_installed", tts.INSTALL_HINT, "text")
         try:
@@ -114,7 +137,9 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
         except (ValueError, AttributeError):
             text = None
         if not isinstance(text, str) or not text.strip() or len(text) > tts.MAX_TEXT:
-            raise Rejected(400, "invalid_text", f'send JSON {{"text": "..."}} with 1 to {tts.MAX_TEXT} characters', "text")
+            raise Rejected(
+                400, "invalid_text", f'send JSON {{"text": "..."}} with 1 to {tts.MAX_TEXT} characters', "text"
+            )
         speech = await run_in_threadpool(speaker.say, text.strip(), peer.session.sample_rate)
         peer.run.push_audio(speech)
         peer.run.end_of_speech()

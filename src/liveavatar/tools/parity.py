@@ -25,9 +25,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-
 from liveavatar.argtypes import number
-from liveavatar.tools.parity_loop import build_tiny_dit, load_tensors as _load
+from liveavatar.tools.parity_loop import build_tiny_dit
+from liveavatar.tools.parity_loop import load_tensors as _load
+
 
 def _block_slices(call: dict, inputs: dict, info: dict, common: dict) -> tuple[Any, Any]:
     """cond_states and audio_input of the call's block (F latent frames, 4F audio frames)."""
@@ -35,10 +36,10 @@ def _block_slices(call: dict, inputs: dict, info: dict, common: dict) -> tuple[A
     b = int(call.get("block", 0))
     cond = inputs.get(call.get("cond_states", "cond_latents"))
     if cond is not None:
-        cond = cond[:, :, frames * b: frames * b + frames]
+        cond = cond[:, :, frames * b : frames * b + frames]
     audio = inputs[call.get("audio_input", "audio_emb")]
     per_block = 4 * frames
-    return cond, audio[..., per_block * b: per_block * b + per_block]
+    return cond, audio[..., per_block * b : per_block * b + per_block]
 
 
 def _rollout(call: dict, current_frame: int) -> tuple[int, str]:
@@ -77,10 +78,14 @@ def replay(model, ref: Path, info: dict, spec: dict, inputs: dict) -> dict:
             caches[cache_id] = KVCache.allocate(sink, int(info["kv_cache_size"]))
         x = inputs[call["x"]]
         if call["kind"] == "sink":
-            model.prefill_sink(sink, inputs[call.get("ref_latents", "ref_latents")],
-                               inputs[call.get("motion_latents", "motion_latents")], text,
-                               current_start=int(call.get("current_start", 0)),
-                               block_frames=int(x.shape[-3]))
+            model.prefill_sink(
+                sink,
+                inputs[call.get("ref_latents", "ref_latents")],
+                inputs[call.get("motion_latents", "motion_latents")],
+                text,
+                current_start=int(call.get("current_start", 0)),
+                block_frames=int(x.shape[-3]),
+            )
             continue
         cond, audio = _block_slices(call, inputs, info, common)
         t = inputs[call.get("timestep", "timestep")] * float(call.get("t_scale", 1))
@@ -150,16 +155,22 @@ def _environment_ok(ref: Path, argv: list[str]) -> bool:
         torch.set_num_threads(int(env_spec.get("torch_num_threads", wanted.get("OMP_NUM_THREADS", 1))))
         capability = torch.backends.cpu.get_cpu_capability()
         want_cap = env_spec.get("cpu_capability")
-        print(f"kernel environment: {' '.join(f'{k}={v}' for k, v in wanted.items())}, "
-              f"{torch.get_num_threads()} threads, CPU capability {capability}")
+        print(
+            f"kernel environment: {' '.join(f'{k}={v}' for k, v in wanted.items())}, "
+            f"{torch.get_num_threads()} threads, CPU capability {capability}"
+        )
         if want_cap and capability != want_cap:
-            print(f"error: this CPU runs torch at {capability}, the reference's rule holds at {want_cap}",
-                  file=sys.stderr)
+            print(
+                f"error: this CPU runs torch at {capability}, the reference's rule holds at {want_cap}", file=sys.stderr
+            )
             return False
         return True
     if "torch" in sys.modules:  # the ISA caps are read once, when torch loads
-        print(f"error: set {' '.join(f'{k}={v}' for k, v in wanted.items())} before torch is imported "
-              "(or run the tool as its own process)", file=sys.stderr)
+        print(
+            f"error: set {' '.join(f'{k}={v}' for k, v in wanted.items())} before torch is imported "
+            "(or run the tool as its own process)",
+            file=sys.stderr,
+        )
         return False
     sys.stdout.flush()
     os.execve(sys.executable, [sys.executable, "-m", "liveavatar.tools.parity", *argv], {**os.environ, **wanted})
@@ -172,12 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ref_dir", type=Path)
     parser.add_argument("--tol", type=number, default=1e-4, help="max abs error (upstream-tiny folders only)")
     parser.add_argument("--verbose", action="store_true", help="one line per stored tensor (loop folders)")
-    parser.add_argument("--strict", action="store_true",
-                        help="loop folders: the reference's own rule even where this CPU rounds otherwise")
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="loop folders: the reference's own rule even where this CPU rounds otherwise",
+    )
     args = parser.parse_args(argv)
     if not (args.ref_dir / "run_info.json").is_file():
-        print(f"error: {args.ref_dir}: no run_info.json; pass an upstream-tiny or upstream-loop reference folder",
-              file=sys.stderr)
+        print(
+            f"error: {args.ref_dir}: no run_info.json; pass an upstream-tiny or upstream-loop reference folder",
+            file=sys.stderr,
+        )
         return 2
     if (args.ref_dir / "loop_inputs.json").is_file():
         from liveavatar.tools.parity_loop import run_loop_reference

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 FAMILIES = ("flow_pred", "latent", "ring_k", "cond_k", "cond_v")
 
@@ -65,7 +66,7 @@ class Rule:
     min_share: float = 0.0
 
     @classmethod
-    def from_json(cls, data: dict) -> "Rule":
+    def from_json(cls, data: dict) -> Rule:
         return cls(float(data["max_abs"]), float(data.get("share_within", 1e-5)), float(data.get("min_share", 0.0)))
 
     def measure(self, ours, want) -> tuple[float, float, bool]:
@@ -112,8 +113,10 @@ class Report:
             share = min(self.rows[k][1] for k in keys)
             bad = [k for k in keys if not self.rows[k][2]]
             verdict = "ok" if not bad else f"FAIL ({len(bad)}: {', '.join(bad[:3])})"
-            out.append(f"{self.label} {family} x{len(keys)}: max abs {worst:.3e}, "
-                       f"min share within {self.rule.share_within:g} {100 * share:.2f} % {verdict}")
+            out.append(
+                f"{self.label} {family} x{len(keys)}: max abs {worst:.3e}, "
+                f"min share within {self.rule.share_within:g} {100 * share:.2f} % {verdict}"
+            )
             if verbose:
                 out += [f"    {k}: {self.rows[k][0]:.3e} {100 * self.rows[k][1]:.2f} %" for k in sorted(keys)]
         return out + [f"{self.label} {p}" for p in self.problems]
@@ -136,16 +139,25 @@ class RecordingDiT:
         bound = self._signature.bind(*args, **kwargs).arguments
         out = self._dit.denoise_block(*args, **kwargs)
         step = next(s for s, c in self._caches.by_step.items() if c is bound["cache"])
-        self.denoise_calls.append({"step": step, "x": bound["block_latents"].clone(), "timestep": bound["timestep"],
-                                   "audio": bound["audio_input"], "current_start": bound["current_start"],
-                                   "relative_dist": bound.get("relative_dist"), "out": out.clone()})
+        self.denoise_calls.append(
+            {
+                "step": step,
+                "x": bound["block_latents"].clone(),
+                "timestep": bound["timestep"],
+                "audio": bound["audio_input"],
+                "current_start": bound["current_start"],
+                "relative_dist": bound.get("relative_dist"),
+                "out": out.clone(),
+            }
+        )
         return out
 
     def prefill_sink(self, sink, ref_latents, motion_latents, *args, **kwargs):
         self._dit.prefill_sink(sink, ref_latents, motion_latents, *args, **kwargs)
         n = sink.length
-        self.prefills.append({"ref": ref_latents.clone(), "length": n, "k": sink.k[:, :, :n].clone(),
-                              "v": sink.v[:, :, :n].clone()})
+        self.prefills.append(
+            {"ref": ref_latents.clone(), "length": n, "k": sink.k[:, :, :n].clone(), "v": sink.v[:, :, :n].clone()}
+        )
 
 
 def ring_k(cache, layer: int):
@@ -153,22 +165,37 @@ def ring_k(cache, layer: int):
     return cache.k[layer]
 
 
-def replay_loop(dit, inputs: dict, loop: dict, rolling: bool, seed_check: Callable[[str], None] | None = None
-                ) -> tuple[dict, RecordingDiT]:
+def replay_loop(
+    dit, inputs: dict, loop: dict, rolling: bool, seed_check: Callable[[str], None] | None = None
+) -> tuple[dict, RecordingDiT]:
     """Run ``denoise_blocks`` on the reference's inputs; returns {stored key: our tensor} and the recorder."""
     from liveavatar.engines.diffusion.runtime.loop import LoopPlan, StepCaches, denoise_blocks
 
-    plan = LoopPlan(frames_per_clip=int(loop["frames_per_clip"]), num_clips=int(loop["num_clips"]),
-                    latent_hw=tuple(loop["latent_hw"]), sample_steps=int(loop["sample_steps"]),
-                    sample_shift=3.0, seed=int(loop["seed"]), rolling_sink=rolling)
+    plan = LoopPlan(
+        frames_per_clip=int(loop["frames_per_clip"]),
+        num_clips=int(loop["num_clips"]),
+        latent_hw=tuple(loop["latent_hw"]),
+        sample_steps=int(loop["sample_steps"]),
+        sample_shift=3.0,
+        seed=int(loop["seed"]),
+        rolling_sink=rolling,
+    )
     caches = StepCaches.allocate(dit, plan, tuple(range(plan.sample_steps)))
     recorder = RecordingDiT(dit, caches)
     stored_noise = lambda plan, clip, device: inputs[f"noise.clip{clip}"][None].to(device)  # noqa: E731
     text = dit.encode_text(inputs["context"])
     out: dict[str, Any] = {}
     blocks_seen: dict[int, int] = {}
-    for block in denoise_blocks(recorder, text, inputs["audio_emb"], inputs["ref_latents"], inputs["motion_latents"],
-                                plan, caches=caches, noise=stored_noise):
+    for block in denoise_blocks(
+        recorder,
+        text,
+        inputs["audio_emb"],
+        inputs["ref_latents"],
+        inputs["motion_latents"],
+        plan,
+        caches=caches,
+        noise=stored_noise,
+    ):
         b = blocks_seen[block.clip] = blocks_seen.get(block.clip, -1) + 1
         out[f"latent.c{block.clip}.b{b}"] = block.latents[0].clone()
         if block.last_in_clip:
@@ -204,7 +231,7 @@ def check_calls(recorder: RecordingDiT, call_list: list[dict], inputs: dict, out
             problems.append(f"call {ref['index']} ({name}): audio is not columns {a}:{b}")
         if ref["step"] == 0:
             frames = ours["x"].shape[2]
-            noise = inputs[f"noise.clip{ref['clip']}"][:, frames * ref["block"]:frames * (ref["block"] + 1)]
+            noise = inputs[f"noise.clip{ref['clip']}"][:, frames * ref["block"] : frames * (ref["block"] + 1)]
             if not torch.equal(ours["x"][0], noise):
                 problems.append(f"call {ref['index']} ({name}): step 0 input is not the stored noise slice")
     prefills = sorted({c["prefill"] for c in call_list if c["kind"] == "sink"})
@@ -213,7 +240,9 @@ def check_calls(recorder: RecordingDiT, call_list: list[dict], inputs: dict, out
     for n, p in enumerate(recorder.prefills):
         ref = inputs["ref_latents"] if n == 0 else outputs["latent.c0.b0"][None, :, 0:1]
         if not torch.equal(p["ref"].to(ref.dtype), ref):
-            problems.append(f"prefill {n}: the sink reference is not {'ref_latents' if n == 0 else 'latent.c0.b0[:, 0:1]'}")
+            problems.append(
+                f"prefill {n}: the sink reference is not {'ref_latents' if n == 0 else 'latent.c0.b0[:, 0:1]'}"
+            )
     return problems
 
 
@@ -233,8 +262,12 @@ def replay_vae(ref: Path) -> dict:
     blocks = [x[f"z.{i}"] for i in range(sum(k.startswith("z.") for k in x))]
     if blocks[0].shape[2] != DECODER_WARMUP_LATENTS:
         raise SystemExit(f"z.0 has {blocks[0].shape[2]} latents; the engine warms up on {DECODER_WARMUP_LATENTS}")
-    out = {"encode": vae.encode(x["video"]), "decode_full": vae.decode(torch.cat(blocks, dim=2)),
-           "scale_mean": mean.flatten(), "scale_inv_std": 1.0 / std.flatten()}
+    out = {
+        "encode": vae.encode(x["video"]),
+        "decode_full": vae.decode(torch.cat(blocks, dim=2)),
+        "scale_mean": mean.flatten(),
+        "scale_inv_std": 1.0 / std.flatten(),
+    }
     decoder = StreamingDecoder(vae)
     for i, z in enumerate(blocks):
         out[f"stream.{i}"] = decoder.decode_next(z)
@@ -258,12 +291,20 @@ def run_loop_reference(ref: Path, verbose: bool = False, strict: bool = False) -
     ok = True
 
     # the schedule and our own noise draw must be the stored ones exactly
-    plan = LoopPlan(int(loop["frames_per_clip"]), int(loop["num_clips"]), tuple(loop["latent_hw"]),
-                    int(loop["sample_steps"]), 3.0, int(loop["seed"]))
+    plan = LoopPlan(
+        int(loop["frames_per_clip"]),
+        int(loop["num_clips"]),
+        tuple(loop["latent_hw"]),
+        int(loop["sample_steps"]),
+        3.0,
+        int(loop["seed"]),
+    )
     for clip in range(plan.num_clips):
         same = torch.equal(clip_noise(plan, clip, torch.device("cpu"))[0], inputs[f"noise.clip{clip}"])
         ok &= same
-        print(f"noise.clip{clip}: our draw (seed {plan.seed} + {clip}) {'equals' if same else 'DIFFERS from'} the stored noise")
+        print(
+            f"noise.clip{clip}: our draw (seed {plan.seed} + {clip}) {'equals' if same else 'DIFFERS from'} the stored noise"
+        )
     sampler = EulerSampler(plan.sample_steps, plan.sample_shift)
     first = load_tensors(ref / next(iter(spec["variants"].values()))["outputs"]["gpuln"])
     t_err = (torch.as_tensor(sampler.timesteps) - first["timesteps"]).abs().max().item()
@@ -280,21 +321,31 @@ def run_loop_reference(ref: Path, verbose: bool = False, strict: bool = False) -
             err = (ours["flow_pred.c0.b0.s0"] - want).abs()
             portable = bool(err.max() > 0) and not strict
             if err.max() == 0:
-                print("environment: the first denoise call is bit-identical to the gpuln reference: "
-                      "the reference's rule applies")
+                print(
+                    "environment: the first denoise call is bit-identical to the gpuln reference: "
+                    "the reference's rule applies"
+                )
             else:
-                rule = (f"the portable rule (max abs {PORTABLE.max_abs:g}, {100 * PORTABLE.min_share:g} % within "
-                        f"{PORTABLE.share_within:g})" if portable else "the reference's rule (--strict)")
-                print(f"environment: the first denoise call differs from the gpuln reference by {err.max():.2e} "
-                      f"({100 * (err > 0).float().mean():.1f} % of elements): this CPU's kernels round otherwise "
-                      f"(or the model's numerics changed); applying {rule}")
+                rule = (
+                    f"the portable rule (max abs {PORTABLE.max_abs:g}, {100 * PORTABLE.min_share:g} % within "
+                    f"{PORTABLE.share_within:g})"
+                    if portable
+                    else "the reference's rule (--strict)"
+                )
+                print(
+                    f"environment: the first denoise call differs from the gpuln reference by {err.max():.2e} "
+                    f"({100 * (err > 0).float().mean():.1f} % of elements): this CPU's kernels round otherwise "
+                    f"(or the model's numerics changed); applying {rule}"
+                )
         problems = check_calls(recorder, variant["call_list"], inputs, ours)
         for p in problems:
             print(f"{name} {p}")
         ok &= not problems
         if not problems:
-            print(f"{name}: {len(recorder.denoise_calls)} denoise calls and {len(recorder.prefills)} prefills in "
-                  "upstream's order, relative_dist draws equal")
+            print(
+                f"{name}: {len(recorder.denoise_calls)} denoise calls and {len(recorder.prefills)} prefills in "
+                "upstream's order, relative_dist draws equal"
+            )
         for numerics, file in variant["outputs"].items():
             report = Report(f"{name}/{numerics}", PORTABLE if portable else rules[numerics])
             report.check(ours, load_tensors(ref / file))
@@ -313,8 +364,10 @@ def run_loop_reference(ref: Path, verbose: bool = False, strict: bool = False) -
         report.check(ours, load_tensors(ref / "vae_output.safetensors"))
         for key in sorted(report.rows):
             worst, share, good = report.rows[key]
-            print(f"vae {key}: max abs {worst:.3e}, within {report.rule.share_within:g} {100 * share:.2f} % "
-                  f"{'ok' if good else 'FAIL'}")
+            print(
+                f"vae {key}: max abs {worst:.3e}, within {report.rule.share_within:g} {100 * share:.2f} % "
+                f"{'ok' if good else 'FAIL'}"
+            )
         print(*(f"vae {p}" for p in report.problems), sep="\n") if report.problems else None
         ok &= report.ok
     return ok

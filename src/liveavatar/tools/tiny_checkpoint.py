@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR, VAE_FILE, WAV2VEC_DIR
 from liveavatar.engines.diffusion.encoders.text_encoder import T5Config
+from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR, VAE_FILE, WAV2VEC_DIR
 from liveavatar.engines.diffusion.vae.vae import VAEConfig
 
 TINY_VAE = VAEConfig(dim=4, z_dim=16, dim_mult=(1, 2, 4, 4), num_res_blocks=2, temporal_downsample=(False, True, True))
@@ -126,9 +126,13 @@ def write_tiny_wav2vec2(ckpt_dir: Path, seed: int = 0) -> Path:
     letters = ["<pad>", "<s>", "</s>", "<unk>", "|", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ'"]
     vocab_file = folder / "vocab.json"
     vocab_file.write_text(json.dumps({ch: i for i, ch in enumerate(letters)}))
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True)
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
     extractor.save_pretrained(str(folder))  # preprocessor_config.json, as in the release
-    Wav2Vec2CTCTokenizer(str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|").save_pretrained(str(folder))
+    Wav2Vec2CTCTokenizer(
+        str(vocab_file), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    ).save_pretrained(str(folder))
     return folder
 
 

@@ -7,8 +7,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.loading.layout import DIT_CONFIG, DIT_INDEX, LORA_FILENAME, dit_shard_name
+from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 
 # text/audio widths follow the tiny umT5 (32) and wav2vec2 (32); text_len stays upstream's 512 so
 # that any prompt the tiny tokenizer encodes fits
@@ -16,10 +16,30 @@ TINY_DIT = dataclasses.replace(DiTConfig.tiny(), text_len=512)
 TINY_LORA_RANK = 4
 TINY_LORA_ALPHA = 2.0
 NUM_SHARDS = 2
-_CONFIG_FIELDS = ("dim", "ffn_dim", "freq_dim", "num_heads", "num_layers", "patch_size", "in_dim", "out_dim",
-                  "text_len", "text_dim", "eps", "qk_norm", "cross_attn_norm", "cond_dim", "audio_dim",
-                  "num_audio_token", "enable_adain", "adain_mode", "audio_inject_layers",
-                  "add_last_motion", "enable_framepack", "framepack_drop_mode")
+_CONFIG_FIELDS = (
+    "dim",
+    "ffn_dim",
+    "freq_dim",
+    "num_heads",
+    "num_layers",
+    "patch_size",
+    "in_dim",
+    "out_dim",
+    "text_len",
+    "text_dim",
+    "eps",
+    "qk_norm",
+    "cross_attn_norm",
+    "cond_dim",
+    "audio_dim",
+    "num_audio_token",
+    "enable_adain",
+    "adain_mode",
+    "audio_inject_layers",
+    "add_last_motion",
+    "enable_framepack",
+    "framepack_drop_mode",
+)
 
 
 def _random_state(config: DiTConfig, seed: int) -> dict:
@@ -54,12 +74,22 @@ def write_tiny_dit(ckpt_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 0) 
     weight_map, written = {}, []
     for k, shard in enumerate(shards, start=1):
         file = dit_shard_name(k, NUM_SHARDS)
-        save_file({n: state[n].to(dtype=__import__("torch").bfloat16).contiguous() for n in shard}, str(ckpt_dir / file), metadata={"format": "pt"})
+        save_file(
+            {n: state[n].to(dtype=__import__("torch").bfloat16).contiguous() for n in shard},
+            str(ckpt_dir / file),
+            metadata={"format": "pt"},
+        )
         weight_map.update({n: file for n in shard})
         written.append(ckpt_dir / file)
     total = sum(t.numel() * 2 for t in state.values())
-    (ckpt_dir / DIT_INDEX).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1))
-    cfg = {"_class_name": "CausalWanModel_S2V", **{f: getattr(config, f) for f in _CONFIG_FIELDS}, "zero_timestep": True}
+    (ckpt_dir / DIT_INDEX).write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=1)
+    )
+    cfg = {
+        "_class_name": "CausalWanModel_S2V",
+        **{f: getattr(config, f) for f in _CONFIG_FIELDS},
+        "zero_timestep": True,
+    }
     (ckpt_dir / DIT_CONFIG).write_text(json.dumps(cfg, indent=1))
     return [ckpt_dir / DIT_CONFIG, ckpt_dir / DIT_INDEX, *written]
 
@@ -69,8 +99,8 @@ def write_tiny_lora(lora_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 1)
     import torch
     from safetensors.torch import save_file
 
-    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
     from liveavatar.engines.diffusion.loading.lora import lora_target_modules
+    from liveavatar.engines.diffusion.model.dit import CausalS2VDiT
 
     with torch.device("meta"):
         model = CausalS2VDiT(config)
@@ -78,8 +108,12 @@ def write_tiny_lora(lora_dir: Path, config: DiTConfig = TINY_DIT, seed: int = 1)
     tensors = {}
     for name in lora_target_modules(model):
         layer = model.get_submodule(name)
-        tensors[f"base_model.model.{name}.lora_A.default.weight"] = torch.randn(TINY_LORA_RANK, layer.in_features, generator=gen) / layer.in_features**0.5
-        tensors[f"base_model.model.{name}.lora_B.default.weight"] = 0.02 * torch.randn(layer.out_features, TINY_LORA_RANK, generator=gen)
+        tensors[f"base_model.model.{name}.lora_A.default.weight"] = (
+            torch.randn(TINY_LORA_RANK, layer.in_features, generator=gen) / layer.in_features**0.5
+        )
+        tensors[f"base_model.model.{name}.lora_B.default.weight"] = 0.02 * torch.randn(
+            layer.out_features, TINY_LORA_RANK, generator=gen
+        )
     path = Path(lora_dir) / LORA_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata={"lora_rank": str(TINY_LORA_RANK), "lora_alpha": str(TINY_LORA_ALPHA)})

@@ -4,9 +4,9 @@ and stream-decodes every block to frames as soon as it is denoised."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -39,8 +39,9 @@ class DiffusionEngine:
     text_on_cpu = False
     overlap_decode: bool | None = None  # decode block n while block n+1 denoises; None: on CUDA
 
-    def __init__(self, models: Models, device, dtype, offload: bool, memory, compile_decoder: bool = False,
-                 notify_load: str = "") -> None:
+    def __init__(
+        self, models: Models, device, dtype, offload: bool, memory, compile_decoder: bool = False, notify_load: str = ""
+    ) -> None:
         self.compile_decoder = compile_decoder
         self.models = models
         self.device = device
@@ -57,7 +58,7 @@ class DiffusionEngine:
         self.mode, self.later = memory.mode, list(memory.later)
 
     @classmethod
-    def from_config(cls, config: GenerateConfig, layout: CheckpointLayout, memory) -> "DiffusionEngine":
+    def from_config(cls, config: GenerateConfig, layout: CheckpointLayout, memory) -> DiffusionEngine:
         """Load every model of the release; torch.compile on CUDA unless ENABLE_COMPILE=false (upstream's switch).
 
         `memory`: the planner's MemoryFit; its mode decides fp8 weights and where the text encoder runs
@@ -81,7 +82,9 @@ class DiffusionEngine:
         mode = memory.mode
         fp8 = bool(config.fp8) or mode.weights == "fp8"
         # with a decode worker this process only encodes and decodes: no DiT here
-        dit, merged = (None, None) if team is not None and team.decode_worker else build_dit(config, layout, device, dtype, fp8)
+        dit, merged = (
+            (None, None) if team is not None and team.decode_worker else build_dit(config, layout, device, dtype, fp8)
+        )
         encoder_device = "cpu" if offload else device
         # the planner's low modes keep umT5-XXL (11 GB) off the GPU: it encodes on the CPU
         text_on_cpu = not mode.text_encoder_on_gpu
@@ -92,8 +95,15 @@ class DiffusionEngine:
             audio=AudioFeatureEncoder.from_folder(layout.wav2vec, device=encoder_device, dtype=dtype),
         )
         loaded = f"note: Live Avatar LoRA merged into {merged.num_merged} modules" if merged else ""
-        engine = cls(models, device, dtype, offload, memory, compile_decoder=compile_enabled(device),
-                     notify_load="\n".join(filter(None, [layout.lora_note, loaded])))
+        engine = cls(
+            models,
+            device,
+            dtype,
+            offload,
+            memory,
+            compile_decoder=compile_enabled(device),
+            notify_load="\n".join(filter(None, [layout.lora_note, loaded])),
+        )
         engine.team = team
         engine.text_on_cpu = text_on_cpu
         return engine
@@ -110,8 +120,9 @@ class DiffusionEngine:
         finally:
             module.to("cpu")
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
-                 memory=None) -> Iterator[np.ndarray]:
+    def generate(
+        self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0, memory=None
+    ) -> Iterator[np.ndarray]:
         """Yield the frames of clips ``start_clip`` on; earlier clips are replayed, not yielded
         (the caches and the decoder's state come out exactly as in an uninterrupted run).
         ``memory``: this run's MemoryFit (None: the one the engine was built with)."""
@@ -157,6 +168,7 @@ class DiffusionEngine:
 
         per_pass = 1 if self.device.type == "cuda" else 0
         if mode.decode_tiles > 1:
-            return TiledStreamingDecoder(self.models.vae, mode.decode_tiles, latents_per_pass=per_pass,
-                                         compile=self.compile_decoder)
+            return TiledStreamingDecoder(
+                self.models.vae, mode.decode_tiles, latents_per_pass=per_pass, compile=self.compile_decoder
+            )
         return StreamingDecoder(self.models.vae, latents_per_pass=per_pass, compile=self.compile_decoder)

@@ -45,17 +45,10 @@ class DiffusionBlockMaker:
         import torch
 
         from liveavatar.engines.diffusion.encoders.audio_window import SlidingFeatures
-        from liveavatar.engines.diffusion.encoders.conditioning import (
-            motion_from_frames,
-            reference_latents,
-        )
+        from liveavatar.engines.diffusion.encoders.conditioning import motion_from_frames, reference_latents
         from liveavatar.engines.diffusion.runtime.endless import MAX_CLIPS, EndlessPlan
         from liveavatar.engines.diffusion.runtime.frames import BlockFrames
-        from liveavatar.engines.diffusion.runtime.loop import (
-            LoopState,
-            StepCaches,
-            denoise_blocks,
-        )
+        from liveavatar.engines.diffusion.runtime.loop import LoopState, StepCaches, denoise_blocks
         from liveavatar.engines.diffusion.runtime.run import DECODER_WARMUP_LATENTS
 
         m = engine.models
@@ -64,16 +57,24 @@ class DiffusionBlockMaker:
         self.lookahead_samples = round(LOOKAHEAD_S * AUDIO_SAMPLE_RATE)
         frames_per_clip = plan.frames_per_clip
         if frames_per_clip % BLOCK_FRAMES:
-            notify(f"note: a live session makes clips of {LIVE_FRAMES_PER_CLIP} frames (--infer_frames "
-                   f"{frames_per_clip} is not a whole number of {BLOCK_FRAMES}-frame blocks)")
+            notify(
+                f"note: a live session makes clips of {LIVE_FRAMES_PER_CLIP} frames (--infer_frames "
+                f"{frames_per_clip} is not a whole number of {BLOCK_FRAMES}-frame blocks)"
+            )
             frames_per_clip = LIVE_FRAMES_PER_CLIP
         with engine._on_device(m.text.model, stay=engine.text_on_cpu):
             text = m.text.encode(plan.prompt)
         self.features = SlidingFeatures(m.audio, device=engine.device, dtype=engine.dtype)
         ref, motion = reference_latents(m.vae, portrait)
-        loop_plan = EndlessPlan(frames_per_clip=frames_per_clip, num_clips=MAX_CLIPS,
-                                latent_hw=(plan.height // 8, plan.width // 8), sample_steps=plan.sample_steps,
-                                sample_shift=plan.sample_shift, seed=plan.seed, rolling_sink=plan.enable_online_decode)
+        loop_plan = EndlessPlan(
+            frames_per_clip=frames_per_clip,
+            num_clips=MAX_CLIPS,
+            latent_hw=(plan.height // 8, plan.width // 8),
+            sample_steps=plan.sample_steps,
+            sample_shift=plan.sample_shift,
+            seed=plan.seed,
+            rolling_sink=plan.enable_online_decode,
+        )
         decoder = engine.decoder(engine.mode)
         decoder.decode_next(motion[:, :, :DECODER_WARMUP_LATENTS])  # primed as for a file
         self.frames = BlockFrames(decoder, True, [], True)
@@ -84,9 +85,17 @@ class DiffusionBlockMaker:
         def next_motion():
             return motion_from_frames(m.vae, torch.cat(self.frames.first_clip, dim=2), portrait)
 
-        self.blocks = denoise_blocks(m.dit, m.dit.encode_text(text.to(engine.device)), self.features, ref, motion,
-                                     loop_plan, next_motion=next_motion, caches=caches,
-                                     state=LoopState.start(plan.seed))
+        self.blocks = denoise_blocks(
+            m.dit,
+            m.dit.encode_text(text.to(engine.device)),
+            self.features,
+            ref,
+            motion,
+            loop_plan,
+            next_motion=next_motion,
+            caches=caches,
+            state=LoopState.start(plan.seed),
+        )
 
     def make(self, audio: np.ndarray, speech: np.ndarray, start_frame: int) -> np.ndarray:
         with self.engine._on_device(self.engine.models.audio.model):
@@ -115,9 +124,13 @@ class DiffusionBlockMaker:
         smaller = (w, h) != (self.width, self.height)
         offer = {"size": f"{w}*{h}" if smaller else None, "sample_steps": fewer if 1 <= fewer < steps else None}
         ways = ([f"--size {w}*{h}"] if smaller else []) + ([f"--sample_steps {fewer}"] if offer["sample_steps"] else [])
-        advice = f"to keep up: {' or '.join(ways)}" if ways else "no smaller size or step count keeps up here: use a GPU"
-        offer["message"] = (f"this machine makes {speed:.2f}x real time at {self.width}*{self.height}, {steps} steps "
-                            f"({block_s:.2f} s per {BLOCK_FRAMES / FPS:.2f} s block); {advice}")
+        advice = (
+            f"to keep up: {' or '.join(ways)}" if ways else "no smaller size or step count keeps up here: use a GPU"
+        )
+        offer["message"] = (
+            f"this machine makes {speed:.2f}x real time at {self.width}*{self.height}, {steps} steps "
+            f"({block_s:.2f} s per {BLOCK_FRAMES / FPS:.2f} s block); {advice}"
+        )
         return offer
 
     def close(self) -> None:
@@ -134,8 +147,11 @@ def open_diffusion_session(engine, portrait: SessionInputs, plan: Plan, notify: 
 
     options = options or SessionOptions()
     if options.sample_rate != AUDIO_SAMPLE_RATE:
-        raise UserError("sample_rate", f"the diffusion engine's sessions run at {AUDIO_SAMPLE_RATE} Hz, not {options.sample_rate}",
-                        f"open the session at {AUDIO_SAMPLE_RATE} Hz; push_audio resamples other rates")
+        raise UserError(
+            "sample_rate",
+            f"the diffusion engine's sessions run at {AUDIO_SAMPLE_RATE} Hz, not {options.sample_rate}",
+            f"open the session at {AUDIO_SAMPLE_RATE} Hz; push_audio resamples other rates",
+        )
     if engine.team is not None:
         raise UserError("--num_gpus_dit", "live sessions run the DiT on one GPU", "use --num_gpus_dit 1")
     for line in engine.load_message.splitlines():

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from liveavatar.config import Plan
 from liveavatar.engines.base import Inputs, Notify, SessionInputs
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
-
 
 # frames per yielded block: small, so the writer's first fragment (and a live viewer's first
 # frame) comes after a fraction of a clip; the diffusion engine's blocks are 12 frames too
@@ -33,8 +32,10 @@ class PreviewEngine:
 
         face = find_face(inputs.image, plan.height, plan.width, notify)
         if face.mouth is not None and not face.mouth.plausible:
-            notify(f"note: the preview moves only the jaw: {face.mouth.problems[0]}; "
-                   "for lip-sync use a photo with the lips clearly visible")
+            notify(
+                f"note: the preview moves only the jaw: {face.mouth.problems[0]}; "
+                "for lip-sync use a photo with the lips clearly visible"
+            )
         portrait = fit_to_size(inputs.image, plan.height, plan.width)
         scales = prompt_scales(plan.prompt, self.style)
         if scales.words:
@@ -49,8 +50,9 @@ class PreviewEngine:
         )
         return Renderer(portrait, face, self.style), tracks
 
-    def generate(self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0,
-                 memory: object | None = None) -> Iterator[np.ndarray]:
+    def generate(
+        self, inputs: Inputs, plan: Plan, notify: Notify, start_clip: int = 0, memory: object | None = None
+    ) -> Iterator[np.ndarray]:
         """Yield the frames of clips ``start_clip`` on, in blocks of at most BLOCK_FRAMES.
 
         A frame is a pure function of its index (the tracks are computed for the whole video from

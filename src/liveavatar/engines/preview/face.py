@@ -12,13 +12,30 @@ import numpy as np
 
 from liveavatar.engines.base import Notify
 from liveavatar.errors import UserError
-from liveavatar.media.mouth import MouthState, assess_mouth
-
 from liveavatar.media.faces import (  # noqa: F401 - the landmark indices, re-exported for the engine
-    CHEEK_LEFT, CHEEK_RIGHT, CHIN, EYE_A_LOWER, EYE_A_UPPER, EYE_B_LOWER, EYE_B_UPPER, FOREHEAD,
-    INNER_BOTTOM, INNER_TOP, LOWER_INNER, LOWER_OUTER, MOUTH_LEFT, MOUTH_RIGHT, SILHOUETTE, UPPER_INNER,
-    UPPER_OUTER, FaceBox, detect_faces, mesh_in_box, mesh_landmarks,
+    CHEEK_LEFT,
+    CHEEK_RIGHT,
+    CHIN,
+    EYE_A_LOWER,
+    EYE_A_UPPER,
+    EYE_B_LOWER,
+    EYE_B_UPPER,
+    FOREHEAD,
+    INNER_BOTTOM,
+    INNER_TOP,
+    LOWER_INNER,
+    LOWER_OUTER,
+    MOUTH_LEFT,
+    MOUTH_RIGHT,
+    SILHOUETTE,
+    UPPER_INNER,
+    UPPER_OUTER,
+    FaceBox,
+    detect_faces,
+    mesh_in_box,
+    mesh_landmarks,
 )
+from liveavatar.media.mouth import MouthState, assess_mouth
 
 MIN_FACE_PX = 48
 """Smallest face (forehead-to-chin height, in output pixels) the preview engine animates."""
@@ -102,8 +119,9 @@ def find_face(image: np.ndarray, height: int, width: int, notify: Notify) -> Fac
             "--image",
             f"the face is only {face.face_height:.0f} pixels tall at the output size {width}x{height} "
             f"(the preview needs at least {MIN_FACE_PX})",
-            "crop the portrait closer to the face or choose a larger --size" if can_grow else
-            f"use a portrait in which the face is at least {MIN_FACE_PX} pixels tall (the video is never larger than the portrait)",
+            "crop the portrait closer to the face or choose a larger --size"
+            if can_grow
+            else f"use a portrait in which the face is at least {MIN_FACE_PX} pixels tall (the video is never larger than the portrait)",
         )
     core = fitted[[33, 263, MOUTH_LEFT, MOUTH_RIGHT, INNER_BOTTOM, CHIN]]  # eyes, mouth and chin must stay in frame
     if (core[:, 0] < 0).any() or (core[:, 0] > width).any() or (core[:, 1] < 0).any() or (core[:, 1] > height).any():

@@ -73,7 +73,11 @@ def geometry(landmarks: np.ndarray, shape: tuple[int, int]) -> FaceGeometry:
     tri = Delaunay(pts, qhull_options="QJ").simplices
     mc = (lm[F.INNER_TOP] + lm[F.INNER_BOTTOM]) / 2
     return FaceGeometry(
-        points=pts, triangles=tri.astype(np.int32), mouth_center=mc, u=u, v=v,
+        points=pts,
+        triangles=tri.astype(np.int32),
+        mouth_center=mc,
+        u=u,
+        v=v,
         face_width=float(np.linalg.norm(lm[F.CHEEK_RIGHT] - lm[F.CHEEK_LEFT])),
         face_height=float(np.linalg.norm(lm[F.CHIN] - lm[F.FOREHEAD])),
         mouth_width=float(np.linalg.norm(lm[F.MOUTH_RIGHT] - lm[F.MOUTH_LEFT])),

@@ -29,7 +29,9 @@ def mouth_coords(g: FaceGeometry) -> tuple[np.ndarray, np.ndarray]:
     return rel @ g.u, rel @ g.v
 
 
-def _change(gap: np.ndarray, x: np.ndarray, level: float, mouth_width: float, keep_rest: bool, style: PreviewStyle) -> np.ndarray:
+def _change(
+    gap: np.ndarray, x: np.ndarray, level: float, mouth_width: float, keep_rest: bool, style: PreviewStyle
+) -> np.ndarray:
     """How much the inner-lip gap ``gap`` at ``x`` (-1 .. 1 between the inner corners) changes for an
     opening ``level`` (0 rest .. 1 wide). ``keep_rest``: the portrait's own gap is the rest (a smile
     showing teeth stays one); otherwise the lips meet at rest. The full opening is lens-shaped (closed
@@ -54,7 +56,9 @@ def gap_change(g: FaceGeometry, level: float, style: PreviewStyle, keep_rest: bo
     gap = np.maximum(_line(a, ab, F.LOWER_INNER) - _line(a, ab, F.UPPER_INNER), 0.0)
     d = _change(gap, (a - 0.5 * (c0 + c1)) / half, level, g.mouth_width, keep_rest, style)
     own = np.array([max(0.0, float((g.points[F.INNER_BOTTOM] - g.points[F.INNER_TOP]) @ g.v))])
-    centre = _change(own, np.array([-0.5 * (c0 + c1) / half]), level, g.mouth_width, keep_rest, style)  # the centre is a = 0
+    centre = _change(
+        own, np.array([-0.5 * (c0 + c1) / half]), level, g.mouth_width, keep_rest, style
+    )  # the centre is a = 0
     return d, float(centre[0])
 
 
@@ -102,7 +106,9 @@ _INNER = np.array(sorted(set(F.UPPER_INNER + F.LOWER_INNER)))
 
 def _signed_areas(pts: np.ndarray, tris: np.ndarray) -> np.ndarray:
     t = pts[tris]
-    return 0.5 * ((t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1]))
+    return 0.5 * (
+        (t[:, 1, 0] - t[:, 0, 0]) * (t[:, 2, 1] - t[:, 0, 1]) - (t[:, 2, 0] - t[:, 0, 0]) * (t[:, 1, 1] - t[:, 0, 1])
+    )
 
 
 def _opening(g: FaceGeometry) -> np.ndarray:

@@ -17,13 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from liveavatar.engines.preview.motion import MotionScales, wander_at, wander_params
-from liveavatar.engines.preview.speech import (
-    level_span,
-    mouth_opening,
-    scale_loudness,
-    spectral_shape,
-    window_levels,
-)
+from liveavatar.engines.preview.speech import level_span, mouth_opening, scale_loudness, spectral_shape, window_levels
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 from liveavatar.sizing import FPS
 
@@ -41,10 +35,10 @@ class Ring:
         self.count = 0
 
     def add(self, values: np.ndarray) -> None:
-        values = np.asarray(values, np.float32)[-len(self.data):]
+        values = np.asarray(values, np.float32)[-len(self.data) :]
         pos = self.count % len(self.data)
         first = min(len(values), len(self.data) - pos)
-        self.data[pos: pos + first] = values[:first]
+        self.data[pos : pos + first] = values[:first]
         self.data[: len(values) - first] = values[first:]
         self.count += len(values)
 
@@ -57,7 +51,7 @@ def _smooth(past: np.ndarray, new: np.ndarray, sigma: float, keep: int) -> np.nd
     from scipy.ndimage import gaussian_filter1d
 
     both = np.concatenate([past, new])
-    return gaussian_filter1d(both, sigma, mode="nearest")[len(past): len(past) + keep]
+    return gaussian_filter1d(both, sigma, mode="nearest")[len(past) : len(past) + keep]
 
 
 class LiveMouth:
@@ -97,7 +91,7 @@ class LiveMouth:
         loud = np.where(speech, loud[:n], 0.0).astype(np.float32)
         self.past_open = np.concatenate([self.past_open, open_raw[:n]])[-_PAST:]
         self.past_centroid = np.concatenate([self.past_centroid, centroid[:n]])[-_PAST:]
-        self.tail = buf[n * self.spf: n * self.spf + self.half].copy()
+        self.tail = buf[n * self.spf : n * self.spf + self.half].copy()
         return np.clip(open_, 0, 1).astype(np.float32), np.clip(spread[:n], -1, 1).astype(np.float32), loud
 
 

@@ -14,6 +14,7 @@ import numpy as np
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 from liveavatar.sizing import FPS
 
+
 @dataclass(frozen=True)
 class MotionScales:
     head: float = 1.0
@@ -99,8 +100,9 @@ def nod_track(loudness: np.ndarray) -> np.ndarray:
     return np.clip(nods, 0, 1.5).astype(np.float32)
 
 
-def motion_track(num_frames: int, loudness: np.ndarray, seed: int, scales: MotionScales,
-                 style: PreviewStyle = DEFAULT_STYLE) -> MotionTrack:
+def motion_track(
+    num_frames: int, loudness: np.ndarray, seed: int, scales: MotionScales, style: PreviewStyle = DEFAULT_STYLE
+) -> MotionTrack:
     """Blinks, idle head motion and nods for ``num_frames`` frames, fixed by ``seed``."""
     from scipy.ndimage import gaussian_filter1d
 

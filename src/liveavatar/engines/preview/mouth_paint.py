@@ -40,7 +40,9 @@ def _not_lip(crop: np.ndarray, lips: np.ndarray) -> np.ndarray:
     lab = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_RGB2LAB).astype(np.float32)
     ref = np.median(lab[lips], axis=0) if lips.sum() >= 8 else lab.reshape(-1, 3).mean(axis=0)
     darker = lab[..., 0] < 0.6 * ref[0]
-    teeth = (lab[..., 0] > ref[0] + 15) & (np.abs(lab[..., 1] - 128) + np.abs(lab[..., 2] - 128) < 0.6 * (abs(ref[1] - 128) + abs(ref[2] - 128)) + 4)
+    teeth = (lab[..., 0] > ref[0] + 15) & (
+        np.abs(lab[..., 1] - 128) + np.abs(lab[..., 2] - 128) < 0.6 * (abs(ref[1] - 128) + abs(ref[2] - 128)) + 4
+    )
     return darker | teeth
 
 
@@ -86,8 +88,9 @@ def _fill_poly(pts: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
     return m
 
 
-def _fill_mask(crop: np.ndarray, inner: np.ndarray, lips_all: np.ndarray, margin: float,
-               reach: float) -> tuple[np.ndarray, np.ndarray]:
+def _fill_mask(
+    crop: np.ndarray, inner: np.ndarray, lips_all: np.ndarray, margin: float, reach: float
+) -> tuple[np.ndarray, np.ndarray]:
     """(the fill's mask, the lips' band around the interior): the interior dilated by `margin`, grown
     over what touches it, lies inside the lips within `reach`, and is clearly not lip."""
     import cv2
@@ -110,8 +113,16 @@ def _fill_mask(crop: np.ndarray, inner: np.ndarray, lips_all: np.ndarray, margin
     return cv2.morphologyEx(grown.astype(np.uint8) * 255, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)), band
 
 
-def _column_colours(portrait: np.ndarray, lm: np.ndarray, crop: np.ndarray, mask: np.ndarray, band: np.ndarray,
-                    margin: float, frame: tuple, box: tuple[int, int, int, int]) -> np.ndarray:
+def _column_colours(
+    portrait: np.ndarray,
+    lm: np.ndarray,
+    crop: np.ndarray,
+    mask: np.ndarray,
+    band: np.ndarray,
+    margin: float,
+    frame: tuple,
+    box: tuple[int, int, int, int],
+) -> np.ndarray:
     """The fill colour of every mask pixel (in ``np.nonzero(mask)`` order).
 
     Each column takes the mean colour of the middles of its two lips (the lips' inner edges are often
@@ -140,7 +151,9 @@ def _column_colours(portrait: np.ndarray, lm: np.ndarray, crop: np.ndarray, mask
     for src_b in (edge_u - 0.5 * np.maximum(edge_u - uo, 1.0), edge_l + 0.5 * np.maximum(lo_ - edge_l, 1.0)):
         sx = (c0[0] + a * u[0] + src_b * v[0]).astype(np.float32)
         sy = (c0[1] + a * u[1] + src_b * v[1]).astype(np.float32)
-        got = cv2.remap(portrait, sx[:, None], sy[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[:, 0].astype(np.float32)
+        got = cv2.remap(portrait, sx[:, None], sy[:, None], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[
+            :, 0
+        ].astype(np.float32)
         if ref is not None:
             far = np.linalg.norm(got - ref, axis=1) > 40
             got[far] = ref
@@ -148,8 +161,16 @@ def _column_colours(portrait: np.ndarray, lm: np.ndarray, crop: np.ndarray, mask
     return vals
 
 
-def _composite(portrait: np.ndarray, mask: np.ndarray, vals: np.ndarray, inner: np.ndarray, lips_all: np.ndarray,
-               margin: float, box: tuple[int, int, int, int], extent: int) -> np.ndarray:
+def _composite(
+    portrait: np.ndarray,
+    mask: np.ndarray,
+    vals: np.ndarray,
+    inner: np.ndarray,
+    lips_all: np.ndarray,
+    margin: float,
+    box: tuple[int, int, int, int],
+    extent: int,
+) -> np.ndarray:
     """The portrait with the smoothed fill laid over the mask, feathered, never past the lips."""
     import cv2
 
@@ -226,8 +247,15 @@ def _split_rows(rgb: np.ndarray, m: np.ndarray, mid: float, lip_l: float, mouth_
 class MouthPainter:
     """Paints the inner mouth for one portrait (its colours and own interior are read once)."""
 
-    def __init__(self, portrait: np.ndarray, lm: np.ndarray, mouth_width: float, v: np.ndarray,
-                 rest_gap: float, style: PreviewStyle) -> None:
+    def __init__(
+        self,
+        portrait: np.ndarray,
+        lm: np.ndarray,
+        mouth_width: float,
+        v: np.ndarray,
+        rest_gap: float,
+        style: PreviewStyle,
+    ) -> None:
         import cv2
 
         self.style, self.mouth_width, self.v, self.rest_gap = style, mouth_width, v, rest_gap
@@ -243,7 +271,9 @@ class MouthPainter:
         lx0, ly0 = np.floor(lips.min(axis=0)).astype(int)
         lx1, ly1 = np.ceil(lm[list(F.LOWER_OUTER)].max(axis=0)).astype(int)
         lip_px = portrait[max(ly0, 0) : ly1, max(lx0, 0) : lx1].reshape(-1, 3).astype(np.float32)
-        self.seam_rgb = (np.median(lip_px, axis=0) if lip_px.size else np.array([160, 90, 90], np.float32)) * style.seam_darken
+        self.seam_rgb = (
+            np.median(lip_px, axis=0) if lip_px.size else np.array([160, 90, 90], np.float32)
+        ) * style.seam_darken
         # The portrait's own interior, split at its middle: the upper part rides on the upper lip,
         # the lower part on the lower lip; its darkest colour fills what neither covers.
         self.sprites: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []
@@ -262,7 +292,13 @@ class MouthPainter:
                 dark = inside[luma <= np.percentile(luma, 30)]
                 self.cavity_top = dark.mean(axis=0)
                 self.cavity_bottom = self.cavity_top * 0.7 + inside.mean(axis=0) * 0.3
-            split = _split_rows(rgb, m, float((self.base[TOP, 1] + self.base[BOTTOM, 1]) / 2) - y0, self._lip_l(portrait, lm), mouth_width)
+            split = _split_rows(
+                rgb,
+                m,
+                float((self.base[TOP, 1] + self.base[BOTTOM, 1]) / 2) - y0,
+                self._lip_l(portrait, lm),
+                mouth_width,
+            )
             rows = np.arange(rgb.shape[0], dtype=np.float32)[:, None]
             ramp = np.clip((split[None, :] - rows) / max(0.15 * gap, 1.0) + 0.5, 0, 1)  # soft split
             self.sprites = [(TOP, x0, y0, rgb, m * ramp), (BOTTOM, x0, y0, rgb, m * (1 - ramp))]
@@ -351,10 +387,17 @@ class MouthPainter:
             for anchor, sx, sy, rgb, sm in self.sprites:
                 shift = pts[anchor] - self.base[anchor]
                 ox, oy = int(round(sx + shift[0])) - x0, int(round(sy + shift[1])) - y0
-                ya, yb, xa, xb = max(0, oy), min(y1 - y0, oy + rgb.shape[0]), max(0, ox), min(x1 - x0, ox + rgb.shape[1])
+                ya, yb, xa, xb = (
+                    max(0, oy),
+                    min(y1 - y0, oy + rgb.shape[0]),
+                    max(0, ox),
+                    min(x1 - x0, ox + rgb.shape[1]),
+                )
                 if yb > ya and xb > xa:
                     a = sm[ya - oy : yb - oy, xa - ox : xb - ox, None]
-                    colour[ya:yb, xa:xb] = colour[ya:yb, xa:xb] * (1 - a) + rgb[ya - oy : yb - oy, xa - ox : xb - ox] * a
+                    colour[ya:yb, xa:xb] = (
+                        colour[ya:yb, xa:xb] * (1 - a) + rgb[ya - oy : yb - oy, xa - ox : xb - ox] * a
+                    )
         else:  # painted upper teeth under the upper lip, fading toward the corners
             upper = local[:_N_UP]
             teeth_h = min(0.4 * gap, s.teeth_height * self.mouth_width) * 4
@@ -362,7 +405,9 @@ class MouthPainter:
             teeth = np.zeros_like(mask)
             cv2.fillPoly(teeth, [band], 255, lineType=cv2.LINE_AA, shift=2)
             tm = teeth.astype(np.float32) / 255.0
-            xs = (np.arange(x1 - x0, dtype=np.float32) + x0 - (pts[0, 0] + pts[_N_UP - 1, 0]) / 2) / (self.mouth_width / 2)
+            xs = (np.arange(x1 - x0, dtype=np.float32) + x0 - (pts[0, 0] + pts[_N_UP - 1, 0]) / 2) / (
+                self.mouth_width / 2
+            )
             tm *= np.clip(1.0 - xs**4, 0.0, 1.0)[None, :]
             shade = 1.0 - 0.25 * ys  # a little darker toward the tongue
             colour = colour * (1 - tm[..., None]) + self.teeth_rgb * shade * tm[..., None]

@@ -88,7 +88,11 @@ def _recognise(audio: np.ndarray, sr: int) -> list[Phone]:
     decoder = Decoder(
         samprate=sr,
         allphone=os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"),
-        lw=1.0, pip=1.0, beam=1e-20, pbeam=1e-20, loglevel="FATAL",  # a light phone LM: espeak voices lose phones at lw=2
+        lw=1.0,
+        pip=1.0,
+        beam=1e-20,
+        pbeam=1e-20,
+        loglevel="FATAL",  # a light phone LM: espeak voices lose phones at lw=2
     )
     phones: list[Phone] = []
     for lo, hi in _chunk_bounds(audio, sr):
@@ -127,7 +131,9 @@ def _align(audio: np.ndarray, sr: int, transcript: str) -> tuple[list[Phone] | N
             decoder.end_utt()
             if _ == 0:
                 decoder.set_alignment()
-        phones = [(_clean(p.name), p.start / 100, (p.start + p.duration) / 100) for w in decoder.get_alignment() for p in w]
+        phones = [
+            (_clean(p.name), p.start / 100, (p.start + p.duration) / 100) for w in decoder.get_alignment() for p in w
+        ]
     except RuntimeError:
         return None, "the transcript could not be aligned with the speech"
     return phones, ""

@@ -16,18 +16,18 @@ from liveavatar.sizing import FPS
 # Viseme targets per CMU phone: (opening scale, lip spread, lip rounding, lip closure).
 _VISEMES: dict[str, tuple[float, float, float, float]] = {}
 for _names, _target in (
-    ("SIL", (0.0, 0.0, 0.0, 0.0)),                       # rest
-    ("M B P", (0.0, 0.0, 0.0, 1.0)),                     # closed, lips pressed
-    ("F V", (0.15, 0.1, 0.0, 0.4)),                      # lower lip to the upper teeth
-    ("TH DH", (0.35, 0.2, 0.0, 0.0)),                    # tongue between the teeth
-    ("L T D N S Z", (0.4, 0.25, 0.0, 0.0)),              # alveolar
-    ("CH JH SH ZH", (0.4, 0.0, 0.6, 0.0)),               # protruded
-    ("K G NG HH", (0.55, 0.1, 0.0, 0.0)),                # velar, open-ish
-    ("AA AE AH AY AW", (1.0, 0.1, 0.0, 0.0)),            # open
-    ("EH EY ER", (0.75, 0.4, 0.0, 0.0)),                 # mid, spread
-    ("IH IY Y", (0.5, 0.8, 0.0, 0.0)),                   # wide
-    ("AO OW OY", (0.8, 0.0, 0.6, 0.0)),                  # round open
-    ("UH UW W", (0.45, 0.0, 1.0, 0.0)),                  # round
+    ("SIL", (0.0, 0.0, 0.0, 0.0)),  # rest
+    ("M B P", (0.0, 0.0, 0.0, 1.0)),  # closed, lips pressed
+    ("F V", (0.15, 0.1, 0.0, 0.4)),  # lower lip to the upper teeth
+    ("TH DH", (0.35, 0.2, 0.0, 0.0)),  # tongue between the teeth
+    ("L T D N S Z", (0.4, 0.25, 0.0, 0.0)),  # alveolar
+    ("CH JH SH ZH", (0.4, 0.0, 0.6, 0.0)),  # protruded
+    ("K G NG HH", (0.55, 0.1, 0.0, 0.0)),  # velar, open-ish
+    ("AA AE AH AY AW", (1.0, 0.1, 0.0, 0.0)),  # open
+    ("EH EY ER", (0.75, 0.4, 0.0, 0.0)),  # mid, spread
+    ("IH IY Y", (0.5, 0.8, 0.0, 0.0)),  # wide
+    ("AO OW OY", (0.8, 0.0, 0.6, 0.0)),  # round open
+    ("UH UW W", (0.45, 0.0, 1.0, 0.0)),  # round
     ("R", (0.4, 0.0, 0.45, 0.0)),
 ):
     for _name in _names.split():
@@ -47,7 +47,9 @@ class MouthTrack:
     source: str  # "alignment", "phonemes" or "loudness"
 
 
-def frame_loudness(audio: np.ndarray, sr: int, num_frames: int, window_s: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+def frame_loudness(
+    audio: np.ndarray, sr: int, num_frames: int, window_s: float = 0.04
+) -> tuple[np.ndarray, np.ndarray]:
     """RMS level (dBFS) and spectral centroid (Hz) of a window centred on each frame time."""
     db = np.full(num_frames, -120.0, np.float32)
     centroid = np.zeros(num_frames, np.float32)
@@ -57,7 +59,9 @@ def frame_loudness(audio: np.ndarray, sr: int, num_frames: int, window_s: float 
     return db, centroid
 
 
-def window_levels(audio: np.ndarray, sr: int, centres: np.ndarray, window_s: float = 0.04) -> tuple[np.ndarray, np.ndarray]:
+def window_levels(
+    audio: np.ndarray, sr: int, centres: np.ndarray, window_s: float = 0.04
+) -> tuple[np.ndarray, np.ndarray]:
     """RMS level (dBFS) and spectral centroid (Hz) of windows centred on sample indices ``centres``
     (samples outside ``audio`` count as silence). A live session calls it block by block."""
     half = int(window_s * sr / 2)
@@ -157,7 +161,7 @@ def mouth_opening(shape: np.ndarray, loud: np.ndarray) -> tuple[np.ndarray, np.n
     """Viseme targets ``[n, 4]`` and loudness -> (opening before smoothing, lip spread), per frame."""
     scale, spread, rnd, closure = shape[:, 0], shape[:, 1], shape[:, 2], shape[:, 3]
     scale = np.maximum(scale, 0.35 * (loud > 0.25))  # never mute loud speech entirely
-    open_ = loud ** 0.8 * (0.35 + 0.65 * scale) * (1.0 - 0.85 * closure)
+    open_ = loud**0.8 * (0.35 + 0.65 * scale) * (1.0 - 0.85 * closure)
     return open_, spread - rnd
 
 
@@ -181,7 +185,9 @@ def analyse_speech(audio: np.ndarray, sr: int, num_frames: int, transcript: str 
         phones = phonemes.recognise(audio, sr)
         source = "phonemes"
         if not phones_reliable(phones, loud):
-            notify("note: the speech does not look like English phonemes (another language, singing or noise?); lips follow loudness and timbre instead")
+            notify(
+                "note: the speech does not look like English phonemes (another language, singing or noise?); lips follow loudness and timbre instead"
+            )
             phones, source = None, "loudness"
     if phones is not None:
         shape = coarticulate(viseme_raster(phones, steps))[::4]

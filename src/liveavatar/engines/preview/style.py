@@ -13,7 +13,10 @@ PROMPT_CUES: tuple[tuple[str, tuple[float, float, float]], ...] = (
     ("calm calmly relaxed gentle gently soft softly serene quiet quietly peaceful composed", (0.6, 0.6, 0.85)),
     ("still motionless steady", (0.3, 0.4, 1.0)),
     ("serious stern formal", (0.7, 0.7, 0.95)),
-    ("enthusiastic enthusiastically excited excitedly energetic lively animated passionate passionately cheerful joyful expressive", (1.6, 1.5, 1.15)),
+    (
+        "enthusiastic enthusiastically excited excitedly energetic lively animated passionate passionately cheerful joyful expressive",
+        (1.6, 1.5, 1.15),
+    ),
     ("nod nods nodding", (1.0, 2.0, 1.0)),
     ("whisper whispers whispering murmuring", (0.7, 0.7, 0.7)),
     ("shout shouts shouting yelling loud loudly", (1.3, 1.4, 1.25)),
@@ -29,7 +32,9 @@ class PreviewStyle:
     min_extra_gap: float = 0.24  # a portrait resting with parted lips (a smile) still opens this much more at full
     lower_share: float = 0.85  # share of the opening made by the lower lip (the jaw); the rest by the upper lip
     chin_follow: float = 0.6  # how much the chin and cheeks below the mouth follow the lower lip
-    chin_blend: float = 0.12  # below the lower lip the skin blends from the lip's motion to the chin's over this, / face height
+    chin_blend: float = (
+        0.12  # below the lower lip the skin blends from the lip's motion to the chin's over this, / face height
+    )
     corner_follow: float = 0.2  # the mouth corners follow this share of the lower lip's motion at the centre
     # Jaw-only mode (the mouth's landmarks are not trusted): the lower face stretches down by at most
     # this share of the face height, lips untouched, nothing painted.

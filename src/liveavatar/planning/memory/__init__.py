@@ -14,12 +14,7 @@ and the out-of-memory ladder all ask it, and nothing else estimates memory. By j
 """
 
 from liveavatar.planning.memory.advice import finish_command, gpu_table
-from liveavatar.planning.memory.calibration import (
-    CALIBRATION,
-    CUDA_CONTEXT_BYTES,
-    GIB,
-    MARGIN,
-)
+from liveavatar.planning.memory.calibration import CALIBRATION, CUDA_CONTEXT_BYTES, GIB, MARGIN
 from liveavatar.planning.memory.components import dit_weight_bytes, rope_table_bytes
 from liveavatar.planning.memory.estimate import Estimate, estimate
 from liveavatar.planning.memory.gpus import cuda_budget, cuda_budgets
@@ -39,13 +34,7 @@ from liveavatar.planning.memory.modes import (
     mode_named,
     modes_after,
 )
-from liveavatar.planning.memory.run import (
-    budgets_for,
-    given_budgets_gib,
-    plan_for_run,
-    read_dit_config,
-    run_shares,
-)
+from liveavatar.planning.memory.run import budgets_for, given_budgets_gib, plan_for_run, read_dit_config, run_shares
 from liveavatar.planning.memory.select import Choice, choose, fits, needed_budget
 from liveavatar.planning.memory.workers import (
     RunMemory,

@@ -39,7 +39,8 @@ def finish_command(config, plan_width: int, plan_height: int) -> str:
 
     area = plan_width * plan_height
     smaller = [s for s in GUIDE_SIZES if parse_size(s)[0] * parse_size(s)[1] < area]
-    from liveavatar.config import IDENTITY, in_group
+    from liveavatar.config import IDENTITY
+    from liveavatar.option_groups import in_group
 
     args = ["liveavatar", "generate"]
     shape = {"size": smaller[0] if smaller else config.size, "infer_frames": config.infer_frames if smaller else 24}

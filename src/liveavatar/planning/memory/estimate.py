@@ -13,11 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from liveavatar.planning.memory import components as parts
-from liveavatar.planning.memory.calibration import (
-    CUDA_CONTEXT_BYTES,
-    ENCODER_WORKING_BYTES,
-    GIB,
-)
+from liveavatar.planning.memory.calibration import CUDA_CONTEXT_BYTES, ENCODER_WORKING_BYTES, GIB
 from liveavatar.planning.memory.modes import Mode
 from liveavatar.planning.memory.workload import Workload
 

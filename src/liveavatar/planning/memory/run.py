@@ -7,12 +7,7 @@ from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.errors import UserError
 from liveavatar.planning.memory.calibration import GIB
 from liveavatar.planning.memory.gpus import cuda_budgets
-from liveavatar.planning.memory.workers import (
-    RunMemory,
-    WorkerShare,
-    plan_workers,
-    worker_shares,
-)
+from liveavatar.planning.memory.workers import RunMemory, WorkerShare, plan_workers, worker_shares
 from liveavatar.planning.memory.workload import workload_for
 
 

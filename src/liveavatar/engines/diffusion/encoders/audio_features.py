@@ -64,7 +64,9 @@ def _chunks(num_frames: int, chunk: int, context: int) -> list[tuple[int, int, i
 
 
 @torch.no_grad()
-def wav2vec2_hidden_states(values: torch.Tensor, model, chunk_seconds: float | None = None, context_seconds: float = 5.0) -> torch.Tensor:
+def wav2vec2_hidden_states(
+    values: torch.Tensor, model, chunk_seconds: float | None = None, context_seconds: float = 5.0
+) -> torch.Tensor:
     """Normalised 16 kHz samples ``[S]`` -> all hidden states ``[layers, N50, dim]`` (model dtype).
 
     ``chunk_seconds=None`` runs the whole clip at once (upstream; attention memory grows with the
@@ -77,7 +79,9 @@ def wav2vec2_hidden_states(values: torch.Tensor, model, chunk_seconds: float | N
         out = model(values.reshape(1, -1).to(param.device, param.dtype), output_hidden_states=True)
         return torch.cat(out.hidden_states, dim=0)
     pieces = []
-    for run_start, run_stop, keep_start, keep_stop in _chunks(total, int(chunk_seconds * FEATURE_RATE), int(context_seconds * FEATURE_RATE)):
+    for run_start, run_stop, keep_start, keep_stop in _chunks(
+        total, int(chunk_seconds * FEATURE_RATE), int(context_seconds * FEATURE_RATE)
+    ):
         window = values[run_start * HOP : (run_stop - 1) * HOP + WINDOW].reshape(1, -1)
         out = model(window.to(param.device, param.dtype), output_hidden_states=True)
         pieces.append(torch.cat(out.hidden_states, dim=0)[:, keep_start - run_start : keep_stop - run_start])
@@ -124,13 +128,19 @@ class AudioFeatureEncoder:
         return self.model.config.hidden_size
 
     @classmethod
-    def from_folder(cls, path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> "AudioFeatureEncoder":
+    def from_folder(
+        cls, path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16
+    ) -> AudioFeatureEncoder:
         from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Model
         from transformers.utils import logging as hf_logging
 
         path = Path(path)
         if not (path / "config.json").is_file():
-            raise UserError("--ckpt_dir", f"{path} holds no wav2vec2 model (no config.json)", f"put the {WAV2VEC_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there")
+            raise UserError(
+                "--ckpt_dir",
+                f"{path} holds no wav2vec2 model (no config.json)",
+                f"put the {WAV2VEC_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there",
+            )
         verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # the CTC head in the folder is unused; don't warn about it
         hf_logging.disable_progress_bar()
@@ -138,7 +148,11 @@ class AudioFeatureEncoder:
             extractor = Wav2Vec2FeatureExtractor.from_pretrained(str(path), local_files_only=True)
             model = Wav2Vec2Model.from_pretrained(str(path), local_files_only=True, dtype=dtype)
         except (OSError, ValueError) as exc:
-            raise UserError("--ckpt_dir", f"the wav2vec2 model in {path} could not be loaded ({exc})", f"put the {WAV2VEC_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there") from None
+            raise UserError(
+                "--ckpt_dir",
+                f"the wav2vec2 model in {path} could not be loaded ({exc})",
+                f"put the {WAV2VEC_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there",
+            ) from None
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:

@@ -15,12 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from liveavatar.engines.diffusion.encoders.audio_features import (
-    FEATURE_RATE,
-    HOP,
-    MOTION_RATE,
-    WINDOW,
-)
+from liveavatar.engines.diffusion.encoders.audio_features import FEATURE_RATE, HOP, MOTION_RATE, WINDOW
 from liveavatar.sizing import AUDIO_SAMPLE_RATE, FPS
 
 CONTEXT_S = 2.0  # past audio each window holds
@@ -60,8 +55,14 @@ class SlidingFeatures:
     columns of the block last fed (the loop asks for exactly those, by global frame index).
     """
 
-    def __init__(self, encoder, context_s: float = CONTEXT_S, lookahead_s: float = LOOKAHEAD_S,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        encoder,
+        context_s: float = CONTEXT_S,
+        lookahead_s: float = LOOKAHEAD_S,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self.encoder = encoder
         self.context = round(context_s * FEATURE_RATE) * HOP  # a whole number of hops: the offline grid
         self.lookahead_samples = round(lookahead_s * AUDIO_SAMPLE_RATE)
@@ -81,14 +82,12 @@ class SlidingFeatures:
         first_sample = start_frame * self.spf - len(self.past)  # global sample index of window[0]
         self.columns = frames_from_hidden(hidden, first_sample, start_frame, count).to(self.device, self.dtype)
         self.first_column = start_frame
-        self.past = np.concatenate([self.past, shown])[-self.context:] if self.context else np.zeros(0, np.float32)
+        self.past = np.concatenate([self.past, shown])[-self.context :] if self.context else np.zeros(0, np.float32)
         return self.columns
 
     @torch.no_grad()
     def _hidden(self, window: np.ndarray) -> torch.Tensor:
-        from liveavatar.engines.diffusion.encoders.audio_features import (
-            wav2vec2_hidden_states,
-        )
+        from liveavatar.engines.diffusion.encoders.audio_features import wav2vec2_hidden_states
 
         values = self.encoder.extractor(window, sampling_rate=AUDIO_SAMPLE_RATE, return_tensors="pt").input_values[0]
         return wav2vec2_hidden_states(values, self.encoder.model)
@@ -99,6 +98,8 @@ class SlidingFeatures:
             raise IndexError("the live features hold one block's columns, asked for by a slice")
         a, b = cols.start - self.first_column, cols.stop - self.first_column
         if a < 0 or b > self.columns.shape[-1]:
-            raise IndexError(f"the block loop asked for frames {cols.start}..{cols.stop}; the live features hold "
-                             f"{self.first_column}..{self.first_column + self.columns.shape[-1]}")
+            raise IndexError(
+                f"the block loop asked for frames {cols.start}..{cols.stop}; the live features hold "
+                f"{self.first_column}..{self.first_column + self.columns.shape[-1]}"
+            )
         return self.columns[..., a:b]

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liveavatar.engines.diffusion.loading.state_dicts import build_from_pth
 from liveavatar.engines.diffusion.loading.layout import T5_FILE, TOKENIZER_DIR
+from liveavatar.engines.diffusion.loading.state_dicts import build_from_pth
 from liveavatar.errors import UserError
 
 if TYPE_CHECKING:
@@ -43,18 +43,22 @@ class T5Config:
     eps: float = 1e-6
 
     @classmethod
-    def umt5_xxl(cls) -> "T5Config":
+    def umt5_xxl(cls) -> T5Config:
         return cls()
 
     @classmethod
-    def from_state_dict(cls, state: "Mapping", source: Path) -> "T5Config":
+    def from_state_dict(cls, state: Mapping, source: Path) -> T5Config:
         try:
             vocab, dim = state["token_embedding.weight"].shape
             dim_attn = state["blocks.0.attn.q.weight"].shape[0]
             dim_ffn = state["blocks.0.ffn.fc1.weight"].shape[0]
             num_buckets, num_heads = state["blocks.0.pos_embedding.embedding.weight"].shape
         except KeyError as exc:
-            raise UserError("--ckpt_dir", f"{source} is not Wan's umT5 encoder (no {exc.args[0]})", f"use {T5_FILE} from the Wan-AI/Wan2.2-S2V-14B release") from None
+            raise UserError(
+                "--ckpt_dir",
+                f"{source} is not Wan's umT5 encoder (no {exc.args[0]})",
+                f"use {T5_FILE} from the Wan-AI/Wan2.2-S2V-14B release",
+            ) from None
         layers = {int(k.split(".")[1]) for k in state if k.startswith("blocks.")}
         return cls(int(vocab), int(dim), int(dim_attn), int(dim_ffn), int(num_heads), len(layers), int(num_buckets))
 
@@ -85,9 +89,12 @@ class T5RelativeBias(nn.Module):
         bucket = (rel > 0).long() * half
         dist = rel.abs()
         exact = half // 2
-        far = exact + (
-            torch.log(dist.clamp(min=1).float() / exact) / math.log(self.max_distance / exact) * (half - exact)
-        ).long()
+        far = (
+            exact
+            + (
+                torch.log(dist.clamp(min=1).float() / exact) / math.log(self.max_distance / exact) * (half - exact)
+            ).long()
+        )
         far = far.clamp(max=half - 1)
         return bucket + torch.where(dist < exact, dist, far)
 
@@ -170,8 +177,11 @@ def clean_prompt(text: str) -> str:
     try:
         import ftfy
     except ImportError:
-        raise UserError("--prompt", "umT5's prompt cleaning needs ftfy, which is not installed",
-                        "pip install 'liveavatar[diffusion]'") from None
+        raise UserError(
+            "--prompt",
+            "umT5's prompt cleaning needs ftfy, which is not installed",
+            "pip install 'liveavatar[diffusion]'",
+        ) from None
     text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return re.sub(r"\s+", " ", text).strip()
@@ -179,8 +189,15 @@ def clean_prompt(text: str) -> str:
 
 def load_t5(path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> T5Encoder:
     """Load Wan's umT5 encoder file (any size with its layout; sizes come from the shapes)."""
-    return build_from_pth(path, "umT5-XXL encoder", T5Config.from_state_dict, T5Encoder,
-                          lambda c: f"umT5 encoder layout ({c.num_layers} layers, dim {c.dim})", device, dtype)
+    return build_from_pth(
+        path,
+        "umT5-XXL encoder",
+        T5Config.from_state_dict,
+        T5Encoder,
+        lambda c: f"umT5 encoder layout ({c.num_layers} layers, dim {c.dim})",
+        device,
+        dtype,
+    )
 
 
 def load_tokenizer(folder: Path):
@@ -191,7 +208,11 @@ def load_tokenizer(folder: Path):
     try:
         return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - transformers raises many kinds for a bad folder
-        raise UserError("--ckpt_dir", f"the tokenizer in {folder} could not be loaded ({type(exc).__name__})", f"put the {TOKENIZER_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there") from None
+        raise UserError(
+            "--ckpt_dir",
+            f"the tokenizer in {folder} could not be loaded ({type(exc).__name__})",
+            f"put the {TOKENIZER_DIR} folder of the Wan-AI/Wan2.2-S2V-14B release there",
+        ) from None
 
 
 class TextEncoder:
@@ -203,14 +224,22 @@ class TextEncoder:
         self.max_length = max_length
 
     @classmethod
-    def from_checkpoint(cls, ckpt_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> "TextEncoder":
+    def from_checkpoint(
+        cls, ckpt_dir: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16
+    ) -> TextEncoder:
         ckpt_dir = Path(ckpt_dir)
         tokenizer = load_tokenizer(ckpt_dir / TOKENIZER_DIR)
         return cls(load_t5(ckpt_dir / T5_FILE, device, dtype), tokenizer)
 
     def token_ids(self, prompt: str) -> torch.Tensor:
         """Token ids ``[1, L]`` of the cleaned prompt, truncated to ``max_length`` (EOS kept)."""
-        batch = self.tokenizer([clean_prompt(prompt)], truncation=True, max_length=self.max_length, add_special_tokens=True, return_tensors="pt")
+        batch = self.tokenizer(
+            [clean_prompt(prompt)],
+            truncation=True,
+            max_length=self.max_length,
+            add_special_tokens=True,
+            return_tensors="pt",
+        )
         return batch["input_ids"]
 
     @torch.no_grad()

@@ -8,10 +8,10 @@ tensor batch so the mapped pages are released as we go.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import nn
@@ -19,7 +19,6 @@ from torch import nn
 from liveavatar.engines.diffusion.loading.layout import DIT_CONFIG, dit_files, read_config  # noqa: F401  (read_config: re-exported)
 from liveavatar.engines.diffusion.loading.state_dicts import describe_mismatch
 from liveavatar.errors import UserError
-
 
 _SHOW = 5
 
@@ -46,8 +45,11 @@ def open_safetensors(path: Path, flag: str = "--ckpt_dir") -> Iterator:
     try:
         handle = safe_open(str(path), framework="pt", device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise UserError(flag, f"{path} is not a complete safetensors file ({exc})",
-                        f"re-download {Path(path).name}: an interrupted download leaves it truncated") from None
+        raise UserError(
+            flag,
+            f"{path} is not a complete safetensors file ({exc})",
+            f"re-download {Path(path).name}: an interrupted download leaves it truncated",
+        ) from None
     with handle as opened:
         yield opened
 
@@ -61,8 +63,13 @@ def _param_slots(model: nn.Module) -> dict[str, tuple[nn.Module, str, torch.Tens
     return slots
 
 
-def load_state_files(model: nn.Module, files: list[Path], device: torch.device | str | None = None,
-                     dtype: torch.dtype | None = None, source: str = "") -> LoadReport:
+def load_state_files(
+    model: nn.Module,
+    files: list[Path],
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    source: str = "",
+) -> LoadReport:
     """Assign every tensor of `files` to `model` (built on meta or not), strictly, tensor by tensor."""
     slots = _param_slots(model)
     report = LoadReport(files=list(files))
@@ -75,23 +82,29 @@ def load_state_files(model: nn.Module, files: list[Path], device: torch.device |
     report.missing = sorted(set(slots) - seen)
     report.unexpected = sorted(seen - set(slots))
     if report.missing or report.unexpected:
-        raise UserError(source or str(files[0].parent), "the checkpoint does not match the DiT: "
-                        + key_report(report.missing, report.unexpected),
-                        "use the Wan2.2-S2V-14B release with its own config.json (a different model or a "
-                        "truncated download gives these keys)")
+        raise UserError(
+            source or str(files[0].parent),
+            "the checkpoint does not match the DiT: " + key_report(report.missing, report.unexpected),
+            "use the Wan2.2-S2V-14B release with its own config.json (a different model or a "
+            "truncated download gives these keys)",
+        )
     for f in files:
         keys = file_keys[f]
         for start in range(0, len(keys), 16):  # reopen so the mapped pages already copied are released
             with open_safetensors(f) as handle:
-                for key in keys[start:start + 16]:
+                for key in keys[start : start + 16]:
                     module, name, old = slots[key]
                     tensor = handle.get_tensor(key)
                     if tuple(tensor.shape) != tuple(old.shape):
-                        raise UserError(source or str(f), f"tensor {key} has shape {tuple(tensor.shape)}, the model "
-                                        f"expects {tuple(old.shape)}", "use a checkpoint made for this model config")
+                        raise UserError(
+                            source or str(f),
+                            f"tensor {key} has shape {tuple(tensor.shape)}, the model expects {tuple(old.shape)}",
+                            "use a checkpoint made for this model config",
+                        )
                     target_dtype = dtype or (old.dtype if old.is_floating_point() else tensor.dtype)
-                    target_device = device if device is not None else (old.device if old.device.type != "meta"
-                                                                       else "cpu")
+                    target_device = (
+                        device if device is not None else (old.device if old.device.type != "meta" else "cpu")
+                    )
                     new = tensor.to(device=target_device, dtype=target_dtype, copy=False)
                     del tensor
                     if name in module._parameters:
@@ -103,8 +116,9 @@ def load_state_files(model: nn.Module, files: list[Path], device: torch.device |
     return report
 
 
-def load_dit_checkpoint(model: nn.Module, path: Path | str, device: torch.device | str | None = None,
-                        dtype: torch.dtype | None = None) -> LoadReport:
+def load_dit_checkpoint(
+    model: nn.Module, path: Path | str, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+) -> LoadReport:
     """Load a Wan2.2-S2V-14B DiT folder (sharded or single file) or one .safetensors file into `model`."""
     files = dit_files(Path(path))
     return load_state_files(model, files, device=device, dtype=dtype, source=str(path))
@@ -118,8 +132,11 @@ def load_dit(folder: Path | str, device: torch.device | str = "cpu", dtype: torc
     try:
         model = CausalS2VDiT(config, dtype=dtype, device="meta")
     except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as exc:
-        raise UserError("--ckpt_dir", f"{Path(folder) / DIT_CONFIG} does not describe a buildable DiT ({type(exc).__name__}: {exc})",
-                        f"re-download {DIT_CONFIG} from the Wan2.2-S2V-14B release") from None
+        raise UserError(
+            "--ckpt_dir",
+            f"{Path(folder) / DIT_CONFIG} does not describe a buildable DiT ({type(exc).__name__}: {exc})",
+            f"re-download {DIT_CONFIG} from the Wan2.2-S2V-14B release",
+        ) from None
     load_dit_checkpoint(model, folder, device=device, dtype=dtype)
     model._rope = None
     return model.eval()

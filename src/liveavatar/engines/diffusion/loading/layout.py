@@ -41,7 +41,9 @@ def read_json(path: Path, flag: str = "--ckpt_dir") -> dict:
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(flag, f"{path} is not valid JSON ({exc})", f"re-download {Path(path).name} from the release") from None
+        raise UserError(
+            flag, f"{path} is not valid JSON ({exc})", f"re-download {Path(path).name} from the release"
+        ) from None
     if not isinstance(value, dict):
         raise UserError(flag, f"{path} does not hold a JSON object", f"re-download {Path(path).name} from the release")
     return value
@@ -61,8 +63,11 @@ def read_config(folder: Path):
         _require_numbers(config)
         return config
     except (KeyError, TypeError) as exc:
-        raise UserError("--ckpt_dir", f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
-                        f"re-download {DIT_CONFIG} from the release") from None
+        raise UserError(
+            "--ckpt_dir",
+            f"{file} is not a Wan2.2-S2V-14B DiT config ({type(exc).__name__}: {exc})",
+            f"re-download {DIT_CONFIG} from the release",
+        ) from None
     except ValueError as exc:  # a value we do not implement (e.g. zero_timestep false)
         raise UserError(str(file), str(exc), "use the config.json of the Wan2.2-S2V-14B release") from None
 
@@ -86,7 +91,9 @@ def dit_shard_paths(folder: Path) -> list[Path]:
     if index.is_file():
         weight_map = read_json(index).get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise UserError("--ckpt_dir", f"{index} has no valid weight_map", f"re-download {DIT_INDEX} from the release")
+            raise UserError(
+                "--ckpt_dir", f"{index} has no valid weight_map", f"re-download {DIT_INDEX} from the release"
+            )
         return [folder / name for name in sorted(set(weight_map.values()))]
     return [folder / DIT_SINGLE]
 
@@ -98,13 +105,19 @@ def dit_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not (path / DIT_INDEX).is_file() and not (path / DIT_SINGLE).is_file():
-        raise UserError(str(path), f"no {DIT_INDEX} or {DIT_SINGLE} found",
-                        "point the checkpoint directory at the Wan2.2-S2V-14B release folder")
+        raise UserError(
+            str(path),
+            f"no {DIT_INDEX} or {DIT_SINGLE} found",
+            "point the checkpoint directory at the Wan2.2-S2V-14B release folder",
+        )
     absent = [f.name for f in dit_shard_paths(path) if not f.is_file()]
     if absent:
         shown = ", ".join(absent[:5]) + (f" (+{len(absent) - 5} more)" if len(absent) > 5 else "")
-        raise UserError(str(path), f"{len(absent)} shard(s) listed in {DIT_INDEX} are missing: {shown}",
-                        "download the complete Wan2.2-S2V-14B release into this folder")
+        raise UserError(
+            str(path),
+            f"{len(absent)} shard(s) listed in {DIT_INDEX} are missing: {shown}",
+            "download the complete Wan2.2-S2V-14B release into this folder",
+        )
     return dit_shard_paths(path)
 
 
@@ -164,7 +177,11 @@ class CheckpointLayout:
             listed = ", ".join(gaps[:4]) + (f" and {len(gaps) - 4} more" if len(gaps) > 4 else "")
             lora_only = all("LoRA" in g for g in gaps)
             source = SOURCES["lora"] if lora_only else SOURCES["ckpt"] + " and " + SOURCES["lora"]
-            raise UserError("--ckpt_dir", f"the diffusion checkpoint is incomplete: missing {listed}", f"get them from {source}, or use --engine preview")
+            raise UserError(
+                "--ckpt_dir",
+                f"the diffusion checkpoint is incomplete: missing {listed}",
+                f"get them from {source}, or use --engine preview",
+            )
 
 
 def resolve_layout(ckpt_dir: Path | None, lora_path: Path | None) -> CheckpointLayout:
@@ -200,6 +217,7 @@ def find_lora(folder: Path) -> tuple[Path, str]:
         why = "the one refs/main names"
         if chosen is None:
             chosen, why = max(snapshots, key=lambda d: (d / LORA_FILENAME).stat().st_mtime), "the newest"
-        return chosen / LORA_FILENAME, (f"note: the hub cache in {repo} holds {len(snapshots)} snapshots of the "
-                                        f"LoRA; using {chosen.name} ({why})")
+        return chosen / LORA_FILENAME, (
+            f"note: the hub cache in {repo} holds {len(snapshots)} snapshots of the LoRA; using {chosen.name} ({why})"
+        )
     return flat, ""

@@ -40,8 +40,11 @@ class MergeResult:
 
 def lora_target_modules(model: nn.Module) -> list[str]:
     """Names of the Linear layers upstream's peft config adapts (suffix match on the module name)."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in LORA_TARGETS)]
+    return [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and any(name == t or name.endswith("." + t) for t in LORA_TARGETS)
+    ]
 
 
 def _split_lora_key(key: str) -> tuple[str, str] | None:
@@ -83,7 +86,7 @@ def merge_lora(model: nn.Module, path: Path | str, rank: int | None = None, alph
         ignored: list[str] = []
         bad: list[str] = []
         for key in keys:
-            name = key[len(PEFT_PREFIX):] if key.startswith(PEFT_PREFIX) else key
+            name = key[len(PEFT_PREFIX) :] if key.startswith(PEFT_PREFIX) else key
             split = _split_lora_key(name)
             if split is not None:
                 module, part = split
@@ -105,21 +108,29 @@ def merge_lora(model: nn.Module, path: Path | str, rank: int | None = None, alph
             else:
                 bad.append(key)
         if bad:
-            raise UserError(source, f"{len(bad)} LoRA keys match no LoRA target or parameter of the DiT "
-                            f"(first: {', '.join(bad[:5])})",
-                            "use the Live Avatar LoRA made for Wan2.2-S2V-14B (keys like "
-                            "blocks.0.self_attn.q.lora_A.default.weight)")
+            raise UserError(
+                source,
+                f"{len(bad)} LoRA keys match no LoRA target or parameter of the DiT (first: {', '.join(bad[:5])})",
+                "use the Live Avatar LoRA made for Wan2.2-S2V-14B (keys like "
+                "blocks.0.self_attn.q.lora_A.default.weight)",
+            )
         half = [m for m, p in pairs.items() if len(p) != 2]
         if half:
-            raise UserError(source, f"{len(half)} modules have only one of lora_A/lora_B (first: {half[0]})",
-                            "use a complete LoRA file")
+            raise UserError(
+                source,
+                f"{len(half)} modules have only one of lora_A/lora_B (first: {half[0]})",
+                "use a complete LoRA file",
+            )
         with torch.no_grad():
             for key, target in plain:
                 param = params[target]
                 value = handle.get_tensor(key)
                 if value.shape != param.shape:
-                    raise UserError(source, f"{key} has shape {tuple(value.shape)}, expected {tuple(param.shape)}",
-                                    "use the LoRA made for this model")
+                    raise UserError(
+                        source,
+                        f"{key} has shape {tuple(value.shape)}, expected {tuple(param.shape)}",
+                        "use the LoRA made for this model",
+                    )
                 param.copy_(value.to(param.dtype))
             scale = alpha / rank
             for module_name, p in pairs.items():
@@ -128,9 +139,12 @@ def merge_lora(model: nn.Module, path: Path | str, rank: int | None = None, alph
                 b = handle.get_tensor(p["B"])
                 weight = layer.weight
                 if a.shape != (rank, weight.shape[1]) or b.shape != (weight.shape[0], rank):
-                    raise UserError(source, f"{module_name}: lora_A {tuple(a.shape)} / lora_B {tuple(b.shape)} do not "
-                                    f"fit rank {rank} and weight {tuple(weight.shape)}",
-                                    "pass the LoRA's rank and alpha (or store lora_rank/lora_alpha in its metadata)")
+                    raise UserError(
+                        source,
+                        f"{module_name}: lora_A {tuple(a.shape)} / lora_B {tuple(b.shape)} do not "
+                        f"fit rank {rank} and weight {tuple(weight.shape)}",
+                        "pass the LoRA's rank and alpha (or store lora_rank/lora_alpha in its metadata)",
+                    )
                 if weight.device.type == "meta":
                     raise ValueError("load the base weights before merging the LoRA")
                 dev = weight.device

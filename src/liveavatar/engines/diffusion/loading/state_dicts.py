@@ -51,14 +51,20 @@ def load_pth(path: Path, what: str) -> dict:
     import torch
 
     if not path.is_file():
-        raise UserError("--ckpt_dir", f"{path} is missing", f"put the {what} file from the Wan-AI/Wan2.2-S2V-14B release there")
+        raise UserError(
+            "--ckpt_dir", f"{path} is missing", f"put the {what} file from the Wan-AI/Wan2.2-S2V-14B release there"
+        )
     try:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same problem to the user
-        raise UserError("--ckpt_dir", f"{path} could not be read as a torch state dict ({type(exc).__name__}: {exc})", f"re-download the {what} file") from None
+        raise UserError(
+            "--ckpt_dir",
+            f"{path} could not be read as a torch state dict ({type(exc).__name__}: {exc})",
+            f"re-download the {what} file",
+        ) from None
     if not isinstance(state, Mapping) or not state:
         raise UserError("--ckpt_dir", f"{path} does not hold a state dict", f"re-download the {what} file")
     return dict(state)

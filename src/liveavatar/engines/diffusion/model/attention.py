@@ -31,8 +31,7 @@ def sdpa_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.T
     return (torch.softmax(scores, dim=-1) @ vt.float()).to(q.dtype), lse
 
 
-def sdpa_two(q: torch.Tensor, k1: torch.Tensor, v1: torch.Tensor, k2: torch.Tensor, v2: torch.Tensor
-             ) -> torch.Tensor:
+def sdpa_two(q: torch.Tensor, k1: torch.Tensor, v1: torch.Tensor, k2: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
     """Attention of q over the union of two key sets, without concatenating them: each part is
     attended on its own and the two results are merged by their log-sum-exp. -> ``[B, Lq, H*D]``."""
     o1, l1 = sdpa_lse(q, k1, v1)

@@ -47,8 +47,16 @@ class AdaLayerNorm(nn.Module):
 
 
 class AudioInjector(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_layers: int, inject_layers: tuple[int, ...],
-                 enable_adain: bool, adain_mode: str, eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        num_layers: int,
+        inject_layers: tuple[int, ...],
+        enable_adain: bool,
+        adain_mode: str,
+        eps: float = 1e-6,
+    ) -> None:
         super().__init__()
         count, self.block_to_injector = injector_mapping(num_layers, inject_layers)
         self.use_adain = enable_adain and adain_mode == "attn_norm"
@@ -59,8 +67,9 @@ class AudioInjector(nn.Module):
                 # present in upstream's state dict (need_adain_ont) but never used at inference
                 self.injector_adain_output_layers = nn.ModuleList([nn.Linear(dim, dim) for _ in range(count)])
 
-    def forward(self, block_idx: int, x: torch.Tensor, audio_tokens: torch.Tensor,
-                audio_global: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, block_idx: int, x: torch.Tensor, audio_tokens: torch.Tensor, audio_global: torch.Tensor | None
+    ) -> torch.Tensor:
         """x [B, F*P, C]; audio_tokens [B, F, n, C]; audio_global [B, F, 1, C] -> x + residual."""
         return inject(*self.parts(block_idx), x, audio_tokens, audio_global)
 
@@ -70,8 +79,13 @@ class AudioInjector(nn.Module):
         return self.injector[i], self.injector_adain_layers[i] if self.use_adain else None
 
 
-def inject(attn: Attention, adain: AdaLayerNorm | None, x: torch.Tensor, audio_tokens: torch.Tensor,
-           audio_global: torch.Tensor | None) -> torch.Tensor:
+def inject(
+    attn: Attention,
+    adain: AdaLayerNorm | None,
+    x: torch.Tensor,
+    audio_tokens: torch.Tensor,
+    audio_global: torch.Tensor | None,
+) -> torch.Tensor:
     """One injection (a plain function of its modules, so one compiled graph serves every layer)."""
     b, frames = audio_tokens.shape[:2]
     h = x.reshape(b * frames, x.shape[1] // frames, x.shape[2])

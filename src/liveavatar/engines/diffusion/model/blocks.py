@@ -7,7 +7,7 @@ is ``norm3(x.to(bfloat16))`` rounded to bf16 even in an fp32 model (an upstream 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,8 +67,7 @@ class Attention(nn.Module):
         return x.view(x.shape[0], x.shape[1], self.num_heads, self.head_dim)
 
     def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return (self._heads(self.norm_q(self.q(x))), self._heads(self.norm_k(self.k(x))),
-                self._heads(self.v(x)))
+        return (self._heads(self.norm_q(self.q(x))), self._heads(self.norm_k(self.k(x))), self._heads(self.v(x)))
 
     def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """K/V of a context (text or audio tokens) [B, Lc, C] -> 2 x [B, Lc, H, D]."""
@@ -86,8 +85,9 @@ class Attention(nn.Module):
 class DiTBlock(nn.Module):
     """One causal S2V attention block (keys: modulation, self_attn.*, norm3.*, cross_attn.*, ffn.*)."""
 
-    def __init__(self, dim: int, ffn_dim: int, num_heads: int, qk_norm: bool, cross_attn_norm: bool,
-                 eps: float) -> None:
+    def __init__(
+        self, dim: int, ffn_dim: int, num_heads: int, qk_norm: bool, cross_attn_norm: bool, eps: float
+    ) -> None:
         super().__init__()
         self.eps = eps
         self.self_attn = Attention(dim, num_heads, qk_norm, eps)
@@ -99,8 +99,9 @@ class DiTBlock(nn.Module):
     def _norm3(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         xb = x.to(torch.bfloat16)
         if isinstance(self.norm3, nn.LayerNorm):
-            xb = F.layer_norm(xb.float(), (x.shape[-1],), self.norm3.weight.float(), self.norm3.bias.float(),
-                              self.eps).to(torch.bfloat16)
+            xb = F.layer_norm(
+                xb.float(), (x.shape[-1],), self.norm3.weight.float(), self.norm3.bias.float(), self.eps
+            ).to(torch.bfloat16)
         return xb.to(dtype)
 
     def _mod(self, e0: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -112,8 +113,9 @@ class DiTBlock(nn.Module):
         h = modulate(layer_norm(x, self.eps).to(x.dtype).float(), e[0], e[1]).to(x.dtype)
         return self.self_attn.qkv(h)
 
-    def attn_outputs(self, x: torch.Tensor, e0: torch.Tensor, y: torch.Tensor,
-                     text_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def attn_outputs(
+        self, x: torch.Tensor, e0: torch.Tensor, y: torch.Tensor, text_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """Second half: y = attention output [B, L, H*D] -> o, gate, text cross-attention, FFN."""
         dtype = x.dtype
         e = self._mod(e0)
@@ -123,7 +125,8 @@ class DiTBlock(nn.Module):
         x = x + gate(self.ffn(h).float(), e[5])
         return x.to(dtype)
 
-    def forward(self, x: torch.Tensor, e0: torch.Tensor, attend: Attend,
-                text_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, e0: torch.Tensor, attend: Attend, text_kv: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
         """x [B, L, C] (model dtype); e0 [B, G, 6, C] fp32 per-group time modulation -> [B, L, C]."""
         return self.attn_outputs(x, e0, attend(*self.attn_inputs(x, e0)), text_kv)

@@ -44,12 +44,12 @@ from liveavatar.engines.diffusion.model.attention import sdpa, sdpa_two
 from liveavatar.engines.diffusion.model.audio_encoder import CausalAudioEncoder
 from liveavatar.engines.diffusion.model.audio_injector import AudioInjector, inject
 from liveavatar.engines.diffusion.model.blocks import DiTBlock
+from liveavatar.engines.diffusion.model.caches import SinkRows, StepCache
 from liveavatar.engines.diffusion.model.dit_config import DiTConfig
 from liveavatar.engines.diffusion.model.embeddings import Head, time_modulation
 from liveavatar.engines.diffusion.model.fp8_attention import StoredKV, dequantize_rows, stored_attention
 from liveavatar.engines.diffusion.model.framepack import FramePackMotioner
 from liveavatar.engines.diffusion.model.rope import GridGroup, RopeTables, apply_rope
-from liveavatar.engines.diffusion.model.caches import SinkRows, StepCache
 
 SINK_REF_POSITION = 30  # temporal RoPE position of the reference tokens at prefill
 RELATIVE_DIST_RANGE = (4, 30)
@@ -68,16 +68,24 @@ def sink_rollout_frames(current_frame: int, relative_dist: int) -> int:
     return max(0, current_frame - (SINK_REF_POSITION - relative_dist))
 
 
-def _layer_pre(block: DiTBlock, x: torch.Tensor, e0: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               sink_k: torch.Tensor, scos: torch.Tensor, ssin: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _layer_pre(
+    block: DiTBlock,
+    x: torch.Tensor,
+    e0: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    sink_k: torch.Tensor,
+    scos: torch.Tensor,
+    ssin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """One layer up to attention: roped q, roped k, v of the block and the sink's K roped for this call."""
     q, k, v = block.attn_inputs(x, e0)
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, apply_rope(sink_k, scos, ssin)
 
 
-def _layer_post(block: DiTBlock, x: torch.Tensor, e0: torch.Tensor, y: torch.Tensor,
-                text_kv: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def _layer_post(
+    block: DiTBlock, x: torch.Tensor, e0: torch.Tensor, y: torch.Tensor, text_kv: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
     return block.attn_outputs(x, e0, y, text_kv)
 
 
@@ -90,27 +98,35 @@ class TextContext:
 
 
 class CausalS2VDiT(nn.Module):
-    def __init__(self, config: DiTConfig, dtype: torch.dtype = torch.float32,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, config: DiTConfig, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> None:
         super().__init__()
         config.validate()
         self.config = config
         c = config
         with torch.device(device or "cpu"):
             self.patch_embedding = nn.Conv3d(c.in_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
-            self.text_embedding = nn.Sequential(nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"),
-                                                nn.Linear(c.dim, c.dim))
+            self.text_embedding = nn.Sequential(
+                nn.Linear(c.text_dim, c.dim), nn.GELU(approximate="tanh"), nn.Linear(c.dim, c.dim)
+            )
             self.time_embedding = nn.Sequential(nn.Linear(c.freq_dim, c.dim), nn.SiLU(), nn.Linear(c.dim, c.dim))
             self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, c.dim * 6))
-            self.blocks = nn.ModuleList([DiTBlock(c.dim, c.ffn_dim, c.num_heads, c.qk_norm, c.cross_attn_norm, c.eps)
-                                         for _ in range(c.num_layers)])
+            self.blocks = nn.ModuleList(
+                [
+                    DiTBlock(c.dim, c.ffn_dim, c.num_heads, c.qk_norm, c.cross_attn_norm, c.eps)
+                    for _ in range(c.num_layers)
+                ]
+            )
             self.head = Head(c.dim, c.out_dim, c.patch_size, c.eps)
             if c.cond_dim > 0:
                 self.cond_encoder = nn.Conv3d(c.cond_dim, c.dim, kernel_size=c.patch_size, stride=c.patch_size)
-            self.casual_audio_encoder = CausalAudioEncoder(c.audio_dim, c.dim, c.num_audio_token, c.enable_adain,
-                                                           c.audio_layers)
-            self.audio_injector = AudioInjector(c.dim, c.num_heads, c.num_layers, c.audio_inject_layers,
-                                                c.enable_adain, c.adain_mode, c.eps)
+            self.casual_audio_encoder = CausalAudioEncoder(
+                c.audio_dim, c.dim, c.num_audio_token, c.enable_adain, c.audio_layers
+            )
+            self.audio_injector = AudioInjector(
+                c.dim, c.num_heads, c.num_layers, c.audio_inject_layers, c.enable_adain, c.adain_mode, c.eps
+            )
             self.trainable_cond_mask = nn.Embedding(3, c.dim)
             if c.enable_framepack:
                 self.frame_packer = FramePackMotioner(c.dim, c.in_dim, c.zip_frame_buckets, c.framepack_drop_mode)
@@ -118,8 +134,14 @@ class CausalS2VDiT(nn.Module):
         self._rope: RopeTables | None = None
         self.accelerate()
 
-    def accelerate(self, compile: bool = False, split_sink: bool = False, mode: str | None = None,
-                   stored_attention: bool | None = None, fp8_qk: bool = False) -> None:
+    def accelerate(
+        self,
+        compile: bool = False,
+        split_sink: bool = False,
+        mode: str | None = None,
+        stored_attention: bool | None = None,
+        fp8_qk: bool = False,
+    ) -> None:
         """Speed options of `denoise_block` (the defaults are the reference path, used for parity).
 
         ``compile``: torch.compile the two halves of a layer around the self-attention (fixed shapes;
@@ -173,8 +195,15 @@ class CausalS2VDiT(nn.Module):
 
     # ----------------------------------------------------------------------------- sink
     @torch.no_grad()
-    def prefill_sink(self, sink: SinkRows, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
-                     text: TextContext, current_start: int = 0, block_frames: int = 3) -> None:
+    def prefill_sink(
+        self,
+        sink: SinkRows,
+        ref_latents: torch.Tensor,
+        motion_latents: torch.Tensor,
+        text: TextContext,
+        current_start: int = 0,
+        block_frames: int = 3,
+    ) -> None:
         """Fill the condition K/V of every layer from the reference and motion latents (t = 0).
 
         `block_frames` only shapes the t=0 embedding batch like upstream's call (bitwise parity).
@@ -188,8 +217,9 @@ class CausalS2VDiT(nn.Module):
         parts = [ref_tok + mask_w[1].to(ref_tok.dtype)]
         groups: list[GridGroup] = []
         if c.enable_framepack:
-            mot, groups = self.frame_packer(motion_latents.to(device=self.device, dtype=self.dtype),
-                                            2 if c.add_last_motion else 0)
+            mot, groups = self.frame_packer(
+                motion_latents.to(device=self.device, dtype=self.dtype), 2 if c.add_last_motion else 0
+            )
             parts.append(mot + mask_w[2].to(mot.dtype))
         x = torch.cat(parts, dim=1)
         length = x.shape[1]
@@ -205,9 +235,11 @@ class CausalS2VDiT(nn.Module):
         _, e0 = time_modulation(self.time_embedding, self.time_projection, c.freq_dim, t0)
         e0 = e0[b:, :1].expand(b, 1, *e0.shape[2:])  # the t=0 row of frame 0: [B, 1, 6, C]
         for i, block in enumerate(self.blocks):
+
             def attend(q, k, v, i=i):
                 sink.store.write(i, 0, k, v)
                 return sdpa(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)
+
             x = block(x, e0, attend, text.kv[i])
         sink.length = length
         sink.ref_hw = (h2, w2)
@@ -220,8 +252,13 @@ class CausalS2VDiT(nn.Module):
             return self._stored_attention
         return self.device.type == "cuda" and cache.form.kv == "fp8"
 
-    def _sink_offset(self, current_frame: int, sink_rope_offset: int | None, relative_dist: int | None,
-                     rng: random.Random | torch.Generator | None) -> int:
+    def _sink_offset(
+        self,
+        current_frame: int,
+        sink_rope_offset: int | None,
+        relative_dist: int | None,
+        rng: random.Random | torch.Generator | None,
+    ) -> int:
         if sink_rope_offset is not None:
             return int(sink_rope_offset)
         if relative_dist is None:
@@ -238,15 +275,26 @@ class CausalS2VDiT(nn.Module):
         local = local[:, drop:].to(self.dtype)
         glob = None if glob is None else glob[:, drop:].to(self.dtype)
         if local.shape[1] != frames:
-            raise ValueError(f"audio gives {local.shape[1]} latent frames for a block of {frames}; "
-                             f"pass {4 * frames} audio frames per block")
+            raise ValueError(
+                f"audio gives {local.shape[1]} latent frames for a block of {frames}; "
+                f"pass {4 * frames} audio frames per block"
+            )
         return local, glob
 
     @torch.no_grad()
-    def denoise_block(self, cache: StepCache, block_latents: torch.Tensor, timestep: float | torch.Tensor,
-                      text: TextContext, audio_input: torch.Tensor, cond_states: torch.Tensor | None,
-                      current_start: int, sink_rope_offset: int | None = None, relative_dist: int | None = None,
-                      rng: random.Random | torch.Generator | None = None) -> torch.Tensor:
+    def denoise_block(
+        self,
+        cache: StepCache,
+        block_latents: torch.Tensor,
+        timestep: float | torch.Tensor,
+        text: TextContext,
+        audio_input: torch.Tensor,
+        cond_states: torch.Tensor | None,
+        current_start: int,
+        sink_rope_offset: int | None = None,
+        relative_dist: int | None = None,
+        rng: random.Random | torch.Generator | None = None,
+    ) -> torch.Tensor:
         """One denoising call for one block at one step; returns the flow prediction [B, 16, F, h, w]."""
         c = self.config
         if block_latents.dim() == 4:
@@ -256,8 +304,7 @@ class CausalS2VDiT(nn.Module):
             if cond_states is None:
                 x = x + self.cond_encoder.bias.view(1, -1, 1, 1, 1)
             else:
-                x = x + self._embed_frames(cond_states.reshape(x.shape[0], *cond_states.shape[-4:]),
-                                           self.cond_encoder)
+                x = x + self._embed_frames(cond_states.reshape(x.shape[0], *cond_states.shape[-4:]), self.cond_encoder)
         b, _, frames, h2, w2 = x.shape
         tokens_per_frame = h2 * w2
         n = frames * tokens_per_frame

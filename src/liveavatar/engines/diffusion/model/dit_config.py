@@ -15,9 +15,16 @@ _RENAMES: dict[str, str] = {}
 _UPSTREAM_FIXED: dict[str, Any] = {
     # the reference and motion tokens are always modulated at timestep 0 (the t=0 row of denoise_block)
     "zero_timestep": True,
-    "model_type": "s2v", "enable_motioner": False, "enable_tsm": False, "trainable_token_pos_emb": False,
-    "window_size": (-1, -1), "local_attn_size": -1, "slide_motion_frames": False,
-    "zero_init": None, "cross_attn_type": None, "motion_token_num": None,
+    "model_type": "s2v",
+    "enable_motioner": False,
+    "enable_tsm": False,
+    "trainable_token_pos_emb": False,
+    "window_size": (-1, -1),
+    "local_attn_size": -1,
+    "slide_motion_frames": False,
+    "zero_init": None,
+    "cross_attn_type": None,
+    "motion_token_num": None,
 }
 
 
@@ -69,14 +76,28 @@ class DiTConfig:
     @classmethod
     def tiny(cls) -> DiTConfig:
         """The small config of the upstream-tiny parity reference (every path of the 14B model)."""
-        return cls(dim=64, ffn_dim=128, freq_dim=32, num_heads=2, num_layers=2, text_len=16,
-                   text_dim=32, audio_dim=32, audio_inject_layers=(0, 1))
+        return cls(
+            dim=64,
+            ffn_dim=128,
+            freq_dim=32,
+            num_heads=2,
+            num_layers=2,
+            text_len=16,
+            text_dim=32,
+            audio_dim=32,
+            audio_inject_layers=(0, 1),
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DiTConfig:
         """Build from upstream's config.json dict (diffusers ConfigMixin style); unknown keys are kept aside."""
-        names = {f.name for f in dataclasses.fields(cls)} - {"unknown_keys", "audio_layers", "zip_frame_buckets",
-                                                             "motion_frames", "rope_max_positions"}
+        names = {f.name for f in dataclasses.fields(cls)} - {
+            "unknown_keys",
+            "audio_layers",
+            "zip_frame_buckets",
+            "motion_frames",
+            "rope_max_positions",
+        }
         kwargs: dict[str, Any] = {}
         unknown = []
         for key, value in data.items():

@@ -21,14 +21,17 @@ def sinusoid(dim: int, t: torch.Tensor) -> torch.Tensor:
     """[N] timesteps -> [N, dim] = [cos(t f), sin(t f)], f = 10000^(-k/half), computed in float64."""
     half = dim // 2
     pos = t.to(torch.float64)
-    freqs = torch.pow(torch.tensor(10000.0, dtype=torch.float64, device=t.device),
-                      -torch.arange(half, dtype=torch.float64, device=t.device) / half)
+    freqs = torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64, device=t.device),
+        -torch.arange(half, dtype=torch.float64, device=t.device) / half,
+    )
     angles = torch.outer(pos, freqs)
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
 
-def time_modulation(time_embedding: nn.Sequential, time_projection: nn.Sequential, freq_dim: int,
-                    t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def time_modulation(
+    time_embedding: nn.Sequential, time_projection: nn.Sequential, freq_dim: int, t: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """t [B, F] -> e [B*F, C] (head modulation input) and e0 [B, F, 6, C] (block modulation), fp32."""
     x = sinusoid(freq_dim, t.flatten()).float()
     e = linear_fp32(F.silu(linear_fp32(x, time_embedding[0])), time_embedding[2])

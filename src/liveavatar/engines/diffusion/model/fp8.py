@@ -15,8 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 FP8_MAX = 448.0
-EXCLUDED = ("text_embedding", "time_embedding", "time_projection", "head.head",
-            "casual_audio_encoder.encoder.final_linear")
+EXCLUDED = (
+    "text_embedding",
+    "time_embedding",
+    "time_projection",
+    "head.head",
+    "casual_audio_encoder.encoder.final_linear",
+)
 
 
 def quantize_tensor(x: torch.Tensor, max_scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,18 +57,25 @@ class FP8Linear(nn.Module):
         x2 = x.reshape(-1, x.shape[-1])
         x8, x_inv = quantize_tensor(x2)
         bias = None if self.bias is None else self.bias.to(self.out_dtype)
-        if x.is_cuda and hasattr(torch, "_scaled_mm") and self.in_features % 16 == 0 \
-                and self.out_features % 16 == 0:
+        if x.is_cuda and hasattr(torch, "_scaled_mm") and self.in_features % 16 == 0 and self.out_features % 16 == 0:
             rows = x8.shape[0]
             pad = (-rows) % 16
             if pad:
                 x8 = F.pad(x8.view(torch.uint8), (0, 0, 0, pad)).view(torch.float8_e4m3fn)
-            out = torch._scaled_mm(x8, self.weight_fp8.t(), scale_a=x_inv, scale_b=self.weight_scale_inv,
-                                   bias=bias, out_dtype=self.out_dtype, use_fast_accum=True)
+            out = torch._scaled_mm(
+                x8,
+                self.weight_fp8.t(),
+                scale_a=x_inv,
+                scale_b=self.weight_scale_inv,
+                bias=bias,
+                out_dtype=self.out_dtype,
+                use_fast_accum=True,
+            )
             out = out[:rows]
         else:
-            out = F.linear(x8.float() * x_inv, self.dequantized_weight(),
-                           None if bias is None else bias.float()).to(self.out_dtype)
+            out = F.linear(x8.float() * x_inv, self.dequantized_weight(), None if bias is None else bias.float()).to(
+                self.out_dtype
+            )
         return out.reshape(*lead, self.out_features)
 
 

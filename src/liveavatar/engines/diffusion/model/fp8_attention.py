@@ -45,6 +45,7 @@ def _built():
     global _KERNEL
     if _KERNEL is None:
         from liveavatar.engines.diffusion.model import fp8_attention_kernel
+
         _KERNEL = fp8_attention_kernel
     return _KERNEL
 
@@ -65,13 +66,29 @@ def _set_args(part: StoredKV) -> list:
         raise ValueError("K/V rows must be contiguous in the head dimension")
     ks = part.k_scale if part.k_scale is not None else part.k
     vs = part.v_scale if part.v_scale is not None else part.v
-    return [part.k, ks, part.v, vs, *_strides(part.k, part.k), *_strides(ks, part.k), *_strides(part.v, part.v),
-            *_strides(vs, part.v), part.k.shape[1]]
+    return [
+        part.k,
+        ks,
+        part.v,
+        vs,
+        *_strides(part.k, part.k),
+        *_strides(ks, part.k),
+        *_strides(part.v, part.v),
+        *_strides(vs, part.v),
+        part.k.shape[1],
+    ]
 
 
-def stored_attention(q: torch.Tensor, first: StoredKV, second: StoredKV | None = None, fp8_qk: bool = False,
-                     block_m: int = 128, block_n: int = 64, num_warps: int = 8, num_stages: int = 2
-                     ) -> torch.Tensor:
+def stored_attention(
+    q: torch.Tensor,
+    first: StoredKV,
+    second: StoredKV | None = None,
+    fp8_qk: bool = False,
+    block_m: int = 128,
+    block_n: int = 64,
+    num_warps: int = 8,
+    num_stages: int = 2,
+) -> torch.Tensor:
     """Unmasked attention of q ``[B, Lq, H, D]`` over the union of one or two stored key sets
     -> ``[B, Lq, H*D]`` in q's dtype, scale 1/sqrt(D). Runs on CUDA, or anywhere under
     ``TRITON_INTERPRET=1``."""
@@ -80,14 +97,41 @@ def stored_attention(q: torch.Tensor, first: StoredKV, second: StoredKV | None =
     if q.stride(-1) != 1:
         q = q.contiguous()
     if second is None:  # an empty second set: zero keys, any tensors of the right kind
-        second = StoredKV(first.k[:, :0], None if first.k_scale is None else first.k_scale[:, :0],
-                          first.v[:, :0], None if first.v_scale is None else first.v_scale[:, :0])
+        second = StoredKV(
+            first.k[:, :0],
+            None if first.k_scale is None else first.k_scale[:, :0],
+            first.v[:, :0],
+            None if first.v_scale is None else first.v_scale[:, :0],
+        )
     out = torch.empty((b, n_q, heads, dim), dtype=q.dtype, device=q.device)
     grid = (-(-n_q // block_m), b * heads)
-    flags = dict(K1_SCALED=first.k_scale is not None, V1_SCALED=first.v_scale is not None,
-                 K2_SCALED=second.k_scale is not None, V2_SCALED=second.v_scale is not None, FP8_QK=fp8_qk,
-                 BLOCK_M=block_m, BLOCK_N=block_n, D=dim, DOT_F32=os.environ.get("TRITON_INTERPRET") == "1")
-    module.attention_kernel[grid](q, out, q.stride(0), q.stride(1), q.stride(2), out.stride(0), out.stride(1),
-                                  out.stride(2), *_set_args(first), *_set_args(second), n_q, heads,
-                                  dim ** -0.5 * LOG2E, **flags, num_warps=num_warps, num_stages=num_stages)
+    flags = dict(
+        K1_SCALED=first.k_scale is not None,
+        V1_SCALED=first.v_scale is not None,
+        K2_SCALED=second.k_scale is not None,
+        V2_SCALED=second.v_scale is not None,
+        FP8_QK=fp8_qk,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        D=dim,
+        DOT_F32=os.environ.get("TRITON_INTERPRET") == "1",
+    )
+    module.attention_kernel[grid](
+        q,
+        out,
+        q.stride(0),
+        q.stride(1),
+        q.stride(2),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        *_set_args(first),
+        *_set_args(second),
+        n_q,
+        heads,
+        dim**-0.5 * LOG2E,
+        **flags,
+        num_warps=num_warps,
+        num_stages=num_stages,
+    )
     return out.flatten(2)

@@ -27,8 +27,9 @@ def axis_pairs(head_dim: int) -> tuple[int, int, int]:
 
 
 def _table(num_positions: int, pairs: int, first: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    inv = 1.0 / torch.pow(torch.tensor(THETA, dtype=torch.float64),
-                          torch.arange(0, 2 * pairs, 2, dtype=torch.float64) / (2 * pairs))
+    inv = 1.0 / torch.pow(
+        torch.tensor(THETA, dtype=torch.float64), torch.arange(0, 2 * pairs, 2, dtype=torch.float64) / (2 * pairs)
+    )
     angles = torch.outer(torch.arange(first, first + num_positions, dtype=torch.float64), inv)
     return torch.cos(angles).half().float(), torch.sin(angles).half().float()
 
@@ -36,8 +37,7 @@ def _table(num_positions: int, pairs: int, first: int = 0) -> tuple[torch.Tensor
 class RopeTables:
     """Per-axis cos/sin tables on one device (built once; not part of the state dict)."""
 
-    def __init__(self, head_dim: int, max_positions: int, device: torch.device,
-                 max_spatial: int = 2048) -> None:
+    def __init__(self, head_dim: int, max_positions: int, device: torch.device, max_spatial: int = 2048) -> None:
         pt, ph, pw = axis_pairs(head_dim)
         self.device = device
         self.t_cos, self.t_sin = (a.to(device) for a in _table(max_positions, pt))
@@ -53,7 +53,7 @@ class RopeTables:
             # computed as the table's are (same values), so memory stays constant
             tc, ts = (a.to(self.device) for a in _table(frames, self.t_cos.shape[1], t_start))
         else:
-            tc, ts = self.t_cos[t_start:t_start + frames], self.t_sin[t_start:t_start + frames]
+            tc, ts = self.t_cos[t_start : t_start + frames], self.t_sin[t_start : t_start + frames]
         return self._combine(tc, ts, self.h_cos[:height], self.h_sin[:height], self.w_cos[:width], self.w_sin[:width])
 
     def group(self, f_pos: np.ndarray, h_pos: np.ndarray, w_pos: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,16 +62,28 @@ class RopeTables:
         fi = torch.tensor(np.abs(f_pos), dtype=torch.long, device=self.device)
         hi = torch.tensor(h_pos, dtype=torch.long, device=self.device)
         wi = torch.tensor(w_pos, dtype=torch.long, device=self.device)
-        return self._combine(self.t_cos[fi], self.t_sin[fi] * sign[:, None], self.h_cos[hi], self.h_sin[hi],
-                             self.w_cos[wi], self.w_sin[wi])
+        return self._combine(
+            self.t_cos[fi],
+            self.t_sin[fi] * sign[:, None],
+            self.h_cos[hi],
+            self.h_sin[hi],
+            self.w_cos[wi],
+            self.w_sin[wi],
+        )
 
     @staticmethod
     def _combine(tc, ts, hc, hs, wc, ws) -> tuple[torch.Tensor, torch.Tensor]:
         f, h, w = tc.shape[0], hc.shape[0], wc.shape[0]
 
         def cat(t, hh, ww):
-            return torch.cat([t[:, None, None, :].expand(f, h, w, -1), hh[None, :, None, :].expand(f, h, w, -1),
-                              ww[None, None, :, :].expand(f, h, w, -1)], dim=-1).reshape(f * h * w, -1)
+            return torch.cat(
+                [
+                    t[:, None, None, :].expand(f, h, w, -1),
+                    hh[None, :, None, :].expand(f, h, w, -1),
+                    ww[None, None, :, :].expand(f, h, w, -1),
+                ],
+                dim=-1,
+            ).reshape(f * h * w, -1)
 
         return cat(tc, hc, wc), cat(ts, hs, ws)
 

@@ -29,8 +29,6 @@ FP8_MAX = 448.0
 PLANES = ("k", "v")
 
 
-
-
 def bytes_per_value(form: CacheForm, model_bytes: int, head_dim: int) -> float:
     """Storage bytes per K or V element (fp8: one byte plus the fp32 scale shared by a head's row)."""
     return 1 + 4 / head_dim if form.kv == "fp8" else float(model_bytes)
@@ -42,13 +40,12 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (x.float() / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn), scale
 
 
-
-
 class KVStore:
     """K and V of every layer in one form; `exchange`/`read` hand out readable rows of one layer."""
 
-    def __init__(self, planes: dict[str, torch.Tensor], form: CacheForm, dtype: torch.dtype,
-                 device: torch.device) -> None:
+    def __init__(
+        self, planes: dict[str, torch.Tensor], form: CacheForm, dtype: torch.dtype, device: torch.device
+    ) -> None:
         self.planes, self.form, self.dtype, self.device = planes, form, dtype, torch.device(device)
         self._slots: list[dict[str, torch.Tensor]] = []
         self._stream = None
@@ -57,9 +54,18 @@ class KVStore:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def allocate(cls, layers: int, batch: int, tokens: int, heads: int, head_dim: int, dtype: torch.dtype,
-                 device: torch.device | str, form: CacheForm = RESIDENT, share: "KVStore | None" = None
-                 ) -> "KVStore":
+    def allocate(
+        cls,
+        layers: int,
+        batch: int,
+        tokens: int,
+        heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        form: CacheForm = RESIDENT,
+        share: KVStore | None = None,
+    ) -> KVStore:
         """``share``: a host store of the same shape whose device slots and stream this one uses too
         (the step rings are read one DiT call at a time, so one pair of slots serves them all)."""
         device = torch.device(device)
@@ -83,8 +89,9 @@ class KVStore:
             store._slots, store._stream, store._ready = share._slots, share._stream, share._ready
         elif host:
             # two device slots of one layer each: layer i computes in one while layer i+1 arrives
-            store._slots = [{n: torch.zeros(p.shape[1:], dtype=p.dtype, device=device) for n, p in planes.items()}
-                            for _ in range(2)]
+            store._slots = [
+                {n: torch.zeros(p.shape[1:], dtype=p.dtype, device=device) for n, p in planes.items()} for _ in range(2)
+            ]
             if device.type == "cuda":
                 store._stream = torch.cuda.Stream(device)
                 store._ready = [torch.cuda.Event(), torch.cuda.Event()]
@@ -147,8 +154,9 @@ class KVStore:
         if self.form.placement == "host":
             self._fetch(0)
 
-    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
-                 ) -> tuple:
+    def exchange(
+        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
+    ) -> tuple:
         """Store the block's rows ``[start, start + n)`` of `layer`; return its rows ``[0, rows)`` in the
         model dtype, or with ``stored`` as stored: (k, k_scale, v, v_scale) for model/fp8_attention.py."""
         n = k.shape[1]
@@ -186,19 +194,19 @@ class KVStore:
     def _write_back(self, layer: int, slot: dict[str, torch.Tensor], start: int, n: int) -> None:
         if self._stream is None:
             for name, p in self.planes.items():
-                p[layer, :, start:start + n].copy_(slot[name][:, start:start + n])
+                p[layer, :, start : start + n].copy_(slot[name][:, start : start + n])
             return
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(self._stream):
             for name, p in self.planes.items():
-                p[layer, :, start:start + n].copy_(slot[name][:, start:start + n], non_blocking=True)
+                p[layer, :, start : start + n].copy_(slot[name][:, start : start + n], non_blocking=True)
 
     def _sync(self) -> None:
         if self._stream is not None:
             self._stream.synchronize()
 
     # ------------------------------------------------------------------ changing form
-    def converted(self, form: CacheForm, share: "KVStore | None" = None) -> "KVStore":
+    def converted(self, form: CacheForm, share: KVStore | None = None) -> KVStore:
         """A store of another form holding the same rows (exactly, unless it is fp8 and this is not)."""
         self._sync()
         _, batch, tokens, heads, dim = self.planes["k"].shape
@@ -248,8 +256,17 @@ class SinkCache(_Planes):
     motion_sin: torch.Tensor | None = None
 
     @classmethod
-    def allocate(cls, num_layers: int, batch: int, capacity: int, num_heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device | str, form: CacheForm = RESIDENT) -> "SinkCache":
+    def allocate(
+        cls,
+        num_layers: int,
+        batch: int,
+        capacity: int,
+        num_heads: int,
+        head_dim: int,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        form: CacheForm = RESIDENT,
+    ) -> SinkCache:
         form = CacheForm(form.kv, "resident")
         return cls(KVStore.allocate(num_layers, batch, capacity, num_heads, head_dim, dtype, device, form))
 
@@ -260,9 +277,15 @@ class SinkCache(_Planes):
     def read(self, layer: int, stored: bool = False) -> tuple:
         return self.store.read(layer, self.length, stored)
 
-    def converted(self, form: CacheForm) -> "SinkCache":
-        return SinkCache(self.store.converted(CacheForm(form.kv, "resident")), self.length, self.ref_hw,
-                         self.ref_tokens, self.motion_cos, self.motion_sin)
+    def converted(self, form: CacheForm) -> SinkCache:
+        return SinkCache(
+            self.store.converted(CacheForm(form.kv, "resident")),
+            self.length,
+            self.ref_hw,
+            self.ref_tokens,
+            self.motion_cos,
+            self.motion_sin,
+        )
 
 
 @dataclass
@@ -278,13 +301,26 @@ class KVCache(_Planes):
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def allocate(cls, sink: SinkCache, ring_tokens: int, form: CacheForm | None = None,
-                 share: "KVCache | None" = None) -> "KVCache":
+    def allocate(
+        cls, sink: SinkCache, ring_tokens: int, form: CacheForm | None = None, share: KVCache | None = None
+    ) -> KVCache:
         layers, batch, _, heads, dim = sink.k.shape
         form = form or sink.store.form
         s = sink.store
-        return cls(KVStore.allocate(layers, batch, ring_tokens, heads, dim, s.dtype, s.device, form,
-                                    share.store if share is not None else None), sink)
+        return cls(
+            KVStore.allocate(
+                layers,
+                batch,
+                ring_tokens,
+                heads,
+                dim,
+                s.dtype,
+                s.device,
+                form,
+                share.store if share is not None else None,
+            ),
+            sink,
+        )
 
     @property
     def ring_tokens(self) -> int:
@@ -302,27 +338,32 @@ class KVCache(_Planes):
         else:
             write, valid = current_start, current_start + num_tokens
         if write + num_tokens > size:
-            raise ValueError(f"block [{current_start}, +{num_tokens}) does not fit the KV ring of {size} "
-                             "tokens; the ring must hold a whole number of blocks")
+            raise ValueError(
+                f"block [{current_start}, +{num_tokens}) does not fit the KV ring of {size} "
+                "tokens; the ring must hold a whole number of blocks"
+            )
         return write, valid
 
     def begin(self, rows: int) -> None:
         self.store.begin(rows)
 
-    def exchange(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
-                 ) -> tuple:
+    def exchange(
+        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor, rows: int, stored: bool = False
+    ) -> tuple:
         return self.store.exchange(layer, start, k, v, rows, stored)
 
     def end(self) -> None:
         self.store.end()
 
 
-def new_caches(model, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1,
-               form: CacheForm = RESIDENT) -> tuple[SinkCache, list[KVCache]]:
+def new_caches(
+    model, num_steps: int, ring_tokens: int, sink_tokens: int, batch: int = 1, form: CacheForm = RESIDENT
+) -> tuple[SinkCache, list[KVCache]]:
     """The shared sink and `num_steps` KV rings for `model` (a CausalS2VDiT), stored as `form` says."""
     c = model.config
-    sink = SinkCache.allocate(c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, model.dtype, model.device,
-                              form)
+    sink = SinkCache.allocate(
+        c.num_layers, batch, sink_tokens, c.num_heads, c.head_dim, model.dtype, model.device, form
+    )
     rings: list[KVCache] = []
     for _ in range(num_steps):
         rings.append(KVCache.allocate(sink, ring_tokens, form, share=rings[0] if rings else None))

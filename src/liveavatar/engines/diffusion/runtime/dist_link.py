@@ -74,19 +74,28 @@ class DistLink:
     def share_reference(self, reference: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
         """The first clean latent, from the decoding rank (the rolling-sink reference at clip 1)."""
         shape = (*like.shape[:2], 1, *like.shape[3:])
-        return self._once("reference", lambda: self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device)))
+        return self._once(
+            "reference", lambda: self._broadcast(reference, torch.empty(shape, dtype=like.dtype, device=like.device))
+        )
 
     def motion(self, compute, like: torch.Tensor):
         """``next_motion`` for the loop: the decoding rank computes it, every rank gets it."""
-        return lambda: self._once("motion", lambda: self._broadcast(compute() if self.rank == self.source else None, like))
+        return lambda: self._once(
+            "motion", lambda: self._broadcast(compute() if self.rank == self.source else None, like)
+        )
 
 
 def comm_device(backend: str) -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
 
 
-def broadcast_job(rank: int, source: int, device: torch.device, plan: LoopPlan | None = None,
-                  tensors: dict[str, torch.Tensor] | None = None) -> tuple[LoopPlan, dict[str, torch.Tensor]]:
+def broadcast_job(
+    rank: int,
+    source: int,
+    device: torch.device,
+    plan: LoopPlan | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> tuple[LoopPlan, dict[str, torch.Tensor]]:
     """The decoding rank sends the loop plan and the conditions; every other rank receives them."""
     if rank == source:
         header = pickle.dumps((plan, [(k, tuple(v.shape), v.dtype) for k, v in tensors.items()]))
@@ -94,14 +103,18 @@ def broadcast_job(rank: int, source: int, device: torch.device, plan: LoopPlan |
     else:
         size = torch.zeros(1, dtype=torch.int64, device=device)
     dist.broadcast(size, src=source)
-    raw = (torch.frombuffer(bytearray(header), dtype=torch.uint8).to(device) if rank == source
-           else torch.empty(int(size.item()), dtype=torch.uint8, device=device))
+    raw = (
+        torch.frombuffer(bytearray(header), dtype=torch.uint8).to(device)
+        if rank == source
+        else torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    )
     dist.broadcast(raw, src=source)
     plan, specs = pickle.loads(raw.cpu().numpy().tobytes())
     out = {}
     for name, shape, dtype in specs:
-        buf = (tensors[name].to(device).contiguous() if rank == source
-               else torch.empty(shape, dtype=dtype, device=device))
+        buf = (
+            tensors[name].to(device).contiguous() if rank == source else torch.empty(shape, dtype=dtype, device=device)
+        )
         dist.broadcast(buf, src=source)
         out[name] = buf
     return plan, out

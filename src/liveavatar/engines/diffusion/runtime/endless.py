@@ -41,7 +41,9 @@ class EndlessSchedule(Sequence):
         index = self.start + k
         clip, i = divmod(index, len(self.per_clip))
         start, count = self.per_clip[i]
-        return BlockTask(index, clip, start, count, clip * self.plan.latents_per_clip + start, i == len(self.per_clip) - 1)
+        return BlockTask(
+            index, clip, start, count, clip * self.plan.latents_per_clip + start, i == len(self.per_clip) - 1
+        )
 
     def __iter__(self):
         for k in range(len(self)):

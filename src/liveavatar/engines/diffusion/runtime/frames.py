@@ -6,7 +6,7 @@ decode put the decoder's causal state and the pending latents back as they were.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,8 +15,15 @@ from liveavatar.engines.diffusion.runtime.loop import DenoisedBlock
 
 
 class BlockFrames:
-    def __init__(self, decoder, online: bool, clip_frames: list[int], keep_first_clip: bool, start_clip: int = 0,
-                 on_clip_end: Callable[[DenoisedBlock], None] | None = None) -> None:
+    def __init__(
+        self,
+        decoder,
+        online: bool,
+        clip_frames: list[int],
+        keep_first_clip: bool,
+        start_clip: int = 0,
+        on_clip_end: Callable[[DenoisedBlock], None] | None = None,
+    ) -> None:
         self.decoder = decoder  # StreamingDecoder or TiledStreamingDecoder (the ladder may swap it)
         self.start_clip = start_clip  # --resume: earlier clips are decoded for the state, not output
         self.on_clip_end = on_clip_end

@@ -130,8 +130,10 @@ class Ladder:
             caches = caches.converted(new.kv, release=True)
             free_device_memory()
             what.append(f"step caches now {new.kv.label}")
-        self.notify(f"note: out of GPU memory at block {block}: stepped down to \"{new.name}\" "
-                    f"({'; '.join(w for w in what if w)}); continuing from block {block}")
+        self.notify(
+            f'note: out of GPU memory at block {block}: stepped down to "{new.name}" '
+            f"({'; '.join(w for w in what if w)}); continuing from block {block}"
+        )
         self.rungs_taken.append(new.name)
         self.mode = new
         return caches

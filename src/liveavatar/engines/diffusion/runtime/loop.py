@@ -27,15 +27,23 @@ There is ONE loop. What varies is a parameter of it:
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import torch
 
 from liveavatar.config import DISTILLED_SHIFT, Plan
 from liveavatar.engines.diffusion.latents import FRAMES_PER_LATENT, LATENT_CHANNELS, latent_hw
 from liveavatar.engines.diffusion.model.dit import draw_relative_dist
-from liveavatar.engines.diffusion.runtime.caches import RESIDENT, CacheForm, KVCache, SinkCache, device_bytes, new_caches
+from liveavatar.engines.diffusion.runtime.caches import (
+    RESIDENT,
+    CacheForm,
+    KVCache,
+    SinkCache,
+    device_bytes,
+    new_caches,
+)
 from liveavatar.engines.diffusion.runtime.scheduler import EulerSampler
 
 BLOCK_LATENT_FRAMES = 3
@@ -70,17 +78,31 @@ class LoopPlan:
     def of(cls, plan: Plan) -> LoopPlan:
         """The loop of a resolved run: its size in latents, its sampling, the last clip cut where the
         audio ends; upstream's online-decode path rolls the sink at clip 1, its default script does not."""
-        return cls(frames_per_clip=plan.frames_per_clip, num_clips=plan.num_clips, latent_hw=latent_hw(plan.height, plan.width),
-                   sample_steps=plan.sample_steps, sample_shift=plan.sample_shift, seed=plan.seed,
-                   last_clip_frames=plan.clip_frame_counts()[-1], rolling_sink=plan.enable_online_decode)
+        return cls(
+            frames_per_clip=plan.frames_per_clip,
+            num_clips=plan.num_clips,
+            latent_hw=latent_hw(plan.height, plan.width),
+            sample_steps=plan.sample_steps,
+            sample_shift=plan.sample_shift,
+            seed=plan.seed,
+            last_clip_frames=plan.clip_frame_counts()[-1],
+            rolling_sink=plan.enable_online_decode,
+        )
 
     @classmethod
-    def for_size(cls, height: int, width: int, frames_per_clip: int, sample_steps: int, num_clips: int = 1,
-                 seed: int = 0) -> LoopPlan:
+    def for_size(
+        cls, height: int, width: int, frames_per_clip: int, sample_steps: int, num_clips: int = 1, seed: int = 0
+    ) -> LoopPlan:
         """A loop of these pixel shapes (memory estimates, benchmarks: the sampling's shift does not
         change a size, so it is the distilled one)."""
-        return cls(frames_per_clip=frames_per_clip, num_clips=num_clips, latent_hw=latent_hw(height, width),
-                   sample_steps=sample_steps, sample_shift=DISTILLED_SHIFT, seed=seed)
+        return cls(
+            frames_per_clip=frames_per_clip,
+            num_clips=num_clips,
+            latent_hw=latent_hw(height, width),
+            sample_steps=sample_steps,
+            sample_shift=DISTILLED_SHIFT,
+            seed=seed,
+        )
 
     @property
     def latents_per_clip(self) -> int:
@@ -127,7 +149,7 @@ class Stage:
     num_steps: int
 
     @classmethod
-    def whole(cls, num_steps: int) -> "Stage":
+    def whole(cls, num_steps: int) -> Stage:
         return cls(tuple(range(num_steps)), num_steps)
 
     @property
@@ -185,17 +207,18 @@ class StepCaches:
     by_step: dict[int, KVCache]
 
     @classmethod
-    def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...], mode: CacheForm = RESIDENT) -> "StepCaches":
+    def allocate(cls, dit, plan: LoopPlan, steps: tuple[int, ...], mode: CacheForm = RESIDENT) -> StepCaches:
         """Fresh caches in the form the memory planner chose (`mode`; resident model dtype by default)."""
-        sink, caches = new_caches(dit, num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens,
-                                      form=mode)
+        sink, caches = new_caches(
+            dit, num_steps=len(steps), ring_tokens=plan.ring_tokens, sink_tokens=plan.sink_tokens, form=mode
+        )
         return cls(sink, dict(zip(steps, caches)))
 
     @property
     def form(self) -> CacheForm:
         return next(iter(self.by_step.values())).store.form if self.by_step else self.sink.store.form
 
-    def converted(self, mode: CacheForm, release: bool = False) -> "StepCaches":
+    def converted(self, mode: CacheForm, release: bool = False) -> StepCaches:
         """The same contents in another form (the out-of-memory ladder); exact unless it turns to fp8.
 
         ``release``: empty this object as it goes, so only one step's old ring is alive beside the new ones.
@@ -223,10 +246,10 @@ class LoopState:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def start(cls, seed: int) -> "LoopState":
+    def start(cls, seed: int) -> LoopState:
         return cls(next_task=0, rng_state=random.Random(seed).getstate())
 
-    def snapshot(self) -> "LoopState":
+    def snapshot(self) -> LoopState:
         ref = None if self.reference is None else self.reference.clone()
         return replace(self, reference=ref, extra=dict(self.extra))
 
@@ -252,14 +275,27 @@ def clip_noise(plan: LoopPlan, clip: int, device: torch.device) -> torch.Tensor:
     """The clip's initial noise ``[1, LATENT_CHANNELS, latents, h, w]``, from a generator seeded seed + clip."""
     gen = torch.Generator(device=device).manual_seed(plan.seed + clip)
     h, w = plan.latent_hw
-    return torch.randn((1, LATENT_CHANNELS, plan.latents_per_clip, h, w), generator=gen, device=device, dtype=torch.float32)
+    return torch.randn(
+        (1, LATENT_CHANNELS, plan.latents_per_clip, h, w), generator=gen, device=device, dtype=torch.float32
+    )
 
 
 @torch.no_grad()
-def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor, motion_latents: torch.Tensor,
-                   plan: LoopPlan, next_motion: Callable[[], torch.Tensor] | None = None, *,
-                   stage: Stage | None = None, link: Link | None = None, caches: StepCaches | None = None,
-                   state: LoopState | None = None, noise: NoiseFn = clip_noise) -> Iterator[DenoisedBlock]:
+def denoise_blocks(
+    dit,
+    text_ctx,
+    audio: torch.Tensor,
+    ref_latents: torch.Tensor,
+    motion_latents: torch.Tensor,
+    plan: LoopPlan,
+    next_motion: Callable[[], torch.Tensor] | None = None,
+    *,
+    stage: Stage | None = None,
+    link: Link | None = None,
+    caches: StepCaches | None = None,
+    state: LoopState | None = None,
+    noise: NoiseFn = clip_noise,
+) -> Iterator[DenoisedBlock]:
     """Yield each block's clean latents in order (on the worker that runs the last step).
 
     ``next_motion``, when given, is called when clip 1 starts on a rolling sink and returns the
@@ -294,7 +330,12 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
     if prefilled_at_entry:
         prefill(tasks[entry].clip)
     for task in tasks[entry:]:
-        if task.clip == 1 and task.start == 0 and plan.rolling_sink and not (task.index == entry and prefilled_at_entry):
+        if (
+            task.clip == 1
+            and task.start == 0
+            and plan.rolling_sink
+            and not (task.index == entry and prefilled_at_entry)
+        ):
             prefill(1)
         if stage.first:
             if task.clip != noise_clip:
@@ -310,8 +351,16 @@ def denoise_blocks(dit, text_ctx, audio: torch.Tensor, ref_latents: torch.Tensor
             relative_dist = draw_relative_dist(rng)  # every worker draws every step's number
             if step not in caches.by_step:
                 continue
-            v = dit.denoise_block(caches.by_step[step], x, float(sampler.timesteps[step]), text_ctx, audio_in,
-                                  None, current_start, relative_dist=relative_dist)
+            v = dit.denoise_block(
+                caches.by_step[step],
+                x,
+                float(sampler.timesteps[step]),
+                text_ctx,
+                audio_in,
+                None,
+                current_start,
+                relative_dist=relative_dist,
+            )
             x = sampler.step(x, v, step)
         if state.reference is None and stage.last and task.index == 0:
             state.reference = x[:, :, :1].clone()

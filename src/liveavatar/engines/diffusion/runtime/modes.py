@@ -18,8 +18,13 @@ def step_down(engine, old, new, frames) -> str:
         from liveavatar.engines.diffusion.vae.tiles import TiledStreamingDecoder
 
         old_decoder = frames.decoder
-        frames.decoder = TiledStreamingDecoder(m.vae, new.decode_tiles, latents_per_pass=old_decoder.latents_per_pass,
-                                               compile=engine.compile_decoder, state_from=old_decoder)
+        frames.decoder = TiledStreamingDecoder(
+            m.vae,
+            new.decode_tiles,
+            latents_per_pass=old_decoder.latents_per_pass,
+            compile=engine.compile_decoder,
+            state_from=old_decoder,
+        )
         done.append(f"decode in {new.decode_tiles} spatial tiles")
     return "; ".join(d for d in done if d)
 

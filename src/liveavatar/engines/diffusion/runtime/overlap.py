@@ -15,8 +15,9 @@ decoded frames) calls `caught_up()` first.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -27,8 +28,9 @@ class Cancelled(Exception):
 
 
 class AheadOfConsumer(Generic[T, S]):
-    def __init__(self, items: Iterator[T], snapshot: Callable[[], S], context: Callable[[], object] | None = None
-                 ) -> None:
+    def __init__(
+        self, items: Iterator[T], snapshot: Callable[[], S], context: Callable[[], object] | None = None
+    ) -> None:
         """`snapshot()` runs in the worker right after each item (the state that goes with it);
         `context()` (e.g. torch.no_grad) is entered by the worker around the whole loop."""
         self._items, self._snapshot, self._context = items, snapshot, context
@@ -129,7 +131,7 @@ class InOrder(Generic[T, S]):
             self._items.close()
 
 
-def run_blocks(items: Iterator, snapshot: Callable[[], S], ahead: bool) -> "AheadOfConsumer | InOrder":
+def run_blocks(items: Iterator, snapshot: Callable[[], S], ahead: bool) -> AheadOfConsumer | InOrder:
     """The block loop as (block, (state, ready)) pairs: one block ahead in a thread when `ahead`
     (then `ready` is a CUDA event recorded when the block's latents were complete, or None on the
     CPU), else in order (`ready` None)."""

@@ -78,22 +78,33 @@ def plan_roles(config: GenerateConfig) -> Roles:
     k = config.num_gpus_dit
     steps = config.sample_steps
     if steps is not None and k > steps:
-        more_steps = f", or --sample_steps {k} or more" if k <= MAX_SAMPLE_STEPS else ""  # only advice that can be followed
-        raise UserError("--num_gpus_dit", f"{k} DiT workers cannot share {steps} denoising steps: each worker runs at least one step",
-                        f"use --num_gpus_dit {steps} or fewer{more_steps}")
+        more_steps = (
+            f", or --sample_steps {k} or more" if k <= MAX_SAMPLE_STEPS else ""
+        )  # only advice that can be followed
+        raise UserError(
+            "--num_gpus_dit",
+            f"{k} DiT workers cannot share {steps} denoising steps: each worker runs at least one step",
+            f"use --num_gpus_dit {steps} or fewer{more_steps}",
+        )
     want = config.enable_vae_parallel
     launched = torchrun_env()
     if launched is not None:
         world = launched[1]
         if world not in (k, k + 1):
-            raise UserError("--num_gpus_dit", f"torchrun started {world} processes for {k} DiT workers",
-                            f"use torchrun --nproc_per_node {k} (the last DiT rank decodes) or {k + 1} (plus a decode worker)")
+            raise UserError(
+                "--num_gpus_dit",
+                f"torchrun started {world} processes for {k} DiT workers",
+                f"use torchrun --nproc_per_node {k} (the last DiT rank decodes) or {k + 1} (plus a decode worker)",
+            )
         return Roles(k, world == k + 1)
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if gpus and gpus < k + int(bool(want)):
         need = k + int(bool(want))
-        raise UserError("--num_gpus_dit", f"{need} GPUs needed ({k} DiT workers{' + 1 decode' if want else ''}) but {gpus} are visible",
-                        "use fewer workers, or make more GPUs visible (CUDA_VISIBLE_DEVICES; run `liveavatar doctor`)")
+        raise UserError(
+            "--num_gpus_dit",
+            f"{need} GPUs needed ({k} DiT workers{' + 1 decode' if want else ''}) but {gpus} are visible",
+            "use fewer workers, or make more GPUs visible (CUDA_VISIBLE_DEVICES; run `liveavatar doctor`)",
+        )
     return roles_for(k, want, gpus)
 
 
@@ -219,7 +230,9 @@ def _child_main(spec: WorkerSpec) -> None:
         if plan is not None and backend == "nccl":  # refused before any weight loads
             _require_planned_room(plan, spec.roles.describe(spec.rank, spec.config.sample_steps))
         fp8 = plan.choice.mode.weights == "fp8" if plan is not None else None
-        dit, _ = build_dit(spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype, fp8)
+        dit, _ = build_dit(
+            spec.config, resolve_layout(spec.config.ckpt_dir, spec.config.lora_path_dmd), device, dtype, fp8
+        )
         store.set(f"{READY_KEY}{spec.rank}", "1")
         _init_group(backend, spec.rank, spec.roles.world, store)
         serve_dit(spec.rank, spec.roles, dit, backend, plan)

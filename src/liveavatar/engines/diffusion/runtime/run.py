@@ -78,15 +78,29 @@ class DiffusionRun:
         ahead = overlap and engine.team is None and engine.memory.overlap_fits
         with decode_side(ahead, self.motion):
             decoder.decode_next(self.motion[:, :, :DECODER_WARMUP_LATENTS])
-        self.frames = BlockFrames(decoder, plan.enable_online_decode, plan.clip_frame_counts(), plan.num_clips > 1,
-                                  start_clip=start_clip, on_clip_end=self.clip_end)
+        self.frames = BlockFrames(
+            decoder,
+            plan.enable_online_decode,
+            plan.clip_frame_counts(),
+            plan.num_clips > 1,
+            start_clip=start_clip,
+            on_clip_end=self.clip_end,
+        )
         self.ladder = Ladder(engine.mode, engine.later, self, notify, ahead=ahead)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         team = self.engine.team
         if team is not None:  # K workers: the same loop, one step group each (runtime/workers.py)
-            for block in team.run(self.models.dit, self.text, self.audio, self.ref, self.motion, self.loop_plan,
-                                  self.next_motion, self.notify):
+            for block in team.run(
+                self.models.dit,
+                self.text,
+                self.audio,
+                self.ref,
+                self.motion,
+                self.loop_plan,
+                self.next_motion,
+                self.notify,
+            ):
                 out = self.frames(block)
                 if out is not None:
                     yield out
@@ -99,8 +113,17 @@ class DiffusionRun:
         return StepCaches.allocate(self.models.dit, self.loop_plan, tuple(range(self.plan.sample_steps)), mode=form)
 
     def produce(self, caches: StepCaches, state: LoopState) -> Iterator[DenoisedBlock]:
-        return denoise_blocks(self.models.dit, self.text_ctx, self.audio, self.ref, self.motion, self.loop_plan,
-                              caches=caches, state=state, next_motion=self.next_motion)
+        return denoise_blocks(
+            self.models.dit,
+            self.text_ctx,
+            self.audio,
+            self.ref,
+            self.motion,
+            self.loop_plan,
+            caches=caches,
+            state=state,
+            next_motion=self.next_motion,
+        )
 
     def step_down(self, old, new) -> str:
         from liveavatar.engines.diffusion.runtime.modes import step_down
@@ -110,8 +133,11 @@ class DiffusionRun:
     def exhausted(self, block: int, mode) -> BaseException:
         from liveavatar.errors import UserError
 
-        return UserError("--gpu_memory", f"out of GPU memory at block {block} even in the last memory mode ({mode.name})",
-                         f"the finished part is kept; to make the whole video run: {self.engine.memory.finish}")
+        return UserError(
+            "--gpu_memory",
+            f"out of GPU memory at block {block} even in the last memory mode ({mode.name})",
+            f"the finished part is kept; to make the whole video run: {self.engine.memory.finish}",
+        )
 
     # -- the loop's callbacks ---------------------------------------------------------------
     def next_motion(self) -> torch.Tensor:
@@ -124,5 +150,8 @@ class DiffusionRun:
     def clip_end(self, block: DenoisedBlock) -> None:
         """Resume records: the loop's state at each clip end (K > 1 workers: it lives in them)."""
         state = self.ladder.live if self.engine.team is None else None
-        remember_state(self.engine.resume_states, block.clip + 1,
-                       clip_fingerprint(block.clip + 1, block.task.index + 1, state, block.latents))
+        remember_state(
+            self.engine.resume_states,
+            block.clip + 1,
+            clip_fingerprint(block.clip + 1, block.task.index + 1, state, block.latents),
+        )

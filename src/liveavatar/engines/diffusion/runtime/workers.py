@@ -23,13 +23,23 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Iterator
 
 from liveavatar.config import GenerateConfig
-from liveavatar.engines.diffusion.runtime.ranks import (FAULT_KEY, READY_KEY, Roles, WorkerFailed, WorkerSpec,
-                                                        _backend, _child_main, _init_group, plan_roles, timeout_s,
-                                                        torchrun_env)
+from liveavatar.engines.diffusion.runtime.ranks import (
+    FAULT_KEY,
+    READY_KEY,
+    Roles,
+    WorkerFailed,
+    WorkerSpec,
+    _backend,
+    _child_main,
+    _init_group,
+    plan_roles,
+    timeout_s,
+    torchrun_env,
+)
 from liveavatar.errors import UserError
 
 REPORT_GRACE_S = 0.5  # after a worker ends, how long to wait for the others' reports of why
@@ -65,7 +75,7 @@ class Team:
         return self.roles.decode_worker
 
     @classmethod
-    def launch(cls, config: GenerateConfig, layout=None, memory=None) -> "Team | None":
+    def launch(cls, config: GenerateConfig, layout=None, memory=None) -> Team | None:
         """None for one worker; else the team, its spawned workers already loading (`memory`: the
         planner's RunMemory, whose per-rank plans the workers follow)."""
         if config.num_gpus_dit <= 1:
@@ -79,8 +89,9 @@ class Team:
         import torch.distributed as dist
         import torch.multiprocessing as mp
 
-        self._store = dist.TCPStore("127.0.0.1", 0, self.roles.world, True, wait_for_workers=False,
-                                    timeout=timedelta(seconds=timeout_s()))
+        self._store = dist.TCPStore(
+            "127.0.0.1", 0, self.roles.world, True, wait_for_workers=False, timeout=timedelta(seconds=timeout_s())
+        )
         ctx = mp.get_context("spawn")
         for rank in range(self.roles.world):
             if rank == self.roles.decoder:
@@ -201,15 +212,16 @@ class Team:
         import torch
         import torch.distributed as dist
 
-        from liveavatar.engines.diffusion.runtime.dist_link import (DistLink, broadcast_job, comm_device,
-                                                                      receive_blocks)
         from liveavatar.engines.diffusion.runtime.caches import RESIDENT
+        from liveavatar.engines.diffusion.runtime.dist_link import DistLink, broadcast_job, comm_device, receive_blocks
         from liveavatar.engines.diffusion.runtime.loop import StepCaches, denoise_blocks, split_steps
         from liveavatar.engines.diffusion.runtime.memory_notes import worker_notes
 
         if self.backend == "gloo" and not self.torchrun:
-            notify(f"note: no CUDA device: {self.roles.num_dit} DiT workers{' + 1 decode worker' if self.decode_worker else ''} "
-                   "run as CPU processes over gloo (a correctness mode: slow)")
+            notify(
+                f"note: no CUDA device: {self.roles.num_dit} DiT workers{' + 1 decode worker' if self.decode_worker else ''} "
+                "run as CPU processes over gloo (a correctness mode: slow)"
+            )
         for line in worker_notes(self.config, plan, self.roles, self.memory):
             notify(line)
         finished = False
@@ -230,8 +242,18 @@ class Team:
                 stage = split_steps(plan.sample_steps, self.roles.num_dit)[rank]
                 text_ctx = dit.encode_text(text.to(dit.device))
                 form = self.memory.for_rank(rank).choice.mode.kv if self.memory is not None else RESIDENT
-                blocks = denoise_blocks(dit, text_ctx, audio, ref, motion, plan, link.motion(checked_motion, motion),
-                                        stage=stage, link=link, caches=StepCaches.allocate(dit, plan, stage.steps, form))
+                blocks = denoise_blocks(
+                    dit,
+                    text_ctx,
+                    audio,
+                    ref,
+                    motion,
+                    plan,
+                    link.motion(checked_motion, motion),
+                    stage=stage,
+                    link=link,
+                    caches=StepCaches.allocate(dit, plan, stage.steps, form),
+                )
             for block in blocks:
                 self._raise_fault()  # stop at the next block boundary, not at the next call that fails
                 yield block
@@ -255,5 +277,3 @@ class Team:
                 self._store = None
             if not finished:
                 torch.cuda.empty_cache() if torch.cuda.is_available() else None
-
-

@@ -27,7 +27,9 @@ CONTEXT_FRAMES = 2  # past frames a 3-tap causal conv needs (upstream's CACHE_T)
 class CausalConv3d(nn.Conv3d):
     """Conv3d whose time axis only looks back: the past comes from the cache (or zeros)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int | tuple, stride: int | tuple = 1, padding: int | tuple = 0) -> None:
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel_size: int | tuple, stride: int | tuple = 1, padding: int | tuple = 0
+    ) -> None:
         pad = (padding,) * 3 if isinstance(padding, int) else tuple(padding)
         super().__init__(in_ch, out_ch, kernel_size, stride=stride, padding=(0, pad[1], pad[2]))
         self.context = 2 * pad[0]
@@ -208,7 +210,9 @@ def _head(dim: int, out_ch: int) -> CachedSequential:
 
 
 class Encoder3d(nn.Module):
-    def __init__(self, dim: int, out_ch: int, dim_mult: tuple[int, ...], num_res_blocks: int, temporal_down: tuple[bool, ...]) -> None:
+    def __init__(
+        self, dim: int, out_ch: int, dim_mult: tuple[int, ...], num_res_blocks: int, temporal_down: tuple[bool, ...]
+    ) -> None:
         super().__init__()
         dims = [dim * m for m in (1, *dim_mult)]
         self.conv1 = CausalConv3d(3, dims[0], 3, padding=1)
@@ -230,7 +234,9 @@ class Encoder3d(nn.Module):
 
 
 class Decoder3d(nn.Module):
-    def __init__(self, dim: int, z_dim: int, dim_mult: tuple[int, ...], num_res_blocks: int, temporal_up: tuple[bool, ...]) -> None:
+    def __init__(
+        self, dim: int, z_dim: int, dim_mult: tuple[int, ...], num_res_blocks: int, temporal_up: tuple[bool, ...]
+    ) -> None:
         super().__init__()
         dims = [dim * m for m in (dim_mult[-1], *dim_mult[::-1])]
         self.conv1 = CausalConv3d(z_dim, dims[0], 3, padding=1)

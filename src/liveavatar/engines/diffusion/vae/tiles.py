@@ -36,8 +36,15 @@ def tile_spans(width: int, tiles: int, overlap: int) -> list[tuple[int, int]]:
 class TiledStreamingDecoder:
     """`StreamingDecoder`'s interface (``decode_next``, ``reset``), decoding `tiles` width tiles per pass."""
 
-    def __init__(self, vae: WanVAE, tiles: int = 2, overlap: int = DEFAULT_OVERLAP, latents_per_pass: int = 1,
-                 compile: bool = False, state_from: StreamingDecoder | None = None) -> None:
+    def __init__(
+        self,
+        vae: WanVAE,
+        tiles: int = 2,
+        overlap: int = DEFAULT_OVERLAP,
+        latents_per_pass: int = 1,
+        compile: bool = False,
+        state_from: StreamingDecoder | None = None,
+    ) -> None:
         self.vae, self.tiles, self.overlap = vae, tiles, overlap
         self.latents_per_pass, self.compile = latents_per_pass, compile
         self._decoders: list[StreamingDecoder] = []
@@ -82,8 +89,8 @@ class TiledStreamingDecoder:
                 shape = (*part.shape[:-1], width * SPATIAL)
                 out = part.new_zeros(shape, dtype=torch.float32)
                 weight = part.new_zeros(width * SPATIAL, dtype=torch.float32)
-            out[..., a * SPATIAL:b * SPATIAL] += part.float() * ramp
-            weight[a * SPATIAL:b * SPATIAL] += ramp
+            out[..., a * SPATIAL : b * SPATIAL] += part.float() * ramp
+            weight[a * SPATIAL : b * SPATIAL] += ramp
         return (out / weight).to(part.dtype).clamp_(-1.0, 1.0)
 
 
@@ -99,4 +106,4 @@ def _ramp(cols: int, left: bool, right: bool, overlap_px: int, like: torch.Tenso
 
 def _crop(t: torch.Tensor, a: int, b: int, width: int) -> torch.Tensor:
     scale = t.shape[-1] // width  # cached tensors sit at 1x, 2x, 4x or 8x the latent width
-    return t[..., a * scale:b * scale].clone()
+    return t[..., a * scale : b * scale].clone()

@@ -46,7 +46,7 @@ class VAEConfig:
     temporal_downsample: tuple[bool, ...] = (False, True, True)
 
     @classmethod
-    def wan21(cls) -> "VAEConfig":
+    def wan21(cls) -> VAEConfig:
         return cls()
 
     @property
@@ -58,13 +58,17 @@ class VAEConfig:
         return WAN21_LATENT_STD if self.z_dim == len(WAN21_LATENT_STD) else (1.0,) * self.z_dim
 
     @classmethod
-    def from_state_dict(cls, state: "Mapping", source: Path) -> "VAEConfig":
+    def from_state_dict(cls, state: Mapping, source: Path) -> VAEConfig:
         """Read the sizes off the tensors' shapes (so the real file and tiny test files both load)."""
         try:
             dim = int(state["encoder.conv1.weight"].shape[0])
             z_dim = int(state["conv2.weight"].shape[0])
         except KeyError as exc:
-            raise UserError("--ckpt_dir", f"{source} is not a Wan2.1 VAE (no {exc.args[0]})", "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release") from None
+            raise UserError(
+                "--ckpt_dir",
+                f"{source} is not a Wan2.1 VAE (no {exc.args[0]})",
+                "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release",
+            ) from None
         pattern = re.compile(r"encoder\.downsamples\.(\d+)\.")
         indices = sorted({int(m.group(1)) for k in state if (m := pattern.match(k))})
         levels: list[list[int]] = [[]]
@@ -77,10 +81,18 @@ class VAEConfig:
             elif prefix + "residual.2.weight" in state:
                 levels[-1].append(int(state[prefix + "residual.2.weight"].shape[0]))
             else:
-                raise UserError("--ckpt_dir", f"{source} has an encoder layer this VAE does not know ({prefix}*)", "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release")
+                raise UserError(
+                    "--ckpt_dir",
+                    f"{source} has an encoder layer this VAE does not know ({prefix}*)",
+                    "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release",
+                )
         counts = {len(level) for level in levels}
         if len(counts) != 1 or 0 in counts or any(c % dim for level in levels for c in level):
-            raise UserError("--ckpt_dir", f"{source} has an irregular encoder layout", "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release")
+            raise UserError(
+                "--ckpt_dir",
+                f"{source} has an irregular encoder layout",
+                "use Wan2.1_VAE.pth from the Wan-AI/Wan2.2-S2V-14B release",
+            )
         return cls(
             dim=dim,
             z_dim=z_dim,
@@ -100,7 +112,9 @@ class WanVAE(nn.Module):
         self.encoder = Encoder3d(config.dim, 2 * z, config.dim_mult, config.num_res_blocks, config.temporal_downsample)
         self.conv1 = CausalConv3d(2 * z, 2 * z, 1)
         self.conv2 = CausalConv3d(z, z, 1)
-        self.decoder = Decoder3d(config.dim, z, config.dim_mult, config.num_res_blocks, config.temporal_downsample[::-1])
+        self.decoder = Decoder3d(
+            config.dim, z, config.dim_mult, config.num_res_blocks, config.temporal_downsample[::-1]
+        )
         self.encoder_slots = assign_cache_slots(self.encoder)
         self.decoder_slots = assign_cache_slots(self.decoder)
         self._stats: dict = {}
@@ -207,5 +221,12 @@ def build_vae(config: VAEConfig, device: torch.device | str = "cpu", dtype: torc
 
 def load_vae(path: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.bfloat16) -> WanVAE:
     """Load ``Wan2.1_VAE.pth`` (any size with its layout); the config is read from the shapes."""
-    return build_from_pth(path, "Wan2.1 VAE", VAEConfig.from_state_dict, WanVAE,
-                          lambda c: f"Wan2.1 VAE layout (dim {c.dim}, mults {list(c.dim_mult)})", device, dtype)
+    return build_from_pth(
+        path,
+        "Wan2.1 VAE",
+        VAEConfig.from_state_dict,
+        WanVAE,
+        lambda c: f"Wan2.1 VAE layout (dim {c.dim}, mults {list(c.dim_mult)})",
+        device,
+        dtype,
+    )
