@@ -8,123 +8,18 @@ video, its partial); ids are generated here, never taken from a request.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import secrets
 import shutil
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from liveavatar.engines.base import Engine
+from liveavatar.serve.job import TERMINAL, VIDEO, Job, QueueFull, add_once, new_job_id, sound_job
 from liveavatar.serve.settings import ServeSettings
 from liveavatar.serve.store import JobStore, private_folders
-
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
-VIDEO = "video.mp4"
-
-
-class QueueFull(Exception):
-    pass
-
-
-@dataclass
-class Job:
-    id: str
-    seq: int
-    created_at: float
-    prompt: str
-    image: str  # file names inside the job's folder
-    audio: str
-    options: dict  # GenerateConfig fields given in the request, already validated
-    plan: dict  # Plan.summary() at submission
-    warnings: list[str] = field(default_factory=list)
-    status: str = "queued"
-    started_at: float | None = None
-    finished_at: float | None = None
-    frames_done: int = 0
-    error: dict | None = None
-    growing: str | None = None  # the file being written while in progress
-    partial: bool = False  # a partial video was kept (failed or cancelled part-way)
-    resume: bool = False  # continue from the resume record in the job's folder (set on a restart)
-    resumed_from: int = 0  # frames already made when it was re-queued (for the ETA)
-    # not persisted
-    version: int = 0
-    cancel_requested: bool = False
-
-    def record(self) -> dict:
-        out = asdict(self)
-        del out["version"], out["cancel_requested"]
-        return out
-
-    @classmethod
-    def from_record(cls, record: dict) -> Job:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
-
-    def view(self, keep_s: float, queue_position: int | None, now: float | None = None) -> dict:
-        """The API object (OpenAI Videos' fields where they fit, then ours)."""
-        now = time.time() if now is None else now
-        plan = self.plan  # read with .get: a record written by an older version may lack a field
-        total = int(plan.get("num_frames") or 0)
-        done = total if self.status == "completed" else self.frames_done
-        eta = None
-        made = done - self.resumed_from  # by this run (a resumed run copies the finished frames first)
-        if self.status == "in_progress" and self.started_at is not None and 0 < made and done < total:
-            eta = round((now - self.started_at) * (total - done) / made, 1)
-        return {
-            "id": self.id,
-            "object": "video",
-            "model": f"liveavatar-{plan.get('engine', 'unknown')}",
-            "status": self.status,
-            "progress": int(100 * done / total) if total else 0,
-            "created_at": int(self.created_at),
-            "started_at": _int(self.started_at),
-            "completed_at": _int(self.finished_at),
-            "expires_at": _int(self.finished_at + keep_s) if self.finished_at is not None else None,
-            "size": f"{plan['width']}x{plan['height']}" if "width" in plan and "height" in plan else None,
-            "seconds": f"{plan['duration_s']:g}" if "duration_s" in plan else None,
-            "prompt": self.prompt,
-            "frames_done": done,
-            "frames_total": total,
-            "eta_s": eta,
-            "queue_position": queue_position,
-            "partial": self.partial,
-            "error": self.error,
-            "warnings": self.warnings,
-            "options": self.options,
-        }
-
-
-def _sound_job(record: dict, keep_s: float) -> Job | None:
-    """The job of a stored record when it makes a valid API object (strict JSON), else None with a
-    logged warning: a damaged row is left out instead of breaking every listing."""
-    try:
-        job = Job.from_record(record)
-        json.dumps(job.view(keep_s, None), allow_nan=False)
-    except Exception as exc:
-        logging.getLogger("liveavatar.serve").warning(
-            "job %s: its stored record is damaged (%s: %s); left out", record.get("id", "?"), type(exc).__name__, exc
-        )
-        return None
-    return job
-
-
-def _add_once(lines: list[str], line: str) -> None:
-    """A job's run repeats the notes its submission's plan already gave: each is shown once."""
-    if line not in lines:
-        lines.append(line)
-
-
-def _int(value: float | None) -> int | None:
-    return None if value is None else int(value)
-
-
-def new_job_id() -> str:
-    return "video_" + secrets.token_hex(12)
 
 
 class JobQueue:
@@ -154,7 +49,7 @@ class JobQueue:
         records = self._store.load()
         self._remove_orphans(self._store.ids())  # every row's id, damaged ones too: their files stay
         for record in records:
-            job = _sound_job(record, self.settings.keep_s)
+            job = sound_job(record, self.settings.keep_s)
             if job is None:
                 continue
             self._seq = max(self._seq, job.seq)
@@ -397,7 +292,7 @@ class JobQueue:
             should_stop=lambda: job.cancel_requested or self._stopping,
         )
         scrub = lambda text: " ".join(text.replace(str(folder) + os.sep, "").split())  # noqa: E731  (no machine paths out)
-        notify = lambda line: _add_once(warnings, scrub(line).replace(pipeline.RESUME_ADVICE, ""))  # noqa: E731
+        notify = lambda line: add_once(warnings, scrub(line).replace(pipeline.RESUME_ADVICE, ""))  # noqa: E731
         end: dict = {"growing": None, "finished_at": None}
         try:
             pipeline.run(config, say=lambda _: None, notify=notify, hooks=hooks)

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from liveavatar.serve.jobs import TERMINAL, VIDEO, Job
+from liveavatar.serve.job import TERMINAL, VIDEO, Job
 
 POLL_S = 0.05
 CHUNK = 256 * 1024

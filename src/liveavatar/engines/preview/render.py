@@ -13,6 +13,7 @@ from liveavatar.engines.preview import face as F
 from liveavatar.engines.preview import fields as FL
 from liveavatar.engines.preview import lips as LP
 from liveavatar.engines.preview import mouth_paint as MP
+from liveavatar.engines.preview.lip_base import lip_base
 from liveavatar.engines.preview.style import DEFAULT_STYLE, PreviewStyle
 
 
@@ -82,7 +83,7 @@ class Renderer:
         # when the lips are to meet at rest (so they close on lip, not on a squeezed dark hole).
         self.source = self.portrait
         if self.mode == "lips" and not keep and g.gap0 > 1.0:
-            self.source = MP.lip_base(self.portrait, face.landmarks, margin=max(1.0, 0.03 * g.mouth_width))
+            self.source = lip_base(self.portrait, face.landmarks, margin=max(1.0, 0.03 * g.mouth_width))
         rest_gap = g.gap0 if keep else 0.0
         self.painter = MP.MouthPainter(self.portrait, face.landmarks, g.mouth_width, g.v, rest_gap, style)
 
