@@ -20,8 +20,11 @@ from liveavatar.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 SLOW_RUN = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
     import numpy as np
+    # a shell that started the tests in the background leaves SIGINT ignored in its children: a
+    # person's Ctrl-C is what this run stands for, so take Python's own handler back
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from liveavatar.engines import select
     from liveavatar.cli import main
 

@@ -130,8 +130,6 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
                 f"session {session_id!r} has no WebRTC connection to speak into; Start it first",
                 "session_id",
             )
-        if not tts.available():
-            raise Rejected(501, "tts_not_installed", tts.INSTALL_HINT, "text")
         try:
             text = (await request.json()).get("text")
         except (ValueError, AttributeError):
@@ -140,6 +138,8 @@ def add_routes(app, sessions: Runs, config: WebRTCConfig) -> WebRTCRoutes:
             raise Rejected(
                 400, "invalid_text", f'send JSON {{"text": "..."}} with 1 to {tts.MAX_TEXT} characters', "text"
             )
+        if not tts.available():  # after the body's own check: a bad request is a 400 either way
+            raise Rejected(501, "tts_not_installed", tts.INSTALL_HINT, "text")
         speech = await run_in_threadpool(speaker.say, text.strip(), peer.session.sample_rate)
         peer.run.push_audio(speech)
         peer.run.end_of_speech()
